@@ -1,0 +1,1 @@
+"""fgssl_lib.methods"""
