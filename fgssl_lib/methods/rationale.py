@@ -1,0 +1,75 @@
+"""LCR's common-rationale parts: the SSL-loss Grad-CAM, the Grad-CAM fitting branch, the KL fitting loss and the
+per-image weighted pooling (LCR Eqs. 3-6 and 8; ``../shared/METHODS.md``).
+
+``phi`` is the last convolutional map of the online backbone, NxCxHxW.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+NORMALISATION_EPS = 1e-7
+"""The ``1e-7`` of LCR Eq. 8."""
+
+
+def ssl_gradcam(loss: Tensor, phi: Tensor, detach: bool = True) -> Tensor:
+    """LCR Eq. 3: ``G = ReLU(sum_c (dL_CL/dphi)_c * phi_c)``, NxHxW, from the SSL loss ``L_CL`` (a scalar).
+
+    The gradient comes from ``torch.autograd.grad(loss, phi, retain_graph=True)``: autograd walks back only from the
+    loss to ``phi`` (through the projection head and pooling), never into the backbone that produced ``phi``, and the
+    graph is kept for the one training backward. The gradient is a constant (no ``create_graph``). With ``detach``
+    (default) ``G`` is a fixed fitting target; ``detach=False`` keeps ``phi``'s graph in ``G`` as the authors' script
+    does, so the KL gradient also flows through the activations of ``G``.
+    """
+    if loss.dim() != 0:
+        raise ValueError(f"the SSL loss must be a scalar to take its Grad-CAM, got shape {tuple(loss.shape)}")
+    if phi.dim() != 4:
+        raise ValueError(f"phi must be the NxCxHxW last convolutional map, got shape {tuple(phi.shape)}")
+    (grad,) = torch.autograd.grad(loss, phi, retain_graph=True)  # NxCxHxW, no graph
+    activation = phi.detach() if detach else phi
+    return F.relu((grad * activation).sum(dim=1))  # NxHxW
+
+
+class GradCAMFittingBranch(nn.Module):
+    """LCR Eq. 4: ``A_ij = max_k ReLU(BN(w_k^T phi_ij))``: a 1x1 convolution with K filters (no bias), batch norm, ReLU
+    and a max-out over the K channels. Maps ``phi`` NxCxHxW to the predicted Grad-CAM ``A`` NxHxW (K = 32 in LCR)."""
+
+    def __init__(self, in_channels: int, num_filters: int = 32) -> None:
+        super().__init__()
+        if num_filters < 1:
+            raise ValueError(f"the fitting branch needs at least one filter, got num_filters={num_filters}")
+        self.projections = nn.Sequential(
+            nn.Conv2d(in_channels, num_filters, kernel_size=1, bias=False),
+            nn.BatchNorm2d(num_filters),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, phi: Tensor) -> Tensor:
+        return self.projections(phi).amax(dim=1)  # NxKxHxW -> NxHxW
+
+
+def rationale_kl(branch_map: Tensor, gradcam: Tensor, temperature: float = 0.4) -> Tensor:
+    """LCR Eqs. 5-6: ``KL(G_bar || A_bar)`` with ``X_bar = softmax(X / tau)`` over all H*W positions of each map,
+    summed over positions and averaged over the batch. ``branch_map`` ``A`` and ``gradcam`` ``G``: NxHxW."""
+    if branch_map.shape != gradcam.shape:
+        raise ValueError(f"A and G must have the same NxHxW shape, got {tuple(branch_map.shape)} and {tuple(gradcam.shape)}")
+    log_a = F.log_softmax(branch_map.flatten(1) / temperature, dim=1)  # N x HW
+    log_g = F.log_softmax(gradcam.flatten(1) / temperature, dim=1)  # N x HW
+    return F.kl_div(log_a, log_g, log_target=True, reduction="batchmean")
+
+
+def normalise_per_image(branch_map: Tensor) -> Tensor:
+    """LCR Eq. 8, per image: ``A' = (A - min A) / (1e-7 + max A)`` with min and max over each image's own map (NxHxW),
+    so that a feature never depends on the rest of its batch (the authors' code normalises per batch)."""
+    low = branch_map.amin(dim=(1, 2), keepdim=True)  # Nx1x1
+    high = branch_map.amax(dim=(1, 2), keepdim=True)  # Nx1x1
+    return (branch_map - low) / (NORMALISATION_EPS + high)
+
+
+def weighted_pool(phi: Tensor, branch_map: Tensor) -> Tensor:
+    """LCR Eq. 8: ``f = mean_ij A'_ij phi_ij`` with the per-image normalised ``A'``; ``phi`` NxCxHxW, ``branch_map``
+    NxHxW; returns the NxC pooled feature (not normalised: callers L2-normalise the embedding)."""
+    weights = normalise_per_image(branch_map)[:, None]  # Nx1xHxW
+    return (weights * phi).mean(dim=(2, 3))  # NxC
