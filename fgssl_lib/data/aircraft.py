@@ -1,0 +1,60 @@
+"""FGVC-Aircraft (Maji et al. 2013) in its official layout (the one ``torchvision.datasets.FGVCAircraft`` reads).
+
+``root`` is the extracted ``fgvc-aircraft-2013b`` folder::
+
+    data/images/<image_id>.jpg
+    data/images_<level>_<split>.txt   <image_id> <class name with spaces>
+    data/variants.txt, families.txt, manufacturers.txt   one class name per line (the class order)
+    data/images_box.txt               <image_id> <xmin> <ymin> <xmax> <ymax>   (1-based, inclusive)
+
+``annotation_level`` is ``variant`` (100 classes, the standard benchmark), ``family`` (70) or ``manufacturer`` (30);
+``split`` is ``train``, ``val``, ``trainval`` or ``test`` (the standard protocol trains on ``trainval``: 6,667
+images, and tests on ``test``: 3,333).
+
+Boxes: a 1-based inclusive ``(xmin, ymin, xmax, ymax)`` covers 0-based pixels ``xmin - 1 .. xmax - 1``, i.e. our
+exclusive ``(xmin - 1, ymin - 1, xmax, ymax)``. Every official image carries a 20-pixel copyright banner at the
+bottom; ``crop_banner=True`` (the standard protocol) removes it and clips the box to the remaining image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fgssl_lib.config import check_choice
+from fgssl_lib.data.annotated import AnnotatedImageList, Record, read_table, require_files
+from fgssl_lib.data.download import default_root, how_to_get
+
+SPLITS = ("train", "val", "trainval", "test")
+CLASS_FILES = {"variant": "variants.txt", "family": "families.txt", "manufacturer": "manufacturers.txt"}
+BANNER_HEIGHT = 20
+
+
+def load(
+    root: str | Path | None = None,
+    split: str = "trainval",
+    *,
+    annotation_level: str = "variant",
+    crop_banner: bool = True,
+    on_corrupt: str = "raise",
+) -> AnnotatedImageList:
+    """FGVC-Aircraft ``split`` labelled at ``annotation_level``, boxes converted to our exclusive convention."""
+    root = Path(root).expanduser() if root is not None else default_root("aircraft")
+    check_choice("split", split, SPLITS)
+    check_choice("annotation_level", annotation_level, CLASS_FILES)
+    data = root / "data"
+    labels_file = f"data/images_{annotation_level}_{split}.txt"
+    require_files(root, (labels_file, f"data/{CLASS_FILES[annotation_level]}", "data/images_box.txt",
+                         "data/images"), "FGVC-Aircraft", how_to_get("aircraft", root))
+    classes = [line.strip() for line in (data / CLASS_FILES[annotation_level]).read_text().splitlines() if line.strip()]
+    label_of = {name: index for index, name in enumerate(classes)}
+    boxes = {i: (float(x0) - 1, float(y0) - 1, float(x1), float(y1))
+             for i, x0, y0, x1, y1 in read_table(data / "images_box.txt", 5)}
+    records = []
+    for image_id, name in read_table(root / labels_file, 2):
+        if name not in label_of:
+            raise ValueError(f"{root / labels_file}: class {name!r} of image {image_id} is not in "
+                             f"{CLASS_FILES[annotation_level]}")
+        if image_id not in boxes:
+            raise ValueError(f"{data / 'images_box.txt'} has no box for image {image_id}")
+        records.append(Record(path=data / "images" / f"{image_id}.jpg", label=label_of[name], box=boxes[image_id]))
+    return AnnotatedImageList(records, classes, crop_bottom=BANNER_HEIGHT if crop_banner else 0, on_corrupt=on_corrupt)

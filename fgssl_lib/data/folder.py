@@ -1,0 +1,106 @@
+"""Your own data: one folder of images per class, with optional boxes and split files.
+
+Layout::
+
+    root/<class name>/<image>.jpg   (also .jpeg, .png, .webp, .gif; classes are the sub-folders, sorted by name)
+    root/boxes.csv                  optional, header ``path,x0,y0,x1,y1``
+    root/split.csv                  optional, header ``path,split``
+
+``path`` is the image path relative to ``root`` with ``/`` separators (``sparrow/001.jpg``). Boxes use fgssl's
+convention: pixels, 0-based, ``x1``/``y1`` exclusive (the whole ``W x H`` image is ``0,0,W,H``); an image without a
+row has the whole image as its box, and the mask is the box. ``split.csv`` assigns every image to a named split
+(e.g. ``train``/``test``). Without it, each class is split on its own, reproducibly from ``seed``: a
+``test_fraction`` share of its images (rounded; at least one image in each part when the class has two or more)
+goes to ``test``, the rest to ``train``. ``split="all"`` returns every image.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+from fgssl_lib.config import check_choice
+from fgssl_lib.data.annotated import AnnotatedImageList, Record
+from fgssl_lib.data.download import how_to_get
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+BOX_COLUMNS = ["path", "x0", "y0", "x1", "y1"]
+SPLIT_COLUMNS = ["path", "split"]
+
+
+def _read_csv(path: Path, columns: list[str], images: set[str]) -> list[dict[str, str]]:
+    """Rows of ``path`` with header ``columns``; every ``path`` must name one of ``images``."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != columns:
+            raise ValueError(f"{path}: expected the header {','.join(columns)}, got {reader.fieldnames}")
+        rows = list(reader)
+    unknown = [row["path"] for row in rows if row["path"] not in images]
+    if unknown:
+        raise ValueError(f"{path} names {len(unknown)} image(s) that are not in the class folders, e.g. {unknown[:5]}")
+    return rows
+
+
+def stratified_split(labels: list[int], test_fraction: float, seed: int) -> list[str]:
+    """``train``/``test`` per item: a seeded ``test_fraction`` of each class goes to ``test``."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    split = ["train"] * len(labels)
+    for label in sorted(set(labels)):
+        members = [i for i, l in enumerate(labels) if l == label]
+        n_test = round(len(members) * test_fraction)
+        if test_fraction > 0 and len(members) > 1:
+            n_test = min(max(n_test, 1), len(members) - 1)
+        for position in torch.randperm(len(members), generator=generator)[:n_test].tolist():
+            split[members[position]] = "test"
+    return split
+
+
+def load(
+    root: str | Path | None = None,
+    split: str = "train",
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    on_corrupt: str = "raise",
+) -> AnnotatedImageList:
+    """The images under ``root/<class>/`` in ``split`` (``train``, ``test``, ``all``, or a name from ``split.csv``)."""
+    if root is None:
+        raise ValueError("the folder dataset needs root=<folder with one sub-folder of images per class>")
+    root = Path(root).expanduser()
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+    if not class_dirs:
+        raise FileNotFoundError(f"no class folders found in {root}. {how_to_get('folder', root)}")
+    paths, labels = [], []
+    for label, class_dir in enumerate(class_dirs):
+        images = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise FileNotFoundError(f"class folder {class_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        paths += [p.relative_to(root).as_posix() for p in images]
+        labels += [label] * len(images)
+    known = set(paths)
+    boxes: dict[str, tuple[float, float, float, float]] = {}
+    if (root / "boxes.csv").exists():
+        boxes = {row["path"]: (float(row["x0"]), float(row["y0"]), float(row["x1"]), float(row["y1"]))
+                 for row in _read_csv(root / "boxes.csv", BOX_COLUMNS, known)}
+    if (root / "split.csv").exists():
+        assigned = {row["path"]: row["split"] for row in _read_csv(root / "split.csv", SPLIT_COLUMNS, known)}
+        unassigned = [p for p in paths if p not in assigned]
+        if unassigned:
+            raise ValueError(f"{root / 'split.csv'} assigns no split to {len(unassigned)} image(s), "
+                             f"e.g. {unassigned[:5]}; list every image")
+        splits = [assigned[p] for p in paths]
+        valid = {*splits, "all"}
+    else:
+        splits = stratified_split(labels, test_fraction, seed)
+        valid = {"train", "test", "all"}
+    check_choice("split", split, valid)
+    records = [
+        Record(path=root / p, label=l, box=boxes.get(p))
+        for p, l, s in zip(paths, labels, splits)
+        if split in ("all", s)
+    ]
+    return AnnotatedImageList(records, [d.name for d in class_dirs], on_corrupt=on_corrupt)
