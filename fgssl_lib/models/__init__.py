@@ -1,1 +1,12 @@
-"""fgssl_lib.models"""
+"""Backbones: ResNets with named stage maps (see :mod:`fgssl_lib.models.backbones`)."""
+
+from fgssl_lib.models.backbones import (
+    BACKBONES,
+    EARLY_STAGES,
+    NARROW_WIDTHS,
+    STAGES,
+    Backbone,
+    build_backbone,
+)
+
+__all__ = ["BACKBONES", "EARLY_STAGES", "NARROW_WIDTHS", "STAGES", "Backbone", "build_backbone"]
