@@ -1,1 +1,47 @@
-"""fgssl_lib.saliency"""
+"""Saliency: where the object is, as a map ``S`` in ``[0, 1]`` and the box derived from it (METHODS.md).
+
+- :mod:`~fgssl_lib.saliency.sources`: ``SaliencySource`` and its subclasses (ground-truth box and mask, OpenCV
+  spectral residual and fine-grained saliency, centre prior, any model's map), built by name with
+  :func:`build_saliency`;
+- :mod:`~fgssl_lib.saliency.best_box`: :func:`best_box`, the contrast-form box search of CVSA Eq. 2 over a grid,
+  exact via an integral image and vectorised;
+- :mod:`~fgssl_lib.saliency.cache`: maps of a whole dataset cached on disk, and :class:`SaliencyDataset`, which puts
+  them (and the derived box and mask) into the samples.
+"""
+
+from fgssl_lib.saliency.best_box import DEFAULT_GRID, best_box, best_boxes, contrast_scores, grid_edges
+from fgssl_lib.saliency.cache import SaliencyCache, SaliencyDataset, cache_root, dataset_fingerprint
+from fgssl_lib.saliency.sources import (
+    SOURCES,
+    BoxSaliency,
+    CentrePrior,
+    FineGrainedSaliency,
+    MaskSaliency,
+    ModelSaliency,
+    SaliencySource,
+    SpectralResidualSaliency,
+    build_saliency,
+    min_max_normalise,
+)
+
+__all__ = [
+    "DEFAULT_GRID",
+    "SOURCES",
+    "BoxSaliency",
+    "CentrePrior",
+    "FineGrainedSaliency",
+    "MaskSaliency",
+    "ModelSaliency",
+    "SaliencyCache",
+    "SaliencyDataset",
+    "SaliencySource",
+    "SpectralResidualSaliency",
+    "best_box",
+    "best_boxes",
+    "build_saliency",
+    "cache_root",
+    "contrast_scores",
+    "dataset_fingerprint",
+    "grid_edges",
+    "min_max_normalise",
+]
