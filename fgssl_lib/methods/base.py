@@ -1,0 +1,244 @@
+"""The shared machinery of every method: :class:`SSLMethod`, a ``pytorch_lightning.LightningModule``.
+
+Data flow: a collated two-view batch ``dict(view1, view2, mask1, mask2, label, index)`` (views float
+``N x 3 x S x S`` in [0, 1], masks ``N x S x S``) -> :meth:`SSLMethod.losses` -> ``dict`` of named scalar losses
+(``loss`` is optimised; every entry is logged per step) -> optimizer step.
+
+Extension points (kept stable; CVSA and LCR subclass BYOL / MoCo v2 through them):
+
+- ``losses(batch) -> dict[str, Tensor]``: must contain ``loss``. The default calls :meth:`contrastive_forward` and
+  returns ``{"loss": loss_ctr, "loss_ctr": loss_ctr}``; a method that adds a term overrides it, calls
+  ``self.contrastive_forward(batch)`` and adds its own entries (``loss_align``, ``loss_kl``, ...).
+- ``contrastive_forward(batch) -> PairOutput``: the baseline's two-view forward. It returns the online stage maps of
+  each view (``out.maps[v][stage]``, with grad), the momentum encoder's stage maps (``out.target_maps[v][stage]``,
+  no grad), the pooled online features of view 1 and the contrastive loss ``loss_ctr``. The stages it keeps are
+  ``self.stages`` (default ``("layer4",)``): CVSA sets ``("layer3", "layer4")`` to get the stage-3 maps of both
+  views; LCR takes ``out.maps[0]["layer4"]`` (``phi``) and differentiates ``out.loss_ctr`` with respect to it.
+- ``momentum_pairs() -> list[(online, target)]``: the modules updated by EMA at the start of every training step
+  (lightly's ``update_momentum`` with a ``cosine_schedule`` from ``momentum_start`` to ``momentum_end``). The
+  default pairs the backbone and projection head with ``self.momentum_encoder``; a method with extra target modules
+  (CVSA's conv projector ``g_c'``) creates them with :func:`momentum_copy` and returns
+  ``super().momentum_pairs() + [(g_c, g_c_target)]``.
+- ``embed(images) -> N x D`` (eval mode, no grad): default the GAP backbone features of the online encoder; LCR
+  overrides it with its weighted pooling. ``saliency(images) -> N x S x S`` in [0, 1]: ``NotImplementedError`` here.
+- class attribute ``default_views`` (``"rrc"``); instances carry ``views`` and ``view_params``, which
+  :func:`fgssl_lib.train.fit` passes to ``fgssl_lib.views.build_views(method.views, size=..., **method.view_params)``.
+- class attribute ``dataset_options``: names of dataset attributes the trainer passes as constructor options
+  (``("num_classes",)`` for the supervised reference).
+
+Every constructor argument is saved with ``save_hyperparameters`` (plain values only, so checkpoints load with
+``torch.load(weights_only=True)``); subclasses take ``**base_options`` and pass them on to ``super().__init__``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any, ClassVar, NamedTuple
+
+import pytorch_lightning as pl
+import torch
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.utils.scheduler import cosine_schedule
+from torch import Tensor, nn
+
+from fgssl_lib.config import check_choice
+from fgssl_lib.models import Backbone, build_backbone
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+class PairOutput(NamedTuple):
+    """What a baseline's two-view forward produces (index ``v`` = 0 for ``view1``, 1 for ``view2``).
+
+    ``maps[v]``: online backbone maps ``{stage: N x C x H x W}`` (empty dict where the view was not passed through
+    the online encoder); ``target_maps[v]``: the momentum encoder's maps (empty where not computed, or for methods
+    without a momentum encoder); ``features``: pooled online features of ``view1``, ``N x D``; ``loss_ctr``: the
+    contrastive loss (scalar).
+    """
+
+    maps: tuple[dict[str, Tensor], dict[str, Tensor]]
+    target_maps: tuple[dict[str, Tensor], dict[str, Tensor]]
+    features: Tensor
+    loss_ctr: Tensor
+
+
+def momentum_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` without gradients: the target (momentum) twin of an online module."""
+    target = copy.deepcopy(module)
+    deactivate_requires_grad(target)
+    return target
+
+
+class MomentumEncoder(nn.Module):
+    """Momentum (target) encoder of BYOL / MoCo: deep copies of the backbone and the projection head, no gradients.
+
+    Its parameters follow the online ones by EMA, ``xi <- m * xi + (1 - m) * theta`` (BYOL Eq. 1, MoCo Eq. 2), done by
+    :meth:`SSLMethod.update_momentum` with lightly's ``update_momentum``.
+    """
+
+    def __init__(self, backbone: Backbone, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = momentum_copy(backbone)
+        self.head = momentum_copy(head)
+
+    @torch.no_grad()
+    def forward(self, x: Tensor, stages: Sequence[str] = ("layer4",)) -> tuple[dict[str, Tensor], Tensor]:
+        """``x`` float ``N x 3 x S x S`` in [0, 1] -> (stage maps ``{stage: N x C x H x W}``, projection ``N x d``)."""
+        maps = self.backbone.forward_maps(x, tuple(dict.fromkeys((*stages, "layer4"))))
+        return maps, self.head(maps["layer4"].mean(dim=(2, 3)))
+
+
+class SSLMethod(pl.LightningModule):
+    """Base of every method: backbone, optimizer/schedule, momentum machinery, logging, ``embed``.
+
+    Args:
+        backbone: backbone name (:data:`fgssl_lib.models.BACKBONES`).
+        small_input: 3x3 stem without max-pool (images <= 96 px).
+        pretrained: ``None`` or ``"imagenet"``.
+        freeze_early: freeze stem + layer1 + layer2 (second stage of the dual-stage recipe).
+        views: view generator name (``rrc``, ``saliency_swap``, ``copy_paste``); ``None`` = ``default_views``.
+        view_params: extra keyword arguments for ``build_views``.
+        optimizer: ``sgd`` (momentum ``sgd_momentum``, Nesterov off), ``adam`` or ``adamw``.
+        lr: peak learning rate (absolute: scale by batch size in the config, not here).
+        weight_decay: L2 weight decay.
+        sgd_momentum: SGD momentum.
+        warmup_epochs: linear warm-up before the per-step cosine decay to 0.
+        momentum_start, momentum_end: EMA momentum of the target network, cosine-scheduled over training
+            (lightly's ``cosine_schedule``); used only by methods with a momentum encoder.
+    """
+
+    default_views: ClassVar[str] = "rrc"
+    dataset_options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        small_input: bool = False,
+        pretrained: str | None = None,
+        freeze_early: bool = False,
+        views: str | None = None,
+        view_params: dict[str, Any] | None = None,
+        optimizer: str = "sgd",
+        lr: float = 0.05,
+        weight_decay: float = 1e-4,
+        sgd_momentum: float = 0.9,
+        warmup_epochs: int = 0,
+        momentum_start: float = 0.99,
+        momentum_end: float = 1.0,
+    ) -> None:
+        super().__init__()
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        self.save_hyperparameters()
+        self.backbone = build_backbone(backbone, small_input=small_input, pretrained=pretrained)
+        if freeze_early:
+            self.backbone.freeze_early()
+        self.views: str = views if views is not None else self.default_views
+        self.view_params: dict[str, Any] = dict(view_params or {})
+        self.stages: tuple[str, ...] = ("layer4",)
+        self.momentum_encoder: MomentumEncoder | None = None
+        self.method_name: str = type(self).__name__.lower()
+
+    # ----------------------------------------------------------------- forward pieces shared by the methods
+    def encode(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """Online backbone: ``x`` ``N x 3 x S x S`` -> (maps at ``self.stages`` + ``layer4``, pooled ``N x D``)."""
+        maps = self.backbone.forward_maps(x, tuple(dict.fromkeys((*self.stages, "layer4"))))
+        return maps, maps["layer4"].mean(dim=(2, 3))
+
+    def encode_target(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """Momentum encoder (no grad): ``x`` -> (maps at ``self.stages`` + ``layer4``, projection ``N x d``)."""
+        if self.momentum_encoder is None:
+            raise RuntimeError(f"{type(self).__name__} has no momentum encoder")
+        return self.momentum_encoder(x, self.stages)
+
+    def contrastive_forward(self, batch: dict[str, Tensor]) -> PairOutput:
+        """The baseline's two-view forward and contrastive loss (see the module docstring)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define a two-view contrastive forward")
+
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Named scalar losses of one batch; ``loss`` is the one optimised."""
+        out = self.contrastive_forward(batch)
+        return {"loss": out.loss_ctr, "loss_ctr": out.loss_ctr}
+
+    # ----------------------------------------------------------------- momentum machinery
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) module pairs updated by EMA; the backbone and projection head by default."""
+        if self.momentum_encoder is None:
+            return []
+        return [(self.backbone, self.momentum_encoder.backbone), (self.projection_head, self.momentum_encoder.head)]
+
+    def momentum_value(self) -> float:
+        """EMA momentum at the current step: cosine from ``momentum_start`` to ``momentum_end`` over training."""
+        start, end = self.hparams.momentum_start, self.hparams.momentum_end
+        if self._trainer is None:
+            return start
+        max_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        return cosine_schedule(self.trainer.global_step, max_steps, start, end)
+
+    @torch.no_grad()
+    def update_momentum(self) -> None:
+        """EMA update of every pair of :meth:`momentum_pairs` with :meth:`momentum_value`."""
+        pairs = self.momentum_pairs()
+        if pairs:
+            m = self.momentum_value()
+            for online, target in pairs:
+                update_momentum(online, target, m)
+
+    # ----------------------------------------------------------------- Lightning hooks
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """EMA update, then :meth:`losses`; every entry is logged per step (``self.log_dict``)."""
+        self.update_momentum()
+        losses = self.losses(batch)
+        if "loss" not in losses:
+            raise KeyError(f"{type(self).__name__}.losses must return a 'loss' entry; got {sorted(losses)}")
+        self.log_dict(
+            {name: value.detach().float() for name, value in losses.items()},
+            on_step=True,
+            on_epoch=False,
+            prog_bar=False,
+            batch_size=batch["view1"].shape[0],
+        )
+        self.log("train_loss", losses["loss"].detach().float(), prog_bar=True, on_step=True, logger=False)
+        return losses["loss"]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """SGD / Adam / AdamW with a linear warm-up then a per-step cosine decay to 0 (SimCLR, BYOL, MoCo v2)."""
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.sgd_momentum, weight_decay=hp.weight_decay)
+        else:
+            cls = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
+            opt = cls(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = min(int(total * hp.warmup_epochs / max(self.trainer.max_epochs or 1, 1)), total - 1)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warmup)
+        if warmup > 0:
+            linear = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-3, total_iters=warmup)
+            scheduler = torch.optim.lr_scheduler.SequentialLR(opt, [linear, cosine], milestones=[warmup])
+        else:
+            scheduler = cosine
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the registry name so that a checkpoint can be rebuilt (and refused for another method)."""
+        checkpoint["fgssl_method"] = self.method_name
+
+    # ----------------------------------------------------------------- evaluation interface
+    @torch.no_grad()
+    def embed(self, images: Tensor) -> Tensor:
+        """Features for evaluation: ``images`` float ``N x 3 x S x S`` in [0, 1] -> ``N x D`` (eval mode, no grad)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.embed_features(images.to(self.device)).float()
+        finally:
+            self.train(was_training)
+
+    def embed_features(self, images: Tensor) -> Tensor:
+        """What :meth:`embed` returns, without the mode/grad handling; default: GAP backbone features, ``N x D``."""
+        return self.backbone(images)
+
+    def saliency(self, images: Tensor) -> Tensor:
+        """``N x S x S`` maps in [0, 1] where the method has one; the baselines do not."""
+        raise NotImplementedError(f"{type(self).__name__} has no saliency map; CVSA and LCR have one")

@@ -1,0 +1,75 @@
+"""MoCo v2 (Chen et al. 2020, "Improved baselines with momentum contrastive learning").
+
+A query encoder (backbone + lightly's ``MoCoProjectionHead``, the v2 MLP) is contrasted against a momentum key
+encoder and a queue of ``queue_size`` past keys: InfoNCE with temperature ``temperature`` (MoCo Eq. 1), which is
+lightly's ``NTXentLoss(temperature, memory_bank_size=(K, d))``. The key encoder's momentum is constant (``0.999``
+in the paper: ``momentum_start == momentum_end``). The queue is saved in checkpoints so a resumed run is identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightly.loss import NTXentLoss
+from lightly.models.modules import MoCoProjectionHead
+from torch import Tensor
+
+from fgssl_lib.methods.base import MomentumEncoder, PairOutput, SSLMethod
+
+
+class MoCoV2(SSLMethod):
+    """MoCo v2. Args: ``hidden_dim`` / ``proj_dim`` (paper 2048 / 128), ``queue_size`` K (paper 65536),
+    ``temperature`` tau (paper 0.2), ``symmetric`` (also contrast view 2's query with view 1's key: twice the
+    compute, as in MoCo v3 / solo-learn's "MoCo v2+"); see :class:`SSLMethod`."""
+
+    def __init__(
+        self,
+        hidden_dim: int = 2048,
+        proj_dim: int = 128,
+        queue_size: int = 65536,
+        temperature: float = 0.2,
+        symmetric: bool = False,
+        **base_options: Any,
+    ) -> None:
+        base_options.setdefault("momentum_start", 0.999)
+        base_options.setdefault("momentum_end", base_options["momentum_start"])
+        super().__init__(**base_options)
+        self.symmetric = symmetric
+        self.projection_head = MoCoProjectionHead(self.backbone.feature_dim, hidden_dim, proj_dim)
+        self.momentum_encoder = MomentumEncoder(self.backbone, self.projection_head)
+        self.criterion = NTXentLoss(temperature=temperature, memory_bank_size=(queue_size, proj_dim))
+
+    def contrastive_forward(self, batch: dict[str, Tensor]) -> PairOutput:
+        """InfoNCE of query ``q = g(f(view1))`` against key ``k = g'(f'(view2))`` and the queue (MoCo Eq. 1);
+        with ``symmetric`` also ``view2 -> view1``, averaged. Unused entries of ``maps``/``target_maps`` are ``{}``."""
+        views = (batch["view1"], batch["view2"])
+        directions = ((0, 1), (1, 0)) if self.symmetric else ((0, 1),)
+        maps: list[dict[str, Tensor]] = [{}, {}]
+        target_maps: list[dict[str, Tensor]] = [{}, {}]
+        losses = []
+        for q_view, k_view in directions:
+            maps[q_view], h = self.encode(views[q_view])  # h: NxD
+            query = self.projection_head(h)  # Nxd
+            target_maps[k_view], key = self.encode_target(views[k_view])  # Nxd, no grad
+            losses.append(self.criterion(query, key))
+        loss = sum(losses) / len(losses)
+        features = maps[0]["layer4"].mean(dim=(2, 3))
+        return PairOutput((maps[0], maps[1]), (target_maps[0], target_maps[1]), features, loss)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also save the queue (lightly keeps it as a non-persistent buffer)."""
+        super().on_save_checkpoint(checkpoint)
+        bank = self.criterion.memory_bank
+        checkpoint["moco_queue"] = {"bank": bank.bank.detach().cpu(), "bank_ptr": bank.bank_ptr.detach().cpu()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the queue saved by :meth:`on_save_checkpoint`."""
+        bank = self.criterion.memory_bank
+        saved = checkpoint["moco_queue"]
+        if saved["bank"].shape != bank.bank.shape:
+            raise ValueError(
+                f"the checkpoint's MoCo queue has shape {tuple(saved['bank'].shape)}, this model's "
+                f"{tuple(bank.bank.shape)}: build the method with the checkpoint's queue_size and proj_dim"
+            )
+        bank.bank.copy_(saved["bank"])
+        bank.bank_ptr.copy_(saved["bank_ptr"])
