@@ -1,0 +1,57 @@
+"""Photometric augmentations of MoCo v2 and BYOL, as ``torchvision.transforms.v2`` pipelines on float images.
+
+- ``mocov2`` (Chen et al. 2020, used by CVSA for every method): colour jitter (0.4, 0.4, 0.4, 0.1) with p=0.8,
+  greyscale p=0.2, Gaussian blur p=0.5; both views alike.
+- ``byol`` (Grill et al. 2020, asymmetric): colour jitter (0.4, 0.4, 0.2, 0.1) p=0.8, greyscale p=0.2, then blur
+  p=1.0 / 0.1 and solarize p=0.0 / 0.2 for view 1 / view 2.
+- ``none``: identity (for tests, galleries and ablations).
+
+The blur is specified at 224 px (kernel 23, sigma in [0.1, 2.0]); both scale with the view size ``S`` so a 64 px view
+is blurred as much, relative to its content, as a 224 px one. Inputs and outputs: float ``3 x S x S`` in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torchvision.transforms import v2
+
+from fgssl_lib.config import check_choice
+
+PHOTOMETRIC = ("mocov2", "byol", "none")
+_REFERENCE_SIZE = 224
+_BLUR_SIGMA = (0.1, 2.0)
+
+
+def gaussian_blur(size: int, p: float) -> v2.Transform:
+    """Random Gaussian blur with probability ``p``, kernel ~ 10% of ``size`` (23 at 224 px) and sigma scaled likewise."""
+    kernel = max(3, 2 * int(0.05 * size) + 1)
+    scale = size / _REFERENCE_SIZE
+    return v2.RandomApply([v2.GaussianBlur(kernel, sigma=(_BLUR_SIGMA[0] * scale, _BLUR_SIGMA[1] * scale))], p=p)
+
+
+def _pipeline(size: int, saturation: float, blur_p: float, solarize_p: float) -> v2.Compose:
+    ops: list[v2.Transform] = [
+        v2.RandomApply([v2.ColorJitter(0.4, 0.4, saturation, 0.1)], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+    ]
+    if blur_p > 0:
+        ops.append(gaussian_blur(size, blur_p))
+    if solarize_p > 0:
+        ops.append(v2.RandomSolarize(threshold=0.5, p=solarize_p))
+    return v2.Compose(ops)
+
+
+def build_photometric(name: str, size: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], ...]:
+    """The photometric pipelines ``(for view 1, for view 2)`` of ``name`` in ``mocov2 byol none`` at view ``size``."""
+    check_choice("photometric", name, PHOTOMETRIC)
+    if name == "none":
+        return (v2.Identity(), v2.Identity())
+    if name == "mocov2":
+        pipeline = _pipeline(size, saturation=0.4, blur_p=0.5, solarize_p=0.0)
+        return (pipeline, pipeline)
+    return (
+        _pipeline(size, saturation=0.2, blur_p=1.0, solarize_p=0.0),
+        _pipeline(size, saturation=0.2, blur_p=0.1, solarize_p=0.2),
+    )
