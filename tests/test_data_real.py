@@ -110,6 +110,13 @@ def test_cub_missing_image_and_unmatched_tables(cub_root: Path) -> None:
         load_dataset("cub", root=cub_root)
 
 
+def test_cub_segmentation_of_the_wrong_size_is_an_error(cub_root: Path) -> None:
+    seg = (cub_root / "segmentations" / fx.CUB_IMAGES[0][1]).with_suffix(".png")
+    fx.write_image(seg, 10, 10, mode="L", value=255)
+    with pytest.raises(CorruptImageError, match=str(seg)):
+        load_dataset("cub", root=cub_root, split="train")[0]
+
+
 def test_cub_unknown_split_lists_valid(cub_root: Path) -> None:
     with pytest.raises(ValueError, match="valid splits: test, train"):
         load_dataset("cub", root=cub_root, split="val")
@@ -304,6 +311,10 @@ class _RangeServer(http.server.BaseHTTPRequestHandler):
         asked = self.headers.get("Range")
         type(self).requests.append(asked)
         start = int(asked.split("=")[1].rstrip("-")) if asked and self.honour_range else 0
+        if start >= len(self.payload) > 0:
+            self.send_response(416)
+            self.end_headers()
+            return
         body = self.payload[start:]
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(body)))
@@ -318,7 +329,7 @@ class _RangeServer(http.server.BaseHTTPRequestHandler):
 def server() -> Iterator[tuple[type[_RangeServer], str]]:
     handler = type("Handler", (_RangeServer,), {"requests": []})
     httpd = http.server.HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield handler, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
@@ -356,6 +367,16 @@ def test_download_resumes_verifies_and_extracts(tmp_path: Path, server, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["birds"]  # no staging folder left behind
     dl.download("cub", root)
     assert len(handler.requests) == 1  # already extracted: nothing fetched
+
+
+def test_download_of_a_complete_part_file_is_not_refetched(tmp_path: Path, server, monkeypatch) -> None:
+    handler, url = server
+    handler.payload = _tiny_archive()
+    _use_server(monkeypatch, url, handler.payload)
+    (tmp_path / "CUB_200_2011.tgz.part").write_bytes(handler.payload)
+    root = dl.download("cub", tmp_path / "CUB_200_2011")
+    assert handler.requests == [f"bytes={len(handler.payload)}-"]  # answered 416: nothing left to fetch
+    assert (root / "images.txt").exists()
 
 
 def test_download_checksum_mismatch_deletes_partial(tmp_path: Path, server, monkeypatch) -> None:

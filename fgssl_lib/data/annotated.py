@@ -164,16 +164,16 @@ class AnnotatedImageList(Dataset):
     def __getitem__(self, index: int) -> Sample:
         r = self.records[index]
         image = decode_rgb(r.path)  # 3xHxW uint8
+        mask = None if r.mask_path is None else decode_segmentation(r.mask_path, self.mask_threshold)  # HxW
+        if mask is not None and mask.shape != image.shape[1:]:
+            raise CorruptImageError(
+                f"segmentation {r.mask_path} is {tuple(mask.shape)} but image {r.path} is {tuple(image.shape[1:])}"
+            )
         if self.crop_bottom:
             image = image[:, : image.shape[1] - self.crop_bottom]
+            mask = None if mask is None else mask[: image.shape[1]]
         _, height, width = image.shape
         box = clip_box(r.box if r.box is not None else (0, 0, width, height), width, height)  # (4,) float32
-        if r.mask_path is None:
+        if mask is None:
             mask = box_to_mask(box, height, width)  # HxW uint8
-        else:
-            mask = decode_segmentation(r.mask_path, self.mask_threshold)[:height]
-            if mask.shape != (height, width):
-                raise CorruptImageError(
-                    f"segmentation {r.mask_path} is {tuple(mask.shape)} but image {r.path} is {(height, width)}"
-                )
         return Sample(image=image, label=r.label, box=box, mask=mask, index=index)
