@@ -33,7 +33,7 @@ def test_gradcam_is_gradient_times_activation_without_backbone_backward() -> Non
     backbone_backwards = []
     backbone[0].weight.register_hook(lambda grad: backbone_backwards.append(1))
 
-    gradcam = ssl_gradcam(loss, phi)
+    (gradcam,) = ssl_gradcam(loss, [phi])
     assert gradcam.shape == (3, 4, 4)
     assert not backbone_backwards, "the Grad-CAM must not backpropagate into the backbone"
     assert backbone[0].weight.grad is None
@@ -51,14 +51,14 @@ def test_gradcam_is_gradient_times_activation_without_backbone_backward() -> Non
 def test_gradcam_without_detach_keeps_the_activation_graph() -> None:
     backbone, head = _tiny_network()
     phi = backbone(torch.randn(2, 3, 8, 8))
-    gradcam = ssl_gradcam(head(phi).sum(), phi, detach=False)
+    (gradcam,) = ssl_gradcam(head(phi).sum(), [phi], detach=False)
     assert gradcam.requires_grad
 
 
 def test_gradcam_rejects_non_scalar_loss() -> None:
     phi = torch.randn(2, 3, 4, 4, requires_grad=True)
     with pytest.raises(ValueError, match="scalar"):
-        ssl_gradcam(phi.sum(dim=(1, 2, 3)), phi)
+        ssl_gradcam(phi.sum(dim=(1, 2, 3)), [phi])
 
 
 def _softmax(values: list[float], temperature: float) -> list[float]:

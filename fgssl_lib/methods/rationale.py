@@ -6,6 +6,8 @@ per-image weighted pooling (LCR Eqs. 3-6 and 8; ``../shared/METHODS.md``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,22 +16,23 @@ NORMALISATION_EPS = 1e-7
 """The ``1e-7`` of LCR Eq. 8."""
 
 
-def ssl_gradcam(loss: Tensor, phi: Tensor, detach: bool = True) -> Tensor:
-    """LCR Eq. 3: ``G = ReLU(sum_c (dL_CL/dphi)_c * phi_c)``, NxHxW, from the SSL loss ``L_CL`` (a scalar).
+def ssl_gradcam(loss: Tensor, phis: Sequence[Tensor], detach: bool = True) -> list[Tensor]:
+    """LCR Eq. 3: ``G = ReLU(sum_c (dL_CL/dphi)_c * phi_c)``, one NxHxW map per NxCxHxW map in ``phis`` (e.g. the
+    online last maps of both views), from the SSL loss ``L_CL`` (a scalar).
 
-    The gradient comes from ``torch.autograd.grad(loss, phi, retain_graph=True)``: autograd walks back only from the
-    loss to ``phi`` (through the projection head and pooling), never into the backbone that produced ``phi``, and the
-    graph is kept for the one training backward. The gradient is a constant (no ``create_graph``). With ``detach``
-    (default) ``G`` is a fixed fitting target; ``detach=False`` keeps ``phi``'s graph in ``G`` as the authors' script
-    does, so the KL gradient also flows through the activations of ``G``.
+    The gradients come from one ``torch.autograd.grad(loss, phis, retain_graph=True)``: autograd walks back only from
+    the loss to ``phis`` (through the projection head and pooling), never into the backbone that produced them, and
+    the graph is kept for the one training backward. The gradient is a constant (no ``create_graph``). With ``detach``
+    (default) ``G`` is a fixed fitting target; ``detach=False`` keeps the activations' graph in ``G`` as the authors'
+    script does, so the KL gradient also flows through the ``phi_c`` factor of ``G``.
     """
     if loss.dim() != 0:
         raise ValueError(f"the SSL loss must be a scalar to take its Grad-CAM, got shape {tuple(loss.shape)}")
-    if phi.dim() != 4:
-        raise ValueError(f"phi must be the NxCxHxW last convolutional map, got shape {tuple(phi.shape)}")
-    (grad,) = torch.autograd.grad(loss, phi, retain_graph=True)  # NxCxHxW, no graph
-    activation = phi.detach() if detach else phi
-    return F.relu((grad * activation).sum(dim=1))  # NxHxW
+    for phi in phis:
+        if phi.dim() != 4:
+            raise ValueError(f"phi must be an NxCxHxW last convolutional map, got shape {tuple(phi.shape)}")
+    grads = torch.autograd.grad(loss, list(phis), retain_graph=True)  # NxCxHxW each, no graph
+    return [F.relu((grad * (phi.detach() if detach else phi)).sum(dim=1)) for grad, phi in zip(grads, phis)]  # NxHxW
 
 
 class GradCAMFittingBranch(nn.Module):

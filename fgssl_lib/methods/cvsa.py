@@ -1,0 +1,121 @@
+"""CVSA (Wu et al.): BYOL on SaliencySwap views plus a cross-view saliency alignment loss on the stage-k map.
+
+Our formulation of CVSA Eqs. 3-7 (``../shared/METHODS.md``). The global branch is BYOL, unchanged
+(:meth:`BYOL.contrastive_forward` gives ``L_ctr``, Eq. 6). The local branch: a conv projector ``g_c`` and a conv
+predictor ``q_c`` (each conv1x1 -> BN -> ReLU -> conv1x1) on the online stage-k maps ``F1, F2`` give
+``P_v = q_c(g_c(F_v))``; the momentum twin ``g_c'`` on the target stage-k maps gives ``Z_v = g_c'(F_v')``; the
+alignment loss (:class:`~fgssl_lib.methods.alignment.CrossViewAlignmentLoss`, Eqs. 3-5) asks the correspondence
+intensity of every location to match the view's saliency mask (a box or, where the dataset has one, a segmentation).
+Joint loss (Eq. 7): ``L = L_ctr + align_weight * L_align``. ``align_weight=0`` is "BYOL+SS": no local branch is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fgssl_lib.config import check_choice
+from fgssl_lib.methods.alignment import CrossViewAlignmentLoss, correspondence_intensity, cross_view_attention
+from fgssl_lib.methods.base import momentum_copy
+from fgssl_lib.methods.byol import BYOL
+from fgssl_lib.models import STAGES
+
+
+def conv_head(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
+    """CVSA's conv projector / predictor: conv1x1 -> BN -> ReLU -> conv1x1, NxC_inxHxW -> NxC_outxHxW."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden_channels, kernel_size=1, bias=False),
+        nn.BatchNorm2d(hidden_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden_channels, out_channels, kernel_size=1),
+    )
+
+
+class CVSA(BYOL):
+    """BYOL + cross-view saliency alignment. Args:
+
+    - ``stage``: backbone stage ``k`` whose map is aligned (default ``layer3``);
+    - ``align_weight``: lambda of Eq. 7 (default 1; 0 gives BYOL+SS);
+    - ``intensity``: Eq. 4 reading, ``softmax_max`` (default) or ``sigmoid_max``;
+    - ``attention_temperature``: tau_a of Eq. 3 (default 0.1);
+    - ``conv_hidden_dim`` / ``conv_proj_dim``: channels of the conv heads (default: the stage's channels / 128);
+    - BYOL's and :class:`~fgssl_lib.methods.base.SSLMethod`'s options.
+    """
+
+    default_views: ClassVar[str] = "saliency_swap"
+
+    def __init__(
+        self,
+        stage: str = "layer3",
+        align_weight: float = 1.0,
+        intensity: str = "softmax_max",
+        attention_temperature: float = 0.1,
+        conv_hidden_dim: int | None = None,
+        conv_proj_dim: int = 128,
+        **byol_options: Any,
+    ) -> None:
+        super().__init__(**byol_options)
+        check_choice("stage", stage, STAGES[1:])
+        if align_weight < 0:
+            raise ValueError(f"align_weight (lambda of CVSA Eq. 7) must be >= 0, got {align_weight}")
+        self.stage = stage
+        self.align_weight = align_weight
+        self.alignment: CrossViewAlignmentLoss | None = None
+        if align_weight > 0:
+            channels = self.backbone.stage_channels[stage]
+            hidden = conv_hidden_dim or channels
+            self.stages = (stage, "layer4")
+            self.conv_projector = conv_head(channels, hidden, conv_proj_dim)  # g_c
+            self.conv_predictor = conv_head(conv_proj_dim, hidden, conv_proj_dim)  # q_c
+            self.conv_projector_target = momentum_copy(self.conv_projector)  # g_c'
+            self.alignment = CrossViewAlignmentLoss(intensity, attention_temperature)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """BYOL's pairs plus ``(g_c, g_c')``."""
+        pairs = super().momentum_pairs()
+        if self.alignment is not None:
+            pairs.append((self.conv_projector, self.conv_projector_target))
+        return pairs
+
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``loss_ctr`` (BYOL, Eq. 6), ``loss_align`` (Eq. 5) and ``loss = loss_ctr + lambda * loss_align`` (Eq. 7)."""
+        out = self.contrastive_forward(batch)
+        if self.alignment is None:
+            return {"loss": out.loss_ctr, "loss_ctr": out.loss_ctr}
+        p1, p2 = (self.conv_predictor(self.conv_projector(out.maps[v][self.stage])) for v in (0, 1))  # NxdxHxW
+        with torch.no_grad():
+            z1, z2 = (self.conv_projector_target(out.target_maps[v][self.stage]) for v in (0, 1))  # NxdxHxW
+        loss_align = self.alignment(p1, p2, z1, z2, batch["mask1"], batch["mask2"])
+        loss = out.loss_ctr + self.align_weight * loss_align
+        return {"loss": loss, "loss_ctr": out.loss_ctr, "loss_align": loss_align}
+
+    @torch.no_grad()
+    def saliency(self, images: Tensor) -> Tensor:
+        """Correspondence intensity (Eq. 4) of an image against its horizontally flipped copy, ``N x S x S`` in [0, 1].
+
+        Our choice: the online ``P = q_c(g_c(F(x)))`` is matched with the momentum ``Z = g_c'(F'(flip(x)))`` as in
+        training, where the second view shares the object but not the background; the intensity does not depend on the
+        order of view 2's locations, so the flip only gives a second, slightly different reading of the same content.
+        Under ``softmax_max`` locations whose features are distinctive (a good match for one location) score high and
+        look-alike background scores low. Upsampled (bilinear) to the image size and min-max normalised per image.
+        """
+        if self.alignment is None:
+            raise NotImplementedError("CVSA with align_weight=0 (BYOL+SS) has no alignment branch, so no saliency map")
+        was_training = self.training
+        self.eval()
+        try:
+            images = images.to(self.device)
+            online = self.backbone.forward_maps(images, (self.stage,))[self.stage]  # NxCxHxW
+            target = self.momentum_encoder.backbone.forward_maps(images.flip(-1), (self.stage,))[self.stage]
+            p = self.conv_predictor(self.conv_projector(online))  # NxdxHxW
+            z = self.conv_projector_target(target)  # NxdxHxW
+            attention = cross_view_attention(p, z, self.alignment.temperature)  # N x HW x HW
+            intensity = correspondence_intensity(attention, self.alignment.intensity).float()  # N x HW
+            maps = F.interpolate(intensity.view(-1, 1, *p.shape[-2:]), size=images.shape[-2:], mode="bilinear")[:, 0]
+            low, high = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
+            return (maps - low) / (high - low).clamp_min(1e-12)  # NxSxS
+        finally:
+            self.train(was_training)

@@ -1,0 +1,169 @@
+"""LCR (Shu et al., CVPR 2023): learn the common rationale by fitting the Grad-CAM of the SSL loss.
+
+On MoCo v2 (``base="mocov2"``, the paper's) or BYOL (``base="byol"``). With ``phi`` the online last map (``layer4``)
+of every view that went through the online encoder and ``L_CL`` the baseline's contrastive loss:
+
+- ``G = ReLU(sum_c (dL_CL/dphi)_c phi_c)`` (Eq. 3), by :func:`~fgssl_lib.methods.rationale.ssl_gradcam`;
+- ``A = GradCAMFittingBranch(phi)`` (Eq. 4), K 1x1 filters and a max-out;
+- ``L = lambda L_CL + nu KL(softmax(G/tau) || softmax(A/tau))`` (Eqs. 5-7; ``lambda = 1``, ``nu = 0.01``, ``tau = 0.4``);
+- ``embed``: the per-image weighted pooling of Eq. 8, L2-normalised.
+
+Why the Grad-CAM costs no second backbone backward: Lightning's automatic optimisation runs ``loss.backward()`` after
+``training_step`` returns, but the KL term needs ``G`` before that. ``torch.autograd.grad(L_CL, phi,
+retain_graph=True)`` differentiates only the part of the graph between ``phi`` and the loss (pooling, projection
+head and, for MoCo, the queue logits); the backbone below ``phi`` is traversed once, by the training backward.
+
+Variants (LCR Table 1): ``test_pooling=False`` is Ours-MultiTask (GAP features at test), ``train_pooling=True`` is
+Ours-DualPooling (the weighted pooling also feeds the contrastive head in training; the key / target encoder then
+pools with a momentum copy of the branch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fgssl_lib.config import check_choice
+from fgssl_lib.methods.base import SSLMethod, momentum_copy
+from fgssl_lib.methods.byol import BYOL
+from fgssl_lib.methods.mocov2 import MoCoV2
+from fgssl_lib.methods.rationale import (
+    GradCAMFittingBranch,
+    normalise_per_image,
+    rationale_kl,
+    ssl_gradcam,
+    weighted_pool,
+)
+
+RATIONALE = "rationale"
+"""Key of the fitting branch's map ``A`` (NxHxW) in an online ``maps`` dict when ``train_pooling`` computed it."""
+
+
+class LCR(SSLMethod):
+    """LCR on the baseline ``base`` (``"mocov2"`` or ``"byol"``). Args:
+
+    - ``num_filters``: K of the fitting branch (32);
+    - ``kl_temperature``: tau of Eqs. 5-6 (0.4);
+    - ``ssl_weight`` / ``kl_weight``: lambda / nu of Eq. 7 (1 / 0.01);
+    - ``detach_branch_input``: the branch sees ``phi.detach()``, so the KL trains the branch only (the authors'
+      code lets it reach the backbone: ``False``);
+    - ``detach_gradcam``: ``G`` is a constant fitting target (default); ``False`` keeps ``phi``'s graph in it as the
+      authors' script does;
+    - ``train_pooling``: weighted pooling in training too (DualPooling); ``test_pooling``: weighted pooling in
+      ``embed`` (``False``: MultiTask);
+    - the base method's options (e.g. ``queue_size``, ``temperature`` for MoCo v2; ``hidden_dim``, ``proj_dim``).
+
+    ``LCR(base=...)`` returns an instance of the subclass that combines LCR with that baseline (``MoCoV2LCR`` or
+    ``BYOLLCR``), so ``LCR`` is both the registry's class and an ``isinstance`` check for every variant.
+    """
+
+    def __new__(cls, *args: Any, base: str = "mocov2", **options: Any) -> LCR:
+        if cls is LCR:
+            cls = _WITH_BASE[check_choice("LCR base", base, _WITH_BASE)]
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        base: str = "mocov2",
+        num_filters: int = 32,
+        kl_temperature: float = 0.4,
+        ssl_weight: float = 1.0,
+        kl_weight: float = 0.01,
+        detach_branch_input: bool = False,
+        detach_gradcam: bool = True,
+        train_pooling: bool = False,
+        test_pooling: bool = True,
+        **base_options: Any,
+    ) -> None:
+        super().__init__(**base_options)
+        if kl_temperature <= 0:
+            raise ValueError(f"kl_temperature (tau of LCR Eqs. 5-6) must be > 0, got {kl_temperature}")
+        self.base = base
+        self.branch = GradCAMFittingBranch(self.backbone.feature_dim, num_filters)
+        self.branch_target = momentum_copy(self.branch) if train_pooling else None
+        self.kl_temperature = kl_temperature
+        self.ssl_weight = ssl_weight
+        self.kl_weight = kl_weight
+        self.detach_branch_input = detach_branch_input
+        self.detach_gradcam = detach_gradcam
+        self.train_pooling = train_pooling
+        self.test_pooling = test_pooling
+
+    def rationale(self, phi: Tensor) -> Tensor:
+        """The branch map ``A`` (Eq. 4) of ``phi`` NxCxHxW -> NxHxW, on ``phi.detach()`` if ``detach_branch_input``."""
+        return self.branch(phi.detach() if self.detach_branch_input else phi)
+
+    def encode(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The baseline's online encoder; with ``train_pooling`` the pooled feature is Eq. 8's weighted pooling and
+        the branch map is kept in ``maps[RATIONALE]``."""
+        maps, h = super().encode(x)
+        if self.train_pooling:
+            maps[RATIONALE] = self.rationale(maps["layer4"])  # NxHxW
+            h = weighted_pool(maps["layer4"], maps[RATIONALE])  # NxD
+        return maps, h
+
+    def encode_target(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The baseline's momentum encoder; with ``train_pooling`` its projection pools with the branch's momentum
+        copy (so query and key are pooled the same way)."""
+        maps, z = super().encode_target(x)
+        if self.branch_target is not None:
+            with torch.no_grad():
+                phi = maps["layer4"]  # NxCxHxW
+                z = self.momentum_encoder.head(weighted_pool(phi, self.branch_target(phi)))  # Nxd
+        return maps, z
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """The baseline's pairs plus the branch and its momentum copy with ``train_pooling``."""
+        pairs = super().momentum_pairs()
+        if self.branch_target is not None:
+            pairs.append((self.branch, self.branch_target))
+        return pairs
+
+    def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``loss_ctr`` (``L_CL``), ``loss_kl`` (Eqs. 5-6, averaged over the views with online maps) and ``loss``."""
+        out = self.contrastive_forward(batch)
+        online = [maps for maps in out.maps if maps]  # the views that went through the online encoder
+        phis = [maps["layer4"] for maps in online]  # NxCxHxW each
+        gradcams = ssl_gradcam(out.loss_ctr, phis, detach=self.detach_gradcam)  # NxHxW each
+        branch_maps = [maps[RATIONALE] if RATIONALE in maps else self.rationale(maps["layer4"]) for maps in online]
+        loss_kl = sum(
+            rationale_kl(a.float(), g.float(), self.kl_temperature) for a, g in zip(branch_maps, gradcams)
+        ) / len(online)
+        loss = self.ssl_weight * out.loss_ctr + self.kl_weight * loss_kl
+        return {"loss": loss, "loss_ctr": out.loss_ctr, "loss_kl": loss_kl}
+
+    def embed_features(self, images: Tensor) -> Tensor:
+        """Eq. 8: ``f = mean_ij A'_ij phi_ij`` with the per-image normalised branch map, L2-normalised, ``N x D``;
+        GAP features (the baseline's) when ``test_pooling`` is off (MultiTask)."""
+        if not self.test_pooling:
+            return super().embed_features(images)
+        phi = self.backbone.forward_maps(images, ("layer4",))["layer4"]  # NxDxHxW
+        return F.normalize(weighted_pool(phi, self.branch(phi)), dim=1)
+
+    @torch.no_grad()
+    def saliency(self, images: Tensor) -> Tensor:
+        """The branch map ``A`` upsampled (bilinear) to the image size and normalised per image (Eq. 8),
+        ``N x S x S`` in [0, 1]."""
+        was_training = self.training
+        self.eval()
+        try:
+            images = images.to(self.device)
+            phi = self.backbone.forward_maps(images, ("layer4",))["layer4"]  # NxDxHxW
+            maps = F.interpolate(self.branch(phi)[:, None], size=images.shape[-2:], mode="bilinear")[:, 0]
+            return normalise_per_image(maps.float().clamp_min(0))  # NxSxS
+        finally:
+            self.train(was_training)
+
+
+class MoCoV2LCR(LCR, MoCoV2):
+    """LCR on MoCo v2 (the paper's setting)."""
+
+
+class BYOLLCR(LCR, BYOL):
+    """LCR on BYOL."""
+
+
+_WITH_BASE: dict[str, type[LCR]] = {"mocov2": MoCoV2LCR, "byol": BYOLLCR}
