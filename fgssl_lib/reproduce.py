@@ -1,0 +1,266 @@
+"""Batch-run the book's notebooks with papermill: ``python -m fgssl_lib.reproduce --preset {smoke,cpu,paper}``.
+
+The notebooks are the ``.ipynb`` entries of ``_toc.yml``, run in the order listed there. Each notebook runs with the
+``python3`` kernel in its own folder, with the parameters ``preset=<preset>`` plus any ``-p key=value`` overrides, and
+leaves under ``--out`` (default ``_build/executed``, where the book build reads from)::
+
+    <out>/<name>/<name>.ipynb   the executed copy (the injected-parameters cell tagged ``remove-cell``)
+    <out>/<name>/results.json   what the notebook stored with :func:`fgssl_lib.notebook.record`
+    <out>/outputs/              figures and checkpoints (``fgssl_lib.notebook.output_dir()``), shared by the run
+
+A failing notebook stops the run with a non-zero exit and a message naming the notebook, the cell and the error; the
+executed copies of the notebooks that ran, the failing one included, are kept.
+
+``--stage DIR`` then copies the book's sources (``_config.yml``, ``_toc.yml`` and the folders the toc uses) to ``DIR``
+with each notebook replaced by its executed copy, ready for ``jupyter-book build DIR``; the committed notebooks stay
+without outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+from fgssl_lib.config import PRESETS, check_choice
+from fgssl_lib.notebook import OUTPUT_ENV, RESULTS_ENV
+
+DEFAULT_OUT = Path("_build/executed")
+KERNEL = "python3"
+INJECTED_TAG = "injected-parameters"
+HIDDEN_TAG = "remove-cell"
+_STAGE_IGNORE = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "outputs", "checkpoints", "lightning_logs")
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised while running; the message names the notebook, the cell and the error."""
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """The outcome of one notebook: where its executed copy and results are, how long it took, what went wrong."""
+
+    name: str
+    source: Path
+    executed: Path
+    results: Path
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _toc_files(entry: Any) -> Iterator[str]:
+    """Every ``file:`` value of a ``_toc.yml`` tree (root, parts, chapters, sections), in reading order."""
+    if isinstance(entry, dict):
+        if isinstance(entry.get("root"), str):
+            yield entry["root"]
+        if isinstance(entry.get("file"), str):
+            yield entry["file"]
+        for key in ("parts", "chapters", "sections"):
+            for child in entry.get(key) or []:
+                yield from _toc_files(child)
+
+
+def toc_notebooks(toc: Path) -> list[Path]:
+    """The notebooks (``.ipynb`` files) listed in ``toc``, in book order (paths joined to the toc's folder)."""
+    if not toc.is_file():
+        raise FileNotFoundError(f"no table of contents at {toc}: run from the repository root or pass --toc PATH")
+    root = toc.parent
+    notebooks = []
+    for entry in _toc_files(yaml.safe_load(toc.read_text())):
+        path = Path(entry if entry.endswith(".ipynb") else f"{entry}.ipynb")
+        if (root / path).is_file():
+            notebooks.append(root / path)
+    return notebooks
+
+
+def parse_parameters(pairs: Sequence[str]) -> dict[str, Any]:
+    """Parse ``-p key=value`` pairs: values are Python literals (``3``, ``0.5``, ``True``, ``None``, ``[1, 2]``,
+    ``'x'``); anything that is not a literal is taken as a plain string (``method=byol``)."""
+    parameters: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"bad parameter {pair!r}: write -p name=value, e.g. -p epochs=3 or -p method=byol")
+        try:
+            parameters[key] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            parameters[key] = text.strip()
+    return parameters
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of the block (the kernel inherits them)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _source_cell_index(source: Path, executed_index: int) -> int | None:
+    """Map a cell index of the executed notebook back to the committed one (papermill inserts the injected-parameters
+    cell right after the ``parameters`` cell, or first); ``None`` for the injected cell itself."""
+    cells = nbformat.read(source, as_version=4).cells
+    tagged = [i for i, cell in enumerate(cells) if "parameters" in cell.metadata.get("tags", [])]
+    injected = tagged[0] + 1 if tagged else 0
+    if executed_index == injected:
+        return None
+    return executed_index - 1 if executed_index > injected else executed_index
+
+
+def _describe_failure(source: Path, error: Exception) -> str:
+    """``"cell 4 ('x = f()'): ValueError: ..."`` for a papermill execution error, the exception otherwise."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if not isinstance(error, PapermillExecutionError):
+        return f"{type(error).__name__}: {error}"
+    first_line = next((line for line in error.source.splitlines() if line.strip()), "")
+    index = _source_cell_index(source, error.cell_index)
+    where = "the injected parameters cell" if index is None else f"cell {index}"
+    return f"{where} ({first_line!r}): {error.ename}: {error.evalue}"
+
+
+def _hide_injected_parameters(executed: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell`` so the book does not show it."""
+    nb = nbformat.read(executed, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if INJECTED_TAG in tags and HIDDEN_TAG not in tags:
+            tags.append(HIDDEN_TAG)
+    nbformat.write(nb, executed)
+
+
+def run_notebook(source: Path, out: Path, parameters: dict[str, Any], kernel: str = KERNEL) -> NotebookRun:
+    """Execute ``source`` with papermill in its own folder; write ``<out>/<name>/<name>.ipynb`` and ``results.json``."""
+    import papermill
+
+    name = source.stem
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    executed, results = folder / source.name, folder / "results.json"
+    results.unlink(missing_ok=True)
+    error = None
+    start = time.perf_counter()
+    with _environment(**{RESULTS_ENV: str(results.resolve()), OUTPUT_ENV: str((out / "outputs").resolve())}):
+        try:
+            papermill.execute_notebook(
+                str(source), str(executed), parameters=parameters, kernel_name=kernel, cwd=str(source.parent),
+                progress_bar=False,
+            )
+        except Exception as exc:  # any failure (cell error, dead kernel) is reported, not raised
+            error = _describe_failure(source, exc)
+    seconds = time.perf_counter() - start
+    if executed.exists():
+        _hide_injected_parameters(executed)
+    if not results.exists():
+        results.write_text("{}\n")
+    return NotebookRun(name, source, executed, results, seconds, error)
+
+
+def run_all(
+    notebooks: Sequence[Path], out: Path, parameters: dict[str, Any], report: Callable[[str], None] = print,
+) -> list[NotebookRun]:
+    """Run ``notebooks`` in order, reporting one line each; stop at the first failure (raised as ``NotebookFailed``)."""
+    runs = []
+    for number, source in enumerate(notebooks, start=1):
+        run = run_notebook(source, out, parameters)
+        runs.append(run)
+        report(f"[{number}/{len(notebooks)}] {run.name:<28} {run.seconds:8.1f} s  {'ok' if run.ok else 'FAILED'}")
+        if not run.ok:
+            raise NotebookFailed(
+                f"notebook {source} failed in {run.error}\n"
+                f"executed copy (with the error) kept at {run.executed}; "
+                f"{len(runs) - 1} notebook(s) that ran before it are kept under {out}"
+            )
+    return runs
+
+
+def stage_book(root: Path, out: Path, stage: Path) -> list[Path]:
+    """Copy the book sources under ``root`` to ``stage``, replacing each notebook by its executed copy in ``out``.
+
+    Copies ``_config.yml``, ``_toc.yml`` and every top-level folder the toc names (plus ``book/``, which holds the
+    bibliography and extensions). Returns the notebooks replaced by an executed copy.
+    """
+    toc = root / "_toc.yml"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, stage / name)
+    folders = {Path(entry).parts[0] for entry in _toc_files(yaml.safe_load(toc.read_text())) if "/" in entry}
+    for folder in sorted(folders | {"book"}):
+        if (root / folder).is_dir():
+            shutil.copytree(root / folder, stage / folder, ignore=_STAGE_IGNORE)
+    replaced = []
+    for notebook in toc_notebooks(toc):
+        executed = out / notebook.stem / notebook.name
+        if executed.is_file():
+            shutil.copy2(executed, stage / notebook.relative_to(root))
+            replaced.append(notebook)
+    return replaced
+
+
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m fgssl_lib.reproduce",
+        description="Run the book's notebooks (from _toc.yml, in order) with papermill and collect their results.",
+    )
+    parser.add_argument("--preset", help=f"run the notebooks with this preset: {', '.join(PRESETS)}")
+    parser.add_argument("--only", nargs="+", metavar="NAME", default=[], help="run only these notebooks (file stems)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument("-p", dest="parameters", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a notebook parameter; the value is read as a Python literal, else a string")
+    parser.add_argument("--toc", type=Path, default=Path("_toc.yml"), help="table of contents (default _toc.yml)")
+    parser.add_argument("--stage", type=Path, metavar="DIR",
+                        help="afterwards, copy the book sources to DIR with the executed notebooks from --out in place")
+    args = parser.parse_args(argv)
+    if args.preset is None and args.stage is None:
+        parser.error("give --preset to run the notebooks, --stage DIR to assemble the book, or both")
+    if args.preset is not None:
+        check_choice("preset", args.preset, PRESETS)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _arguments(argv)
+        notebooks = toc_notebooks(args.toc)
+        if args.preset is not None:
+            names = {nb.stem: nb for nb in notebooks}
+            selected = {check_choice("notebook", name, names) for name in args.only} or set(names)
+            parameters = {**parse_parameters(args.parameters), "preset": args.preset}
+            runs = run_all([nb for nb in notebooks if nb.stem in selected], args.out, parameters)
+            print(f"{len(runs)} notebook(s) ran at preset {args.preset!r}; results under {args.out}")
+        if args.stage is not None:
+            replaced = stage_book(args.toc.parent, args.out, args.stage)
+            print(f"book sources staged in {args.stage} ({len(replaced)}/{len(notebooks)} notebooks executed)")
+    except (NotebookFailed, ValueError, FileNotFoundError) as error:
+        print(f"reproduce: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
