@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from fgssl_lib.saliency import best_box, best_boxes, contrast_scores, grid_edges
+from fgssl_lib.saliency import OBJECTIVES, best_box, best_boxes, box_scores, grid_edges
 
 
-def brute_force(saliency: np.ndarray, grid: int) -> tuple[tuple[int, int, int, int], dict]:
+def brute_force(
+    saliency: np.ndarray, grid: int, objective: str = "contrast"
+) -> tuple[tuple[int, int, int, int], dict]:
     """Score every grid box with explicit pixel means; the best box under the documented tie rule, and all scores."""
     s = saliency.astype(np.float64)
     s = (s - s.min()) / (s.max() - s.min()) if s.max() > s.min() else np.zeros_like(s)
@@ -23,7 +25,12 @@ def brute_force(saliency: np.ndarray, grid: int) -> tuple[tuple[int, int, int, i
             continue
         inside = np.zeros_like(s, dtype=bool)
         inside[y0:y1, x0:x1] = True
-        score = s[inside].mean() - s[~inside].mean() if not inside.all() else 0.0
+        if inside.all():
+            score = 0.0
+        elif objective == "contrast":
+            score = s[inside].mean() - s[~inside].mean()
+        else:  # covariance of S and the box indicator
+            score = np.mean((s - s.mean()) * (inside - inside.mean()))
         scores[(x0, y0, x1, y1)] = score
         key = (round(score, 9), (y1 - y0) * (x1 - x0))
         if best_key is None or key > best_key:
@@ -31,14 +38,15 @@ def brute_force(saliency: np.ndarray, grid: int) -> tuple[tuple[int, int, int, i
     return best, scores
 
 
+@pytest.mark.parametrize("objective", OBJECTIVES)
 @pytest.mark.parametrize(("height", "width", "grid"), [(12, 12, 4), (9, 14, 5), (23, 17, 6), (5, 7, 8), (31, 10, 3)])
-def test_matches_brute_force_on_random_maps(height: int, width: int, grid: int) -> None:
+def test_matches_brute_force_on_random_maps(height: int, width: int, grid: int, objective: str) -> None:
     rng = np.random.default_rng(height * 100 + width)
     for _ in range(3):
         saliency = rng.random((height, width)) ** 3  # skewed so that a compact box stands out
-        expected, scores = brute_force(saliency, grid)
-        assert best_box(saliency, grid=grid) == expected
-        table, ys, xs = contrast_scores(torch.from_numpy(saliency)[None], grid)
+        expected, scores = brute_force(saliency, grid, objective)
+        assert best_box(saliency, grid=grid, objective=objective) == expected
+        table, ys, xs = box_scores(torch.from_numpy(saliency)[None], grid, objective)
         for (x0, y0, x1, y1), score in scores.items():
             i0, i1 = ys.tolist().index(y0), ys.tolist().index(y1)
             j0, j1 = xs.tolist().index(x0), xs.tolist().index(x1)
@@ -52,13 +60,14 @@ def test_grid_edges_include_borders_and_drop_duplicates() -> None:
         grid_edges(10, 0)
 
 
+@pytest.mark.parametrize("objective", OBJECTIVES)
 @pytest.mark.parametrize("box", [(8, 16, 40, 48), (0, 0, 24, 64), (56, 56, 64, 64)])
-def test_box_indicator_returns_that_box(box: tuple[int, int, int, int]) -> None:
+def test_box_indicator_returns_that_box(box: tuple[int, int, int, int], objective: str) -> None:
     x0, y0, x1, y1 = box
     saliency = torch.zeros(64, 64)
     saliency[y0:y1, x0:x1] = 1
-    assert best_box(saliency, grid=8) == box
-    assert best_box(saliency.numpy() * 7 - 3, grid=8) == box  # invariant to S -> a S + b, a > 0
+    assert best_box(saliency, grid=8, objective=objective) == box
+    assert best_box(saliency.numpy() * 7 - 3, grid=8, objective=objective) == box  # invariant to S -> a S + b, a > 0
 
 
 def test_non_square_indicator() -> None:
@@ -67,10 +76,21 @@ def test_non_square_indicator() -> None:
     assert best_box(saliency, grid=5) == (20, 6, 40, 24)
 
 
+@pytest.mark.parametrize("objective", OBJECTIVES)
 @pytest.mark.parametrize("value", [0.0, 0.37, 1.0, 255.0])
-def test_constant_or_empty_map_returns_whole_image(value: float) -> None:
-    assert best_box(np.full((13, 21), value)) == (0, 0, 21, 13)
-    assert best_box(torch.full((13, 21), value, dtype=torch.float32)) == (0, 0, 21, 13)
+def test_constant_or_empty_map_returns_whole_image(value: float, objective: str) -> None:
+    assert best_box(np.full((13, 21), value), objective=objective) == (0, 0, 21, 13)
+    assert best_box(torch.full((13, 21), value, dtype=torch.float32), objective=objective) == (0, 0, 21, 13)
+
+
+def test_covariance_objective_covers_a_smooth_blob_where_contrast_shrinks() -> None:
+    v, u = torch.meshgrid(torch.linspace(-1, 1, 48), torch.linspace(-1, 1, 64), indexing="ij")
+    blob = torch.exp(-(u**2 + v**2) / (2 * 0.3**2))  # a smooth CAM-like peak in the centre
+    narrow, wide = best_box(blob, objective="contrast"), best_box(blob, objective="covariance")
+    area = [(x1 - x0) * (y1 - y0) / (48 * 64) for x0, y0, x1, y1 in (narrow, wide)]
+    assert area[0] < 0.05 and 0.15 < area[1] < 0.6
+    for x0, y0, x1, y1 in (narrow, wide):
+        assert x0 < 32 < x1 and y0 < 24 < y1
 
 
 def test_ties_prefer_the_largest_box() -> None:
@@ -109,6 +129,8 @@ def test_bad_input_is_rejected() -> None:
         best_box(np.full((4, 4), np.nan))
     with pytest.raises(TypeError, match="numpy array or torch tensor"):
         best_box([[0.0, 1.0]])
+    with pytest.raises(ValueError, match="valid best-box objectives: contrast, covariance"):
+        best_box(np.ones((4, 4)), objective="area")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -9,7 +9,7 @@
   them (and the derived box and mask) into the samples.
 """
 
-from fgssl_lib.saliency.best_box import DEFAULT_GRID, best_box, best_boxes, contrast_scores, grid_edges
+from fgssl_lib.saliency.best_box import OBJECTIVES, DEFAULT_GRID, best_box, best_boxes, box_scores, grid_edges
 from fgssl_lib.saliency.cache import SaliencyCache, SaliencyDataset, cache_root, dataset_fingerprint
 from fgssl_lib.saliency.sources import (
     SOURCES,
@@ -26,6 +26,7 @@ from fgssl_lib.saliency.sources import (
 
 __all__ = [
     "DEFAULT_GRID",
+    "OBJECTIVES",
     "SOURCES",
     "BoxSaliency",
     "CentrePrior",
@@ -40,7 +41,7 @@ __all__ = [
     "best_boxes",
     "build_saliency",
     "cache_root",
-    "contrast_scores",
+    "box_scores",
     "dataset_fingerprint",
     "grid_edges",
     "min_max_normalise",

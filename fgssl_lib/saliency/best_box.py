@@ -1,8 +1,16 @@
 """The best box of a saliency map: CVSA Eq. 2 in the contrast form of METHODS.md ("Best box").
 
-Among the axis-aligned boxes ``B`` whose corners lie on a coarse grid, pick
+Among the axis-aligned boxes ``B`` whose corners lie on a coarse grid, pick ``B* = argmax_B score(B)`` with one of two
+parameter-free objectives (``objective=``):
 
-    B* = argmax_B  mean_{p in B} S(p) - mean_{p not in B} S(p).
+- ``"contrast"`` (METHODS.md, the default): ``mean_{p in B} S(p) - mean_{p not in B} S(p)``;
+- ``"covariance"``: ``Cov(S, 1_B) = mean_p (S(p) - mean S) 1_B(p) = a (1 - a) (mean_in - mean_out)`` with ``a`` the
+  box's area fraction: the saliency mass above the image mean that the box collects.
+
+The contrast form prefers small boxes on smooth or peaked maps (a box at the maximum keeps ``mean_in`` near 1 while
+``mean_out`` barely moves); the covariance form weights the same contrast by ``a (1 - a)`` and grows the box until it
+holds all above-average pixels (``python -m fgssl_lib.bench saliency`` measures both). Both return the box itself for
+a box-indicator map.
 
 Conventions (all exact, no hyper-parameter other than the grid):
 
@@ -12,18 +20,23 @@ Conventions (all exact, no hyper-parameter other than the grid):
   ends are exclusive, the whole ``W x H`` image is ``(0, 0, W, H)``.
 - **Exactness.** Box sums come from a summed-area table (integral image) in float64, evaluated for all
   ``(y0, y1, x0, x1)`` candidates at once by broadcasting.
-- **The whole image** has no outside; its contrast is defined as ``0`` ("no inside/outside difference").
+- **The whole image** has no outside; its score is defined as ``0`` ("no inside/outside difference").
 - **Ties** (scores within ``TIE_TOLERANCE`` of the best, on the min-max normalised map) go to the largest box, then to
   the first in ``(y0, y1, x0, x1)`` order. Hence a constant or all-zero map, where every box scores 0, returns the
   whole image, and a scenic map whose best scores are tied returns the largest box.
-- The score is invariant to ``S -> a S + b`` with ``a > 0``, so the map is min-max normalised first; any real-valued
-  map is accepted, non-finite values are an error.
+- Both scores are invariant to ``S -> a S + b`` with ``a > 0``, so the map is min-max normalised first; any
+  real-valued map is accepted, non-finite values are an error.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from fgssl_lib.config import check_choice
+
+OBJECTIVES = ("contrast", "covariance")
+DEFAULT_OBJECTIVE = "contrast"
 
 DEFAULT_GRID = 16
 """Grid steps per side: 17 candidate edges, 136 x 136 = 18,496 candidate boxes."""
@@ -67,8 +80,10 @@ def _box_areas(ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
     return heights[:, :, None, None] * widths[None, None, :, :]
 
 
-def contrast_scores(maps: torch.Tensor, grid: int = DEFAULT_GRID) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Contrast ``mean_in - mean_out`` of every grid box (CVSA Eq. 2, contrast form) of min-max normalised maps.
+def box_scores(
+    maps: torch.Tensor, grid: int = DEFAULT_GRID, objective: str = DEFAULT_OBJECTIVE
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Score of every grid box (CVSA Eq. 2, see the module docstring for the objectives) of min-max normalised maps.
 
     ``maps``: ``N x H x W`` float64. Returns ``(scores, ys, xs)`` where ``ys`` (``Ky``) and ``xs`` (``Kx``) are the
     candidate edges and ``scores`` is ``N x Ky x Ky x Kx x Kx`` indexed ``[n, y0, y1, x0, x1]`` (edge indices);
@@ -88,7 +103,10 @@ def contrast_scores(maps: torch.Tensor, grid: int = DEFAULT_GRID) -> tuple[torch
     total = sat[:, -1, -1].reshape(n, 1, 1, 1, 1)
     mean_in = inside / area_in.clamp(min=1)
     mean_out = (total - inside) / area_out.clamp(min=1)
-    scores = torch.where(area_out > 0, mean_in - mean_out, torch.zeros_like(mean_in))
+    contrast = mean_in - mean_out
+    if check_choice("best-box objective", objective, OBJECTIVES) == "covariance":
+        contrast = contrast * (area_in * area_out / (h * w) ** 2)  # a (1 - a) (mean_in - mean_out)
+    scores = torch.where(area_out > 0, contrast, torch.zeros_like(contrast))
     return scores.masked_fill(area_in <= 0, float("-inf")), ys, xs
 
 
@@ -107,8 +125,10 @@ def _select(scores: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.T
     return torch.stack([xs[x0], ys[y0], xs[x1], ys[y1]], dim=1)
 
 
-def best_boxes(maps: np.ndarray | torch.Tensor, grid: int = DEFAULT_GRID) -> torch.Tensor:
-    """Best contrast box of each of ``N x H x W`` maps (see the module docstring): ``N x 4`` int64 ``(x0, y0, x1, y1)``.
+def best_boxes(
+    maps: np.ndarray | torch.Tensor, grid: int = DEFAULT_GRID, objective: str = DEFAULT_OBJECTIVE
+) -> torch.Tensor:
+    """Best box of each of ``N x H x W`` maps (see the module docstring): ``N x 4`` int64 ``(x0, y0, x1, y1)``.
 
     Vectorised over the batch and all candidate boxes, in chunks of the batch to bound memory; runs on the maps'
     device.
@@ -116,15 +136,18 @@ def best_boxes(maps: np.ndarray | torch.Tensor, grid: int = DEFAULT_GRID) -> tor
     maps = _as_maps(maps, ndim=3)
     ky, kx = len(grid_edges(maps.shape[1], grid)), len(grid_edges(maps.shape[2], grid))
     chunk = max(1, _CHUNK_ELEMENTS // (ky * ky * kx * kx))
-    boxes = [_select(*contrast_scores(part, grid)) for part in maps.split(chunk)]
+    boxes = [_select(*box_scores(part, grid, objective)) for part in maps.split(chunk)]
     return torch.cat(boxes).cpu() if boxes else torch.zeros(0, 4, dtype=torch.int64)
 
 
-def best_box(saliency_map: np.ndarray | torch.Tensor, grid: int = DEFAULT_GRID) -> tuple[int, int, int, int]:
-    """Best contrast box ``(x0, y0, x1, y1)`` (ints, exclusive ends) of one ``H x W`` map (numpy array or tensor).
+def best_box(
+    saliency_map: np.ndarray | torch.Tensor, grid: int = DEFAULT_GRID, objective: str = DEFAULT_OBJECTIVE
+) -> tuple[int, int, int, int]:
+    """Best box ``(x0, y0, x1, y1)`` (ints, exclusive ends) of one ``H x W`` map (numpy array or tensor).
 
-    ``argmax_B mean_in(S) - mean_out(S)`` over grid boxes (CVSA Eq. 2, contrast form); a constant or empty map gives
-    ``(0, 0, W, H)``. ``grid`` is the number of steps per side (see the module docstring).
+    ``argmax_B mean_in(S) - mean_out(S)`` over grid boxes (CVSA Eq. 2, contrast form; ``objective="covariance"``
+    weights it by ``a (1 - a)``); a constant or empty map gives ``(0, 0, W, H)``. ``grid`` is the number of steps per
+    side (see the module docstring).
     """
-    x0, y0, x1, y1 = best_boxes(_as_maps(saliency_map, ndim=2)[None], grid)[0].tolist()
+    x0, y0, x1, y1 = best_boxes(_as_maps(saliency_map, ndim=2)[None], grid, objective)[0].tolist()
     return x0, y0, x1, y1

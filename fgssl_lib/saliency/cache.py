@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.data.sample import box_to_mask
-from fgssl_lib.saliency.best_box import DEFAULT_GRID, best_box
+from fgssl_lib.saliency.best_box import DEFAULT_GRID, DEFAULT_OBJECTIVE, OBJECTIVES, best_box
 from fgssl_lib.saliency.sources import SaliencySource
 
 FINGERPRINT_SAMPLES = 8
@@ -145,7 +145,7 @@ class SaliencyDataset(Dataset):
     """Wrap a dataset so its samples carry a saliency map from ``source`` and the box and mask derived from it.
 
     Each sample gains ``saliency`` (``H x W`` float32 in ``[0, 1]``) and its ``box`` becomes ``best_box(saliency,
-    grid)`` (float32, as in the sample contract); its ``mask`` becomes the box's mask (``mask="box"``) or
+    grid, objective)`` (float32, as in the sample contract); its ``mask`` becomes the box's mask (``mask="box"``) or
     ``saliency >= threshold`` (``mask="threshold"``; an empty result falls back to the whole image, like
     :func:`best_box`). The ground truth the map replaces stays available as ``gt_box`` and ``gt_mask``. Maps come from
     the on-disk cache (``cache=True``: default root; a path or :class:`SaliencyCache`: that store) or are computed on
@@ -158,12 +158,14 @@ class SaliencyDataset(Dataset):
         source: SaliencySource,
         cache: bool | str | Path | SaliencyCache = True,
         grid: int = DEFAULT_GRID,
+        objective: str = DEFAULT_OBJECTIVE,
         mask: str = "box",
         threshold: float = 0.5,
         dataset_key: str | None = None,
         progress: bool = False,
     ) -> None:
         self.dataset, self.source, self.grid, self.threshold = dataset, source, grid, threshold
+        self.objective = check_choice("best-box objective", objective, OBJECTIVES)
         self.mask = check_choice("mask mode", mask, MASK_MODES)
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must lie in (0, 1] (the maps are in [0, 1]), got {threshold}")
@@ -188,7 +190,7 @@ class SaliencyDataset(Dataset):
                 f"cached saliency map {index} is {tuple(saliency.shape)} but the image is {height} x {width}: the "
                 "dataset changed under the same key; pass a new dataset_key or clear the cache"
             )
-        box = torch.tensor(best_box(saliency, self.grid), dtype=torch.float32)
+        box = torch.tensor(best_box(saliency, self.grid, self.objective), dtype=torch.float32)
         if self.mask == "box":
             mask = box_to_mask(box, height, width)
         else:
