@@ -168,7 +168,8 @@ def extract(archive: Path, top: str, root: Path) -> Path:
         tar.extractall(staging, filter="data")
     if not (staging / top).is_dir():
         raise RuntimeError(f"{archive} does not contain the folder {top!r}; is it the right archive?")
-    shutil.rmtree(root, ignore_errors=True)
+    if root.is_dir():
+        root.rmdir()  # download() only extracts into a missing or empty root
     (staging / top).replace(root)
     shutil.rmtree(staging)
     return root
@@ -186,6 +187,9 @@ def download(name: str, root: str | Path | None = None, keep_archive: bool = Fal
     spec = ARCHIVES[name]
     if (root / spec.marker).exists():
         return root
+    if root.is_dir() and any(root.iterdir()):
+        raise FileExistsError(f"{root} exists but does not hold {spec.marker}; nothing was downloaded. Remove it "
+                              f"or pass another root (an empty or missing folder)")
     md5 = spec.md5 or published_md5(str(spec.md5_url))
     archive = fetch(spec.url, root.parent / spec.filename, md5)
     extract(archive, spec.top, root)
