@@ -79,3 +79,67 @@ def test_bad_intensity_and_shapes_are_refused() -> None:
         CrossViewAlignmentLoss(intensity="sigmoid")
     with pytest.raises(ValueError, match="NxCxHxW"):
         cross_view_attention(torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 3, 3))
+
+
+# ----------------------------------------------------------------------------------------------- the CVSA method
+TINY = dict(backbone="resnet_narrow", small_input=True, hidden_dim=32, proj_dim=16, conv_proj_dim=8)
+
+
+def _batch(n: int = 4, size: int = 32) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.zeros(n, size, size)
+    mask[:, 8:24, 4:20] = 1.0
+    return dict(
+        view1=torch.rand(n, 3, size, size, generator=generator),
+        view2=torch.rand(n, 3, size, size, generator=generator),
+        mask1=mask,
+        mask2=mask.flip(-1),
+        label=torch.zeros(n, dtype=torch.long),
+        index=torch.arange(n),
+    )
+
+
+def test_alignment_gradient_reaches_conv_heads_and_backbone_not_the_target() -> None:
+    from fgssl_lib.methods import build
+
+    torch.manual_seed(0)
+    method = build("cvsa", **TINY)
+    assert method.views == "saliency_swap" and method.stages == ("layer3", "layer4")
+    losses = method.losses(_batch())
+    assert set(losses) == {"loss", "loss_ctr", "loss_align"}
+    torch.testing.assert_close(losses["loss"], losses["loss_ctr"] + losses["loss_align"])
+    losses["loss_align"].backward()
+    for module in (method.conv_projector, method.conv_predictor, method.backbone.layer3, method.backbone.stem):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), module
+    assert all(p.grad is None for p in method.backbone.layer4.parameters()), "L_align is on layer3: layer4 gets none"
+    assert all(p.grad is None for p in method.conv_projector_target.parameters())
+    assert (method.conv_projector, method.conv_projector_target) in method.momentum_pairs()
+
+
+def test_byol_ss_is_byol_on_saliency_swap_without_a_local_branch() -> None:
+    from fgssl_lib.methods import build
+
+    method = build("byol_ss", **TINY)
+    assert method.views == "saliency_swap" and not hasattr(method, "conv_projector")
+    assert set(method.losses(_batch())) == {"loss", "loss_ctr"}
+    with pytest.raises(NotImplementedError, match="BYOL\\+SS"):
+        method.saliency(torch.rand(2, 3, 32, 32))
+
+
+def test_saliency_is_an_image_sized_map_in_unit_range() -> None:
+    from fgssl_lib.methods import build
+
+    for name in ("cvsa", "cvsa_sigmoid_max"):
+        method = build(name, **TINY)
+        maps = method.saliency(torch.rand(3, 3, 32, 32))
+        assert maps.shape == (3, 32, 32) and maps.min() >= 0 and maps.max() <= 1
+        assert method.training, "saliency restores the training mode"
+
+
+def test_bad_options_are_refused() -> None:
+    from fgssl_lib.methods import build
+
+    with pytest.raises(ValueError, match="valid stages"):
+        build("cvsa", stage="layer5", **TINY)
+    with pytest.raises(ValueError, match="align_weight"):
+        build("cvsa", align_weight=-1.0, **TINY)

@@ -117,3 +117,82 @@ def test_per_image_normalisation_makes_features_independent_of_the_batch() -> No
     expected = (maps[0] - maps[0].min()) / (1e-7 + maps[0].max())
     torch.testing.assert_close(normalised[0], expected)
     torch.testing.assert_close(alone, (expected * phi[0]).mean(dim=(1, 2))[None])
+
+
+# ----------------------------------------------------------------------------------------------- the LCR method
+TINY = dict(backbone="resnet_narrow", small_input=True, hidden_dim=32, proj_dim=16)
+TINY_MOCO = dict(TINY, queue_size=32)
+
+
+def _batch(n: int = 4, size: int = 32) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return dict(
+        view1=torch.rand(n, 3, size, size, generator=generator),
+        view2=torch.rand(n, 3, size, size, generator=generator),
+        mask1=torch.ones(n, size, size),
+        mask2=torch.ones(n, size, size),
+        label=torch.zeros(n, dtype=torch.long),
+        index=torch.arange(n),
+    )
+
+
+@pytest.mark.parametrize(("name", "options"), [("lcr", TINY_MOCO), ("byol_lcr", TINY), ("lcr_dual_pooling", TINY_MOCO)])
+def test_training_loss_backpropagates_through_the_backbone_once(name: str, options: dict) -> None:
+    from fgssl_lib.methods import build
+
+    torch.manual_seed(0)
+    method = build(name, **options)
+    calls = []
+    method.backbone.stem[0].weight.register_hook(lambda grad: calls.append(1))
+    losses = method.losses(_batch())
+    assert set(losses) == {"loss", "loss_ctr", "loss_kl"} and not calls
+    torch.testing.assert_close(losses["loss"], losses["loss_ctr"] + 0.01 * losses["loss_kl"])
+    losses["loss"].backward()
+    assert len(calls) == 1
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.branch.parameters())
+
+
+def test_detach_branch_input_keeps_the_kl_off_the_backbone() -> None:
+    from fgssl_lib.methods import build
+
+    torch.manual_seed(0)
+    for detach, reaches_backbone in ((True, False), (False, True)):
+        method = build("lcr", detach_branch_input=detach, **TINY_MOCO)
+        method.losses(_batch())["loss_kl"].backward()
+        assert any(p.grad is not None for p in method.branch.parameters())
+        assert any(p.grad is not None for p in method.backbone.layer4.parameters()) == reaches_backbone
+
+
+def test_lcr_picks_its_baseline_and_rebuilds_from_its_hyperparameters() -> None:
+    from fgssl_lib.methods import build
+    from fgssl_lib.methods.byol import BYOL
+    from fgssl_lib.methods.lcr import LCR
+    from fgssl_lib.methods.mocov2 import MoCoV2
+
+    byol_lcr, lcr = build("byol_lcr", **TINY), build("lcr", **TINY_MOCO)
+    assert isinstance(byol_lcr, LCR) and isinstance(byol_lcr, BYOL) and not isinstance(byol_lcr, MoCoV2)
+    assert isinstance(lcr, LCR) and isinstance(lcr, MoCoV2)
+    rebuilt = LCR(**dict(byol_lcr.hparams))
+    assert type(rebuilt) is type(byol_lcr)
+    assert rebuilt.state_dict().keys() == byol_lcr.state_dict().keys()
+    with pytest.raises(ValueError, match="valid LCR bases: byol, mocov2"):
+        LCR(base="simclr", **TINY)
+
+
+def test_embed_uses_per_image_weighted_pooling_unless_multitask() -> None:
+    from fgssl_lib.methods import build
+
+    torch.manual_seed(0)
+    images = torch.rand(5, 3, 32, 32)
+    lcr = build("lcr", **TINY_MOCO)
+    features = lcr.embed(images)
+    torch.testing.assert_close(features[:2], lcr.embed(images[:2]))  # independent of the rest of the batch
+    torch.testing.assert_close(features.norm(dim=1), torch.ones(5))
+    lcr.eval()
+    phi = lcr.backbone.forward_maps(images, ("layer4",))["layer4"]
+    expected = F.normalize(weighted_pool(phi, lcr.branch(phi)), dim=1)
+    torch.testing.assert_close(features, expected)
+    multitask = build("lcr_multitask", **TINY_MOCO).eval()
+    torch.testing.assert_close(multitask.embed(images), multitask.backbone(images))
+    maps = lcr.saliency(images)
+    assert maps.shape == (5, 32, 32) and maps.min() >= 0 and maps.max() <= 1
