@@ -1,1 +1,36 @@
-"""fgssl_lib.eval"""
+"""Evaluation protocols of the three papers (METHODS.md "Evaluation"), as plain functions over tensors.
+
+Features: :func:`extract_features` (cached). Classification: :func:`linear_probe`, :func:`knn_accuracy`,
+:func:`fine_tune`. Retrieval: :func:`retrieval_metrics`. Localisation: :func:`max_box_acc` over CAMs from
+:func:`gradcam_maps` or :func:`saliency_maps`. Background bias: :func:`background_bias_report`,
+:func:`box_background_report`. Every function returns plain numbers or dicts (percentages).
+"""
+
+from fgssl_lib.eval.background_bias import BoxVariant, background_bias_report, box_background_report
+from fgssl_lib.eval.cams import gradcam_maps, saliency_maps
+from fgssl_lib.eval.features import Features, extract_features
+from fgssl_lib.eval.finetune import fine_tune
+from fgssl_lib.eval.knn import knn_accuracy, top_k_accuracy
+from fgssl_lib.eval.linear import class_balanced_subset, fit_linear, linear_probe, select_linear
+from fgssl_lib.eval.maxboxacc import max_box_acc
+from fgssl_lib.eval.retrieval import retrieval_metrics, top_k_neighbours
+
+__all__ = [
+    "BoxVariant",
+    "Features",
+    "background_bias_report",
+    "box_background_report",
+    "class_balanced_subset",
+    "extract_features",
+    "fine_tune",
+    "fit_linear",
+    "gradcam_maps",
+    "knn_accuracy",
+    "linear_probe",
+    "max_box_acc",
+    "retrieval_metrics",
+    "saliency_maps",
+    "select_linear",
+    "top_k_accuracy",
+    "top_k_neighbours",
+]

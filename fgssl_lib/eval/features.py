@@ -10,6 +10,7 @@ split, length) and the transform (its ``repr``), and written atomically.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import tempfile
 from collections.abc import Callable
@@ -63,15 +64,25 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cache_path(cache_dir: str | os.PathLike, key: str, dataset: Dataset, transform: Any) -> Path:
-    """The cache file of (model ``key``, dataset split, transform parameters)."""
-    if " at 0x" in repr(transform):
+def describe_transform(transform: Any) -> str:
+    """A stable text of a transform's parameters (its ``repr``, else its class and attributes) for the cache key."""
+    text = repr(transform)
+    if " at 0x" in text and hasattr(transform, "__dict__") and not inspect.isroutine(transform):
+        fields = ", ".join(f"{name}={describe_transform(value)}" for name, value in sorted(vars(transform).items()))
+        text = f"{type(transform).__qualname__}({fields})"
+    if " at 0x" in text:
         raise ValueError(
-            f"the transform {transform!r} has no parameter repr, so cached features could not be told apart; "
-            "cache with a transform whose repr lists its parameters (e.g. fgssl_lib.views.eval_view) or cache_dir=None"
+            f"the transform {transform!r} does not describe its parameters, so cached features could not be told "
+            "apart; cache with a transform object whose repr or attributes list its parameters (e.g. "
+            "fgssl_lib.views.eval_view(224)), or pass cache_dir=None"
         )
-    split = getattr(dataset, "split", "")
-    identity = f"{key}|{type(dataset).__name__}|{split}|{len(dataset)}|{transform!r}"
+    return text
+
+
+def cache_path(cache_dir: str | os.PathLike, key: str, dataset: Dataset, transform: Any) -> Path:
+    """The cache file of (model ``key``, dataset class / split / root / config / length, transform parameters)."""
+    options = "|".join(repr(getattr(dataset, name, "")) for name in ("split", "root", "config"))
+    identity = f"{key}|{type(dataset).__name__}|{options}|{len(dataset)}|{describe_transform(transform)}"
     return Path(cache_dir) / f"features-{hashlib.sha1(identity.encode()).hexdigest()[:20]}.pt"
 
 

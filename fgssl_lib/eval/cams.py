@@ -1,0 +1,108 @@
+"""CAM sources for MaxBoxAcc and the Grad-CAM pictures: ``images float [0,1] N x 3 x S x S -> N x S x S`` in [0, 1].
+
+- :func:`gradcam_maps`: Grad-CAM (Selvaraju et al. 2017) through ``pytorch_grad_cam.GradCAM`` on the encoder's last
+  stage (``layer4``). An SSL model has no class logits, so the target is an embedding similarity:
+
+  * ``target="self"`` (default): ``<f(x), sg(f(x))>``, the dot product of the embedding with its own detached value.
+    Its gradient is ``f(x)`` itself, so the map shows what the embedding is made of. (The cosine of the embedding
+    with itself is at its maximum, so its gradient is zero and the map would be empty: hence the dot product.)
+  * ``target=prototypes`` (a ``C x D`` tensor, e.g. class means of training embeddings) with ``labels``: the cosine
+    similarity of ``f(x)`` to its class prototype, as for a nearest-class-mean classifier.
+- :func:`saliency_maps`: a method's own map (``method.saliency``: the LCR branch map, the CVSA intensity map),
+  resized to image size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pytorch_grad_cam import GradCAM
+from torch import nn
+
+
+class EmbeddingSimilarityTarget:
+    """Grad-CAM target on one embedding ``D``: the dot product with (``normalize=False``) or cosine to ``reference``."""
+
+    def __init__(self, reference: torch.Tensor, normalize: bool) -> None:
+        self.reference, self.normalize = reference, normalize
+
+    def __call__(self, embedding: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            return F.cosine_similarity(embedding, self.reference.to(embedding.device), dim=0)
+        return (embedding * self.reference.to(embedding.device)).sum()
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The image encoder ``images -> N x D`` of a method (its ``backbone``) or the module itself."""
+    return getattr(model, "backbone", model)
+
+
+def last_stage(encoder: nn.Module, stage: str = "layer4") -> nn.Module:
+    """The sub-module named ``stage`` (or ending in ``.stage``): Grad-CAM's target layer."""
+    for name, module in encoder.named_modules():
+        if name == stage or name.endswith(f".{stage}"):
+            return module
+    raise ValueError(
+        f"{type(encoder).__name__} has no sub-module named {stage!r}; pass stage=<name of its last conv stage>"
+    )
+
+
+def gradcam_maps(
+    model: nn.Module,
+    images: torch.Tensor,
+    target: str | torch.Tensor = "self",
+    labels: torch.Tensor | None = None,
+    stage: str = "layer4",
+) -> torch.Tensor:
+    """Grad-CAM of ``images`` (``N x 3 x S x S`` in [0, 1]) with an embedding-similarity target; ``N x S x S``.
+
+    ``model`` is a method (its ``backbone`` is used) or an encoder returning ``N x D`` (or ``N x C x h x w`` maps,
+    which are averaged). ``target`` is ``"self"`` or a ``C x D`` prototype tensor used with ``labels`` (module doc).
+    """
+    encoder = encoder_of(model)
+    net = _Pooled(encoder)
+    was_training = encoder.training
+    net.eval()
+    device = next(encoder.parameters()).device
+    images = images.to(device)
+    with torch.no_grad():
+        embeddings = net(images)  # NxD
+    if isinstance(target, str):
+        if target != "self":
+            raise ValueError(f"target must be 'self' or a C x D tensor of class prototypes; got {target!r}")
+        targets = [EmbeddingSimilarityTarget(e, normalize=False) for e in embeddings]
+    else:
+        if labels is None or target.ndim != 2 or target.shape[1] != embeddings.shape[1]:
+            raise ValueError(
+                f"prototype targets need a C x {embeddings.shape[1]} tensor and labels (N); got "
+                f"{tuple(target.shape)} and labels={'None' if labels is None else tuple(labels.shape)}"
+            )
+        targets = [EmbeddingSimilarityTarget(target[int(y)], normalize=True) for y in labels]
+    try:
+        with GradCAM(model=net, target_layers=[last_stage(encoder, stage)]) as cam:
+            maps = cam(input_tensor=images, targets=targets)  # NxSxS numpy, each scaled to [0, 1]
+    finally:
+        encoder.train(was_training)
+    return torch.from_numpy(np.ascontiguousarray(maps)).float()
+
+
+class _Pooled(nn.Module):
+    """An encoder whose output is pooled to ``N x D`` when it returns maps."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(images)
+        return out.mean(dim=(2, 3)) if out.ndim == 4 else out
+
+
+def saliency_maps(method: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The method's own map (LCR branch, CVSA intensity) at image size, ``N x S x S`` in [0, 1]."""
+    with torch.no_grad():
+        maps = method.saliency(images)  # N x h x w
+    if maps.shape[-2:] != images.shape[-2:]:
+        maps = F.interpolate(maps[:, None].float(), size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return maps.float().cpu().clamp(0, 1)
