@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from fgssl_lib.config import check_choice
 
 DEFAULT_DIRS = {
@@ -128,11 +130,12 @@ def published_md5(url: str) -> str:
     return match.group(0).lower()
 
 
-def fetch(url: str, dest: Path, md5: str) -> Path:
+def fetch(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` with an HTTP Range request; verify its MD5.
 
     A server that ignores the Range header (status 200) restarts the file from the beginning. On a checksum
     mismatch the partial file is deleted (so the next call starts afresh) and a ``RuntimeError`` is raised.
+    ``progress`` shows a byte counter (tqdm).
     """
     if dest.exists() and file_md5(dest) == md5:
         return dest
@@ -147,9 +150,14 @@ def fetch(url: str, dest: Path, md5: str) -> Path:
             raise
     else:
         with response:
-            resumed = response.status == 206
-            with open(part, "ab" if resumed else "wb") as f:
-                shutil.copyfileobj(response, f, _CHUNK)
+            start = offset if response.status == 206 else 0
+            total = int(response.headers.get("Content-Length") or 0) + start
+            with open(part, "ab" if start else "wb") as f, tqdm(
+                total=total or None, initial=start, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+            ) as bar:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    f.write(chunk)
+                    bar.update(len(chunk))
     got = file_md5(part)
     if got != md5:
         part.unlink()
@@ -175,7 +183,7 @@ def extract(archive: Path, top: str, root: Path) -> Path:
     return root
 
 
-def download(name: str, root: str | Path | None = None, keep_archive: bool = False) -> Path:
+def download(name: str, root: str | Path | None = None, keep_archive: bool = False, progress: bool = True) -> Path:
     """Download, verify and extract dataset ``name`` into ``root`` (default :func:`default_root`); return ``root``.
 
     Nothing is fetched when ``root`` already holds the extracted dataset. Only ``cub`` and ``aircraft`` have a
@@ -191,7 +199,7 @@ def download(name: str, root: str | Path | None = None, keep_archive: bool = Fal
         raise FileExistsError(f"{root} exists but does not hold {spec.marker}; nothing was downloaded. Remove it "
                               f"or pass another root (an empty or missing folder)")
     md5 = spec.md5 or published_md5(str(spec.md5_url))
-    archive = fetch(spec.url, root.parent / spec.filename, md5)
+    archive = fetch(spec.url, root.parent / spec.filename, md5, progress)
     extract(archive, spec.top, root)
     if not keep_archive:
         archive.unlink()
