@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fgssl_lib.saliency import OBJECTIVES, best_box, best_boxes, box_scores, grid_edges
+from fgssl_lib.saliency import OBJECTIVES, best_box, best_boxes, box_scores, grid_boxes, grid_edges
 
 
 def brute_force(
@@ -46,11 +46,10 @@ def test_matches_brute_force_on_random_maps(height: int, width: int, grid: int, 
         saliency = rng.random((height, width)) ** 3  # skewed so that a compact box stands out
         expected, scores = brute_force(saliency, grid, objective)
         assert best_box(saliency, grid=grid, objective=objective) == expected
-        table, ys, xs = box_scores(torch.from_numpy(saliency)[None], grid, objective)
-        for (x0, y0, x1, y1), score in scores.items():
-            i0, i1 = ys.tolist().index(y0), ys.tolist().index(y1)
-            j0, j1 = xs.tolist().index(x0), xs.tolist().index(x1)
-            assert table[0, i0, i1, j0, j1].item() == pytest.approx(score, abs=1e-12)
+        table = box_scores(torch.from_numpy(saliency)[None], grid, objective)[0]
+        boxes = [tuple(b) for b in grid_boxes(height, width, grid).tolist()]
+        assert sorted(boxes) == sorted(scores) and len(set(boxes)) == len(boxes)
+        assert table.tolist() == pytest.approx([scores[b] for b in boxes], abs=1e-12)
 
 
 def test_grid_edges_include_borders_and_drop_duplicates() -> None:

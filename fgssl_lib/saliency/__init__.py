@@ -9,7 +9,7 @@
   them (and the derived box and mask) into the samples.
 """
 
-from fgssl_lib.saliency.best_box import OBJECTIVES, DEFAULT_GRID, best_box, best_boxes, box_scores, grid_edges
+from fgssl_lib.saliency.best_box import OBJECTIVES, DEFAULT_GRID, best_box, best_boxes, box_scores, grid_boxes, grid_edges
 from fgssl_lib.saliency.cache import SaliencyCache, SaliencyDataset, cache_root, dataset_fingerprint
 from fgssl_lib.saliency.sources import (
     SOURCES,
@@ -43,6 +43,7 @@ __all__ = [
     "cache_root",
     "box_scores",
     "dataset_fingerprint",
+    "grid_boxes",
     "grid_edges",
     "min_max_normalise",
 ]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from fgssl_lib.config import check_choice
 
@@ -39,13 +40,13 @@ OBJECTIVES = ("contrast", "covariance")
 DEFAULT_OBJECTIVE = "contrast"
 
 DEFAULT_GRID = 16
-"""Grid steps per side: 17 candidate edges, 136 x 136 = 18,496 candidate boxes."""
+"""Grid steps per side: 17 candidate edges, 136 edge pairs per side, 136 x 136 = 18,496 candidate boxes."""
 
 TIE_TOLERANCE = 1e-9
 """Two contrast scores of the min-max normalised map closer than this are a tie (float64 round-off is ~1e-13)."""
 
-_CHUNK_ELEMENTS = 1 << 24
-"""Score elements evaluated at once by :func:`best_boxes` (bounds memory at ~130 MB of float64)."""
+_CHUNK_ELEMENTS = 1 << 22
+"""Box scores evaluated at once by :func:`best_boxes` (32 MiB of float64 per temporary)."""
 
 
 def grid_edges(length: int, grid: int = DEFAULT_GRID, device: torch.device | None = None) -> torch.Tensor:
@@ -73,56 +74,54 @@ def _as_maps(maps: np.ndarray | torch.Tensor, ndim: int) -> torch.Tensor:
     return maps
 
 
-def _box_areas(ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-    """``Ky x Ky x Kx x Kx`` pixel areas of the grid boxes ``[y0, y1, x0, x1]``; ``0`` where ``y0 >= y1`` or ``x0 >= x1``."""
-    heights = (ys[None, :] - ys[:, None]).clamp(min=0)  # Ky x Ky
-    widths = (xs[None, :] - xs[:, None]).clamp(min=0)  # Kx x Kx
-    return heights[:, :, None, None] * widths[None, None, :, :]
+def grid_boxes(height: int, width: int, grid: int = DEFAULT_GRID, device: torch.device | None = None) -> torch.Tensor:
+    """All candidate boxes ``(x0, y0, x1, y1)`` of an ``H x W`` map, ``B x 4`` int64 in ``(y0, y1, x0, x1)`` order.
 
-
-def box_scores(
-    maps: torch.Tensor, grid: int = DEFAULT_GRID, objective: str = DEFAULT_OBJECTIVE
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Score of every grid box (CVSA Eq. 2, see the module docstring for the objectives) of min-max normalised maps.
-
-    ``maps``: ``N x H x W`` float64. Returns ``(scores, ys, xs)`` where ``ys`` (``Ky``) and ``xs`` (``Kx``) are the
-    candidate edges and ``scores`` is ``N x Ky x Ky x Kx x Kx`` indexed ``[n, y0, y1, x0, x1]`` (edge indices);
-    invalid boxes (``y0 >= y1`` or ``x0 >= x1``) are ``-inf`` and the whole image is ``0``.
+    ``B = Py * Px`` with ``Py = Ky (Ky - 1) / 2`` edge pairs ``y0 < y1`` (and likewise ``Px``); the whole image is box
+    ``(Ky - 2) * Px + Kx - 2`` (edge pairs ``(0, H)`` and ``(0, W)``).
     """
+    ys, xs = grid_edges(height, grid, device), grid_edges(width, grid, device)
+    y0, y1 = ys[torch.triu_indices(len(ys), len(ys), 1, device=device)]  # Py, Py
+    x0, x1 = xs[torch.triu_indices(len(xs), len(xs), 1, device=device)]  # Px, Px
+    py, px = len(y0), len(x0)
+    return torch.stack([x0.repeat(py), y0.repeat_interleave(px), x1.repeat(py), y1.repeat_interleave(px)], dim=1)
+
+
+def box_scores(maps: torch.Tensor, grid: int = DEFAULT_GRID, objective: str = DEFAULT_OBJECTIVE) -> torch.Tensor:
+    """Score of every grid box (CVSA Eq. 2; objectives in the module docstring) of min-max normalised maps.
+
+    ``maps``: ``N x H x W`` float64. Returns ``N x B`` float64 scores of the boxes of :func:`grid_boxes` (same order);
+    the whole image scores ``0``.
+    """
+    check_choice("best-box objective", objective, OBJECTIVES)
     n, h, w = maps.shape
     low = maps.amin(dim=(1, 2), keepdim=True)
     span = maps.amax(dim=(1, 2), keepdim=True) - low
     s = (maps - low) / torch.where(span > 0, span, torch.ones_like(span))  # NxHxW in [0,1]; constant maps -> 0
     ys, xs = grid_edges(h, grid, maps.device), grid_edges(w, grid, maps.device)
-    sat = torch.nn.functional.pad(s.cumsum(1).cumsum(2), (1, 0, 1, 0))  # Nx(H+1)x(W+1) summed-area table
-    sat = sat[:, ys][:, :, xs]  # NxKyxKx, only the grid corners are needed
-    rows = sat[:, None, :, :] - sat[:, :, None, :]  # N x Ky(y0) x Ky(y1) x Kx: sums over rows y0..y1-1
-    inside = rows[..., None, :] - rows[..., :, None]  # N x Ky x Ky x Kx(x0) x Kx(x1): box sums
-    area_in = _box_areas(ys, xs).to(torch.float64)  # Ky x Ky x Kx x Kx
-    area_out = h * w - area_in
-    total = sat[:, -1, -1].reshape(n, 1, 1, 1, 1)
-    mean_in = inside / area_in.clamp(min=1)
-    mean_out = (total - inside) / area_out.clamp(min=1)
-    contrast = mean_in - mean_out
-    if check_choice("best-box objective", objective, OBJECTIVES) == "covariance":
-        contrast = contrast * (area_in * area_out / (h * w) ** 2)  # a (1 - a) (mean_in - mean_out)
-    scores = torch.where(area_out > 0, contrast, torch.zeros_like(contrast))
-    return scores.masked_fill(area_in <= 0, float("-inf")), ys, xs
+    sat = F.pad(s.cumsum(1).cumsum(2), (1, 0, 1, 0))[:, ys][:, :, xs]  # NxKyxKx summed-area table at grid corners
+    iy0, iy1 = torch.triu_indices(len(ys), len(ys), 1, device=maps.device)  # Py edge pairs y0 < y1
+    ix0, ix1 = torch.triu_indices(len(xs), len(xs), 1, device=maps.device)  # Px edge pairs x0 < x1
+    rows = sat[:, iy1] - sat[:, iy0]  # N x Py x Kx: column prefix sums over rows y0..y1-1
+    inside = (rows[:, :, ix1] - rows[:, :, ix0]).flatten(1)  # N x B box sums
+    area_in = ((ys[iy1] - ys[iy0])[:, None] * (xs[ix1] - xs[ix0])[None, :]).flatten().to(maps.dtype)  # B
+    area_out = h * w - area_in  # B; 0 only for the whole image
+    # contrast = inside / area_in - (total - inside) / area_out = inside * c_in - total * c_out
+    c_out = torch.where(area_out > 0, 1 / area_out.clamp(min=1), torch.zeros_like(area_out))  # whole image: 0
+    c_in = torch.where(area_out > 0, 1 / area_in + c_out, torch.zeros_like(area_in))
+    if objective == "covariance":
+        weight = area_in * area_out / (h * w) ** 2  # a (1 - a)
+        c_in, c_out = c_in * weight, c_out * weight
+    total = sat[:, -1, -1, None]  # Nx1
+    return inside * c_in - total * c_out  # N x B
 
 
-def _select(scores: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-    """Best box per map from ``N x Ky x Ky x Kx x Kx`` scores: ties within ``TIE_TOLERANCE`` go to the largest area."""
-    n = scores.shape[0]
-    flat = scores.reshape(n, -1)
-    best = flat.amax(dim=1, keepdim=True)
-    area = _box_areas(ys, xs).reshape(1, -1)  # 1 x (Ky*Ky*Kx*Kx)
-    tied_area = torch.where(flat >= best - TIE_TOLERANCE, area, torch.full_like(area, -1))
-    index = tied_area.argmax(dim=1)  # first maximum in (y0, y1, x0, x1) order
-    ky, kx = len(ys), len(xs)
-    y0, rest = index // (ky * kx * kx), index % (ky * kx * kx)
-    y1, rest = rest // (kx * kx), rest % (kx * kx)
-    x0, x1 = rest // kx, rest % kx
-    return torch.stack([xs[x0], ys[y0], xs[x1], ys[y1]], dim=1)
+def _select(scores: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Best of ``boxes`` (``B x 4``) per row of ``N x B`` scores; ties within ``TIE_TOLERANCE`` go to the largest."""
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # B
+    best = scores.amax(dim=1, keepdim=True)  # Nx1
+    tied_area = torch.where(scores >= best - TIE_TOLERANCE, area, -1)  # N x B
+    return boxes[tied_area.argmax(dim=1)]  # first largest in (y0, y1, x0, x1) order
 
 
 def best_boxes(
@@ -134,10 +133,10 @@ def best_boxes(
     device.
     """
     maps = _as_maps(maps, ndim=3)
-    ky, kx = len(grid_edges(maps.shape[1], grid)), len(grid_edges(maps.shape[2], grid))
-    chunk = max(1, _CHUNK_ELEMENTS // (ky * ky * kx * kx))
-    boxes = [_select(*box_scores(part, grid, objective)) for part in maps.split(chunk)]
-    return torch.cat(boxes).cpu() if boxes else torch.zeros(0, 4, dtype=torch.int64)
+    boxes = grid_boxes(maps.shape[1], maps.shape[2], grid, maps.device)  # B x 4
+    chunk = max(1, _CHUNK_ELEMENTS // len(boxes))
+    best = [_select(box_scores(part, grid, objective), boxes) for part in maps.split(chunk)]
+    return torch.cat(best).cpu() if best else torch.zeros(0, 4, dtype=torch.int64)
 
 
 def best_box(
