@@ -119,6 +119,7 @@ def test_batched_matches_single() -> None:
     boxes = best_boxes(maps, grid=6)
     assert boxes.shape == (5, 4) and boxes.dtype == torch.int64
     assert [tuple(b) for b in boxes.tolist()] == [best_box(m, grid=6) for m in maps]
+    assert best_boxes(torch.zeros(0, 20, 24)).shape == (0, 4)
 
 
 def test_bad_input_is_rejected() -> None:

@@ -150,6 +150,7 @@ def test_cache_hit_miss_and_key_separation(tmp_path: Path) -> None:
     entries = sorted(p.name for p in tmp_path.iterdir())
     assert len(entries) == 1 and entries[0].startswith("centre-")
 
+    assert torch.equal(pickle.loads(pickle.dumps(maps))[3], maps[3])  # picklable for DataLoader workers
     reads = dataset.reads
     again = cache.load(dataset, source)  # hit: only the fingerprint images are read, no map is recomputed
     assert dataset.reads - reads <= 8 and torch.equal(again[2], maps[2])

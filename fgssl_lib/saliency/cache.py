@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.data.sample import box_to_mask
@@ -113,8 +114,6 @@ class SaliencyCache:
             shapes, offsets = [], [0]
             indices = range(len(dataset))  # type: ignore[arg-type]
             if progress:
-                from tqdm.auto import tqdm
-
                 indices = tqdm(indices, desc=f"saliency {source.name}")
             with open(tmp / "maps.u8", "wb") as out:
                 for index in indices:
