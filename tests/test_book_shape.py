@@ -1,0 +1,101 @@
+"""The shape of the book's sources: notebook conventions, toc <-> notebooks/, README <-> CI, book configuration."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from fgssl_lib.reproduce import toc_notebooks
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _tagged(nb: nbformat.NotebookNode, tag: str) -> list[nbformat.NotebookNode]:
+    return [cell for cell in nb.cells if tag in cell.metadata.get("tags", [])]
+
+
+@pytest.fixture(params=COMMITTED, ids=[p.stem for p in COMMITTED])
+def notebook(request: pytest.FixtureRequest) -> nbformat.NotebookNode:
+    nb = nbformat.read(request.param, as_version=4)
+    nbformat.validate(nb)
+    return nb
+
+
+def test_no_outputs_committed(notebook: nbformat.NotebookNode) -> None:
+    dirty = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"cells {dirty} carry outputs: strip them (nbstripout) before committing"
+
+
+def test_kernelspec_is_python3(notebook: nbformat.NotebookNode) -> None:
+    assert notebook.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+def test_opens_with_a_markdown_title(notebook: nbformat.NotebookNode) -> None:
+    first = notebook.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+
+
+def test_one_parameters_cell_of_literals(notebook: nbformat.NotebookNode) -> None:
+    cells = _tagged(notebook, "parameters")
+    assert len(cells) == 1, f"expected exactly one cell tagged 'parameters', found {len(cells)}"
+    for statement in ast.parse(cells[0].source).body:
+        assert isinstance(statement, ast.Assign) and all(isinstance(t, ast.Name) for t in statement.targets), (
+            f"the parameters cell may only assign names: {ast.unparse(statement)!r}"
+        )
+        ast.literal_eval(statement.value)  # raises ValueError on anything but a literal
+
+
+def test_colab_install_cell_is_hidden(notebook: nbformat.NotebookNode) -> None:
+    hidden = [cell for cell in _tagged(notebook, "remove-cell") if "google.colab" in cell.source]
+    assert len(hidden) == 1, "one cell tagged 'remove-cell' must install the package when 'google.colab' is loaded"
+    assert "pip install" in hidden[0].source
+
+
+def test_toc_and_notebooks_folder_agree() -> None:
+    listed = {nb.resolve() for nb in toc_notebooks(ROOT / "_toc.yml")}
+    committed = {nb.resolve() for nb in COMMITTED}
+    assert committed - listed == set(), "notebooks missing from _toc.yml"
+    assert listed - committed == set(), "_toc.yml lists notebooks that are not in notebooks/"
+
+
+def test_toc_pages_exist() -> None:
+    text = (ROOT / "_toc.yml").read_text()
+    for entry in re.findall(r"(?:file|root):\s*(\S+)", text):
+        assert any((ROOT / f"{entry}{suffix}").is_file() for suffix in (".md", ".ipynb", "")), f"{entry} not found"
+
+
+def _readme_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```(?:bash|sh)\n(.*?)```", readme, re.S)
+    assert block, "README.md has no ```bash block"
+    return [line.strip() for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_readme_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
+    commands = _readme_commands()
+    assert len(commands) == 2, f"the quick start shows {commands}; it must show exactly two commands"
+    ci = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert ci[-1] == commands[1], f".ci/run ends with {ci[-1]!r}, the README's test command is {commands[1]!r}"
+
+
+def test_book_config() -> None:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "off"
+    assert config["bibtex_bibfiles"] == ["book/references.bib"]
+    assert config["launch_buttons"]["colab_url"].startswith("https://colab.research.google.com")
+    assert config["repository"] == {"url": "https://github.com/fgssl/fgssl", "path_to_book": "", "branch": "main"}
+    assert config["sphinx"]["config"]["mathjax_path"].startswith("mathjax/"), "MathJax must be served from the book"
+
+
+def test_citations_are_in_the_bibliography() -> None:
+    keys = set(re.findall(r"@\w+\{([^,]+),", (ROOT / "book/references.bib").read_text()))
+    for page in (ROOT / "book").glob("*.md"):
+        for cited in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", page.read_text()):
+            missing = {key.strip() for key in cited.split(",")} - keys
+            assert not missing, f"{page.name} cites {missing}, not in book/references.bib"
