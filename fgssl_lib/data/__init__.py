@@ -12,6 +12,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from fgssl_lib.config import check_choice
+from fgssl_lib.data.download import data_home, download
 from fgssl_lib.data.sample import Sample, box_to_mask, clip_box, mask_to_box
 
 _READERS = {
@@ -35,4 +36,4 @@ def load_dataset(name: str, root: str | None = None, split: str = "train", **opt
     return getattr(importlib.import_module(module_name), func)(root=root, split=split, **options)
 
 
-__all__ = ["DATASETS", "Sample", "box_to_mask", "clip_box", "load_dataset", "mask_to_box"]
+__all__ = ["DATASETS", "Sample", "box_to_mask", "clip_box", "data_home", "download", "load_dataset", "mask_to_box"]
