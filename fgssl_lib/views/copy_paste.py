@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torchvision.transforms.v2 import functional as F
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.views.base import as_float_image, resolve_backgrounds
+from fgssl_lib.views.photometric import separable_gaussian_blur
 from fgssl_lib.views.standard import StandardViews
 
 BLENDINGS = {"none": 0.0, "gaussian": 1.0, "mix": 0.5}
@@ -54,9 +54,8 @@ class CopyPaste(StandardViews):
         self.p = float(p)
         self.blending = check_choice("blending", blending, BLENDINGS)
         self.backgrounds = resolve_backgrounds(backgrounds)
-        sigma = BLUR_RADIUS * size
-        self.blur_sigma = [sigma, sigma]
-        self.blur_kernel = [2 * math.ceil(3 * sigma) + 1] * 2
+        self.blur_sigma = BLUR_RADIUS * size
+        self.blur_kernel = 2 * math.ceil(3 * self.blur_sigma) + 1
 
     def layout(self, sample: Mapping[str, Any], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """RandomResizedCrop view; with probability ``p`` blended onto a background: ``S x + (1 - S) bg``."""
@@ -66,6 +65,6 @@ class CopyPaste(StandardViews):
         background = self.backgrounds.draw(self.size, self.size, generator).to(image.device)
         soft = mask.as_subclass(torch.Tensor).float()[None]  # 1xSxS
         if float(torch.rand(())) < BLENDINGS[self.blending]:
-            soft = F.gaussian_blur(soft, self.blur_kernel, self.blur_sigma)
+            soft = separable_gaussian_blur(soft, self.blur_kernel, self.blur_sigma)
         blended = torch.lerp(as_float_image(background), as_float_image(image.as_subclass(torch.Tensor)), soft)
         return blended, mask

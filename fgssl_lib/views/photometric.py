@@ -13,8 +13,11 @@ is blurred as much, relative to its content, as a 224 px one. Inputs and outputs
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import cv2
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from fgssl_lib.config import check_choice
@@ -24,11 +27,42 @@ _REFERENCE_SIZE = 224
 _BLUR_SIGMA = (0.1, 2.0)
 
 
+def separable_gaussian_blur(image: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:
+    """Gaussian blur of a float ``C x H x W`` image, separably (two 1-D passes, reflect-101 border).
+
+    Same result as ``torchvision.transforms.v2.functional.gaussian_blur`` (a 2-D ``k x k`` convolution) at ``2 k``
+    instead of ``k**2`` multiply-adds per pixel: OpenCV's SIMD filter for CPU tensors of 1 or 3 channels (10x faster
+    than the 2-D convolution for MoCo v2's 23-tap kernel at 224 px), two grouped 1-D convolutions otherwise (CUDA).
+    """
+    channels = image.shape[0]
+    if image.device.type == "cpu" and image.dtype == torch.float32 and channels in (1, 3):
+        out = cv2.GaussianBlur(image.permute(1, 2, 0).numpy(), (kernel_size, kernel_size), sigma,
+                               borderType=cv2.BORDER_REFLECT_101)  # HxWxC (HxW for one channel)
+        return torch.from_numpy(out.reshape(*image.shape[1:], channels)).permute(2, 0, 1).contiguous()
+    x = torch.arange(kernel_size, dtype=image.dtype, device=image.device) - (kernel_size - 1) / 2
+    kernel = torch.softmax(-(x**2) / (2 * sigma**2), dim=0)  # k, normalised
+    pad = kernel_size // 2
+    out = torch.nn.functional.pad(image[None], (pad, pad, pad, pad), mode="reflect")  # 1xCx(H+2p)x(W+2p)
+    out = torch.nn.functional.conv2d(out, kernel.expand(channels, 1, 1, kernel_size), groups=channels)
+    out = torch.nn.functional.conv2d(out, kernel[:, None].expand(channels, 1, kernel_size, 1), groups=channels)
+    return out[0]
+
+
+class SeparableGaussianBlur(v2.GaussianBlur):
+    """``v2.GaussianBlur`` (same parameters, same random sigma) computed with :func:`separable_gaussian_blur`."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, torch.Tensor) or not inpt.is_floating_point() or inpt.ndim != 3:
+            return super().transform(inpt, params)
+        out = separable_gaussian_blur(inpt.as_subclass(torch.Tensor), self.kernel_size[0], params["sigma"][0])
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+
 def gaussian_blur(size: int, p: float) -> v2.Transform:
     """Random Gaussian blur with probability ``p``, kernel ~ 10% of ``size`` (23 at 224 px) and sigma scaled likewise."""
     kernel = max(3, 2 * int(0.05 * size) + 1)
     scale = size / _REFERENCE_SIZE
-    return v2.RandomApply([v2.GaussianBlur(kernel, sigma=(_BLUR_SIGMA[0] * scale, _BLUR_SIGMA[1] * scale))], p=p)
+    return v2.RandomApply([SeparableGaussianBlur(kernel, sigma=(_BLUR_SIGMA[0] * scale, _BLUR_SIGMA[1] * scale))], p=p)
 
 
 def _pipeline(size: int, saturation: float, blur_p: float, solarize_p: float) -> v2.Compose:

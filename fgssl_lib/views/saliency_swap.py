@@ -21,8 +21,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from fgssl_lib.config import check_choice
@@ -98,7 +96,6 @@ class SaliencySwap(TwoViewTransform):
         self.mode = check_choice("SaliencySwap mode", mode, MODES)
         self.crop_scale = _check_fractions("crop_scale", crop_scale)
         self.paste_ratio = _check_fractions("paste_ratio", paste_ratio)
-        self.resize = v2.Resize((size, size), antialias=True)
         if mode == "same":
             self.get_sample, self.dataset_size = self._background_source(dataset, dataset_size)
         else:
@@ -123,12 +120,11 @@ class SaliencySwap(TwoViewTransform):
         other += int(self.dataset_size > 1 and other >= index)  # skip the foreground image itself
         sample = self.get_sample(other)
         height, width = sample["image"].shape[-2:]
-        box = tv_tensors.BoundingBoxes([object_box(sample["box"], height, width)], format="XYXY",
-                                       canvas_size=(height, width), dtype=torch.float32)
-        image, box = self.resize(tv_tensors.Image(sample["image"]), box)
-        x0, y0, x1, y1 = (round(float(v)) for v in box[0])
-        x0, y0 = min(x0, self.size - 1), min(y0, self.size - 1)
-        return image.as_subclass(torch.Tensor), (x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))
+        x0, y0, x1, y1 = object_box(sample["box"], height, width)
+        image = F.resize(sample["image"], [self.size, self.size], antialias=True)  # 3xSxS
+        sx, sy = self.size / width, self.size / height  # the resize's scale, applied to B_b
+        x0, y0 = min(round(x0 * sx), self.size - 1), min(round(y0 * sy), self.size - 1)
+        return image, (x0, y0, max(round(x1 * sx), x0 + 1), max(round(y1 * sy), y0 + 1))
 
     def layout(self, sample: Mapping[str, Any], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """One SaliencySwap view: ``(3xSxS uint8 background with the foreground patch, SxS mask of the patch box)``."""
