@@ -9,7 +9,15 @@
   them (and the derived box and mask) into the samples.
 """
 
-from fgssl_lib.saliency.best_box import OBJECTIVES, DEFAULT_GRID, best_box, best_boxes, box_scores, grid_boxes, grid_edges
+from fgssl_lib.saliency.best_box import (
+    DEFAULT_GRID,
+    OBJECTIVES,
+    best_box,
+    best_boxes,
+    box_scores,
+    grid_boxes,
+    grid_edges,
+)
 from fgssl_lib.saliency.cache import SaliencyCache, SaliencyDataset, cache_root, dataset_fingerprint
 from fgssl_lib.saliency.sources import (
     SOURCES,

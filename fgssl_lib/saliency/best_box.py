@@ -31,6 +31,9 @@ Conventions (all exact, no hyper-parameter other than the grid):
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -69,10 +72,50 @@ def _as_maps(maps: np.ndarray | torch.Tensor, ndim: int) -> torch.Tensor:
         raise TypeError(f"expected {what} as a numpy array or torch tensor, got {type(maps).__name__}")
     if maps.ndim != ndim or min(maps.shape[-2:], default=0) < 1:
         raise ValueError(f"expected {what}, got shape {tuple(maps.shape)}")
-    maps = maps.detach().to(torch.float64)
-    if not torch.isfinite(maps).all():
-        raise ValueError("the saliency map contains NaN or infinite values; fix the source that produced it")
-    return maps
+    return maps.detach().to(torch.float64)
+
+
+class _Geometry(NamedTuple):
+    """The grid boxes of an ``H x W`` map: ``Ky``/``Kx`` edges, ``Py``/``Px`` edge pairs, ``B = Py * Px`` boxes."""
+
+    ys: torch.Tensor  # Ky edges
+    xs: torch.Tensor  # Kx edges
+    y_pairs: torch.Tensor  # 2 x Py edge indices (y0, y1), y0 < y1, row-major
+    x_pairs: torch.Tensor  # 2 x Px edge indices (x0, x1), x0 < x1, row-major
+    boxes: torch.Tensor  # B x 4 (x0, y0, x1, y1), in (y0, y1, x0, x1) order
+    area: torch.Tensor  # B pixel areas (int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _geometry(height: int, width: int, grid: int, device: torch.device) -> _Geometry:
+    """Cached :class:`_Geometry` (it depends on the map's shape only); callers must not modify its tensors."""
+    ys, xs = grid_edges(height, grid, device), grid_edges(width, grid, device)
+    y_pairs = torch.triu_indices(len(ys), len(ys), 1, device=device)
+    x_pairs = torch.triu_indices(len(xs), len(xs), 1, device=device)
+    (y0, y1), (x0, x1) = ys[y_pairs], xs[x_pairs]  # Py, Py, Px, Px
+    py, px = len(y0), len(x0)
+    boxes = torch.stack([x0.repeat(py), y0.repeat_interleave(px), x1.repeat(py), y1.repeat_interleave(px)], dim=1)
+    area = ((y1 - y0)[:, None] * (x1 - x0)[None, :]).flatten()  # B
+    return _Geometry(ys, xs, y_pairs, x_pairs, boxes, area)
+
+
+@functools.lru_cache(maxsize=64)
+def _coefficients(
+    height: int, width: int, grid: int, objective: str, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(c_in, c_out)``, each ``B`` float64, with ``score = box_sum * c_in - total * c_out`` (module docstring).
+
+    Contrast: ``box_sum / area_in - (total - box_sum) / area_out``; covariance: the same times ``a (1 - a)``; the
+    whole image (``area_out = 0``) gets ``0``.
+    """
+    area_in = _geometry(height, width, grid, device).area.to(torch.float64)  # B
+    area_out = height * width - area_in  # B; 0 only for the whole image
+    c_out = torch.where(area_out > 0, 1 / area_out.clamp(min=1), torch.zeros_like(area_out))
+    c_in = torch.where(area_out > 0, 1 / area_in + c_out, torch.zeros_like(area_in))
+    if objective == "covariance":
+        weight = area_in * area_out / (height * width) ** 2  # a (1 - a)
+        c_in, c_out = c_in * weight, c_out * weight
+    return c_in, c_out
 
 
 def grid_boxes(height: int, width: int, grid: int = DEFAULT_GRID, device: torch.device | None = None) -> torch.Tensor:
@@ -80,11 +123,7 @@ def grid_boxes(height: int, width: int, grid: int = DEFAULT_GRID, device: torch.
 
     ``B = Py * Px`` with ``Py = Ky (Ky - 1) / 2`` edge pairs ``y0 < y1`` of the ``Ky`` edges (and likewise ``Px``).
     """
-    ys, xs = grid_edges(height, grid, device), grid_edges(width, grid, device)
-    y0, y1 = ys[torch.triu_indices(len(ys), len(ys), 1, device=device)]  # Py, Py
-    x0, x1 = xs[torch.triu_indices(len(xs), len(xs), 1, device=device)]  # Px, Px
-    py, px = len(y0), len(x0)
-    return torch.stack([x0.repeat(py), y0.repeat_interleave(px), x1.repeat(py), y1.repeat_interleave(px)], dim=1)
+    return _geometry(height, width, grid, torch.device(device or "cpu")).boxes.clone()
 
 
 def box_scores(maps: torch.Tensor, grid: int = DEFAULT_GRID, objective: str = DEFAULT_OBJECTIVE) -> torch.Tensor:
@@ -95,40 +134,32 @@ def box_scores(maps: torch.Tensor, grid: int = DEFAULT_GRID, objective: str = DE
     """
     check_choice("best-box objective", objective, OBJECTIVES)
     n, h, w = maps.shape
-    low = maps.amin(dim=(1, 2), keepdim=True)
-    span = maps.amax(dim=(1, 2), keepdim=True) - low
-    s = (maps - low) / torch.where(span > 0, span, torch.ones_like(span))  # NxHxW in [0,1]; constant maps -> 0
-    ys, xs = grid_edges(h, grid, maps.device), grid_edges(w, grid, maps.device)
-    sat = F.pad(s.cumsum(1).cumsum(2), (1, 0, 1, 0))[:, ys][:, :, xs]  # NxKyxKx summed-area table at grid corners
-    iy0, iy1 = torch.triu_indices(len(ys), len(ys), 1, device=maps.device)  # Py edge pairs y0 < y1
-    ix0, ix1 = torch.triu_indices(len(xs), len(xs), 1, device=maps.device)  # Px edge pairs x0 < x1
+    low, high = torch.aminmax(maps.reshape(n, -1), dim=1)  # N, N
+    if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+        raise ValueError("the saliency map contains NaN or infinite values; fix the source that produced it")
+    span = torch.where(high > low, high - low, torch.ones_like(high))[:, None, None]  # Nx1x1; constant maps -> 1
+    ys, xs, (iy0, iy1), (ix0, ix1), _, _ = _geometry(h, w, grid, maps.device)
+    # Summed-area table of the min-max normalised map at the grid corners only: rows first, then columns.
+    rows_above = (maps - low[:, None, None]).cumsum(1)[:, (ys - 1).clamp(min=0)] * (ys > 0)[:, None]  # N x Ky x W
+    sat = F.pad(rows_above.cumsum(2), (1, 0))[:, :, xs] / span  # N x Ky x Kx
     rows = sat[:, iy1] - sat[:, iy0]  # N x Py x Kx: column prefix sums over rows y0..y1-1
     inside = (rows[:, :, ix1] - rows[:, :, ix0]).flatten(1)  # N x B box sums
-    area_in = ((ys[iy1] - ys[iy0])[:, None] * (xs[ix1] - xs[ix0])[None, :]).flatten().to(maps.dtype)  # B
-    area_out = h * w - area_in  # B; 0 only for the whole image
-    # contrast = inside / area_in - (total - inside) / area_out = inside * c_in - total * c_out
-    c_out = torch.where(area_out > 0, 1 / area_out.clamp(min=1), torch.zeros_like(area_out))  # whole image: 0
-    c_in = torch.where(area_out > 0, 1 / area_in + c_out, torch.zeros_like(area_in))
-    if objective == "covariance":
-        weight = area_in * area_out / (h * w) ** 2  # a (1 - a)
-        c_in, c_out = c_in * weight, c_out * weight
-    total = sat[:, -1, -1, None]  # Nx1
-    return inside * c_in - total * c_out  # N x B
+    c_in, c_out = _coefficients(h, w, grid, objective, maps.device)  # B, B
+    return inside * c_in - sat[:, -1, -1, None] * c_out  # N x B
 
 
-def _select(scores: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Best of ``boxes`` (``B x 4``) per row of ``N x B`` scores; ties within ``TIE_TOLERANCE`` go to the largest."""
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # B
+def _select(scores: torch.Tensor, geometry: _Geometry) -> torch.Tensor:
+    """Best grid box per row of ``N x B`` scores; ties within ``TIE_TOLERANCE`` go to the largest box."""
     best = scores.amax(dim=1, keepdim=True)  # Nx1
-    tied_area = torch.where(scores >= best - TIE_TOLERANCE, area, -1)  # N x B
-    return boxes[tied_area.argmax(dim=1)]  # first largest in (y0, y1, x0, x1) order
+    tied_area = torch.where(scores >= best - TIE_TOLERANCE, geometry.area, -1)  # N x B
+    return geometry.boxes[tied_area.argmax(dim=1)]  # first largest in (y0, y1, x0, x1) order
 
 
 def _best_boxes(maps: torch.Tensor, grid: int, objective: str) -> torch.Tensor:
     """:func:`best_boxes` of validated ``N x H x W`` float64 maps, in chunks of the batch to bound memory."""
-    boxes = grid_boxes(maps.shape[1], maps.shape[2], grid, maps.device)  # B x 4
-    chunk = max(1, _CHUNK_ELEMENTS // len(boxes))
-    best = [_select(box_scores(part, grid, objective), boxes) for part in maps.split(chunk) if len(part)]
+    geometry = _geometry(maps.shape[1], maps.shape[2], grid, maps.device)
+    chunk = max(1, _CHUNK_ELEMENTS // len(geometry.boxes))
+    best = [_select(box_scores(part, grid, objective), geometry) for part in maps.split(chunk) if len(part)]
     return torch.cat(best).cpu() if best else torch.zeros(0, 4, dtype=torch.int64)
 
 

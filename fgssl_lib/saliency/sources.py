@@ -183,7 +183,9 @@ class ModelSaliency(SaliencySource):
 
     def params(self) -> dict[str, Any]:
         if self.key is None:
-            raise ValueError("ModelSaliency maps are cached only with a key naming the model: ModelSaliency(fn, key=...)")
+            raise ValueError(
+                "ModelSaliency maps are cached only with a key that names the model: ModelSaliency(fn, key=...)"
+            )
         return {"key": self.key}
 
     def __repr__(self) -> str:
