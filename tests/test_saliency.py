@@ -1,4 +1,4 @@
-"""Saliency sources (shape, dtype, range, ground-truth equality), ModelSaliency, the on-disk cache and SaliencyDataset."""
+"""Saliency sources (shape, dtype, range, ground truth), ModelSaliency, the on-disk cache and SaliencyDataset."""
 
 from __future__ import annotations
 
@@ -212,3 +212,20 @@ def test_saliency_dataset_threshold_mask(tmp_path: Path) -> None:
     assert (x1 - x0) * (y1 - y0) > 0.1 * 24 * 32
     with pytest.raises(ValueError, match="valid mask modes"):
         SaliencyDataset(TinyDataset(), CentrePrior(), cache=False, mask="soft")
+
+
+class FailingSource(SaliencySource):
+    """Fails on the third sample, to check that an interrupted build leaves nothing behind."""
+
+    name = "failing"
+
+    def compute(self, image: torch.Tensor, sample: dict | None) -> torch.Tensor:
+        if sample is not None and sample["index"] == 2:
+            raise RuntimeError("source failed")
+        return image[0]
+
+
+def test_interrupted_build_leaves_no_entry(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="source failed"):
+        SaliencyCache(tmp_path).load(TinyDataset(), FailingSource())
+    assert list(tmp_path.iterdir()) == []

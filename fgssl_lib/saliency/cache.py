@@ -98,14 +98,18 @@ class SaliencyCache:
     def load(
         self, dataset: Dataset, source: SaliencySource, dataset_key: str | None = None, progress: bool = False
     ) -> CachedMaps:
-        """The maps of ``source`` on every sample of ``dataset``: read from the cache, computed and stored on a miss."""
-        path = self.path(dataset, source, dataset_key)
+        """The maps of ``source`` on every sample of ``dataset``: read from the cache, computed and stored on a miss.
+
+        ``dataset_key`` names the dataset (default: :func:`dataset_fingerprint`).
+        """
+        dataset_key = dataset_key or dataset_fingerprint(dataset)
+        path = self.root / cache_key(dataset_key, source)
         if not (path / "index.npz").exists():
             self._build(path, dataset, source, dataset_key, progress)
         return CachedMaps(path)
 
     def _build(
-        self, path: Path, dataset: Dataset, source: SaliencySource, dataset_key: str | None, progress: bool
+        self, path: Path, dataset: Dataset, source: SaliencySource, dataset_key: str, progress: bool
     ) -> None:
         """Compute every map into a temporary directory next to ``path``, then rename it into place."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -125,7 +129,7 @@ class SaliencyCache:
             np.savez(
                 tmp / "index.npz", shapes=np.array(shapes, dtype=np.int64).reshape(-1, 2), offsets=np.array(offsets)
             )
-            meta = {"dataset": dataset_key or "fingerprint", "source": source.name, "params": source.params()}
+            meta = {"dataset": dataset_key, "source": source.name, "params": source.params(), "maps": len(shapes)}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
             try:
                 os.rename(tmp, path)
