@@ -10,7 +10,7 @@ parameter-free objectives (``objective=``):
 The contrast form prefers small boxes on smooth or peaked maps (a box at the maximum keeps ``mean_in`` near 1 while
 ``mean_out`` barely moves): on the synthetic benchmark its boxes cover ~0.5% of the image for OpenCV and CAM-like
 maps. The covariance form weights the same contrast by ``a (1 - a)``, so the box grows while it gains above-average
-pixels (IoU with the ground-truth box 0.58 vs 0.02 for spectral residual; ``python -m fgssl_lib.bench saliency``).
+pixels (IoU with the ground-truth box ~0.6 vs 0.02 for spectral residual; ``python -m fgssl_lib.bench saliency``).
 Both return the box itself for a box-indicator map.
 
 Conventions (all exact, no hyper-parameter other than the grid):
