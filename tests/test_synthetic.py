@@ -43,6 +43,8 @@ def test_same_index_same_tensors_across_instances_and_order() -> None:
         assert torch.equal(sa["image"], sb["image"]) and torch.equal(sa["mask"], sb["mask"])
         assert torch.equal(sa["box"], sb["box"]) and sa["habitat"] == sb["habitat"]
     assert not torch.equal(a[1]["image"], a[2]["image"])
+    alone = a.render([7])  # an image does not depend on the batch it is rendered in
+    assert torch.equal(alone["image"][0], a[7]["image"]) and torch.equal(alone["mask"][0], a[7]["mask"])
     other_seed = _variant("mixed_rand", seed=1)
     assert not torch.equal(a[7]["image"], other_seed[7]["image"])
     val = load_dataset("synthetic", split="val", **OPTS)
@@ -91,7 +93,8 @@ def test_variants_definitions() -> None:
         for v in (s, r):
             assert torch.equal(v["image"][:, m], o["image"][:, m])
             assert not torch.equal(v["image"][:, ~m], o["image"][:, ~m])  # a new background
-    habitats = torch.tensor([_variant("mixed_rand", num_images=300)[i]["habitat"] for i in range(300)])
+    mixed_rand = _variant("mixed_rand", num_images=300)
+    habitats = torch.tensor([mixed_rand[i]["habitat"] for i in range(300)])
     counts = torch.bincount(habitats, minlength=10)
     assert counts.min() >= 12  # uniform: 30 expected per habitat
     labels = torch.arange(300) % 10

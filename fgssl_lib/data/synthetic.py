@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,14 @@ from torch.utils.data import Dataset
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.data.sample import mask_to_box
-from fgssl_lib.data.textures import grey_image, habitat, render_habitat
+from fgssl_lib.data.textures import grey_image, habitat, render_habitats
 
 STREAMS = ("train", "val", "test")
 VARIANTS = ("original", "only_fg", "only_bg", "mixed_same", "mixed_rand")
 SPLITS = STREAMS + tuple(f"{s}_{v}" for s in STREAMS for v in VARIANTS)
 DEFAULT_NUM_IMAGES = {"train": 3000, "val": 500, "test": 1000}
+CHUNK = 256
+"""Images are rendered (and kept in memory) in batches of this many consecutive indices."""
 ONLY_FG_GREY = 128
 NO_HABITAT = -1
 """``habitat`` of an ``only_fg`` sample (no background texture)."""
@@ -98,59 +101,73 @@ def _ellipse(u: torch.Tensor, v: torch.Tensor, cu: float, cv: float, a: float, b
     return ((u - cu) / a) ** 2 + ((v - cv) / b) ** 2 <= 1
 
 
-def _polygon(u: torch.Tensor, v: torch.Tensor, vertices: tuple[tuple[float, float], ...]) -> torch.Tensor:
+def _polygon(u: torch.Tensor, v: torch.Tensor,
+             vertices: tuple[tuple[float | torch.Tensor, float], ...]) -> torch.Tensor:
     """Inside test for a convex polygon (vertices in either winding): on the same side of every edge."""
-    sides = torch.stack([(u1 - u0) * (v - v0) - (v1 - v0) * (u - u0)
-                         for (u0, v0), (u1, v1) in zip(vertices, vertices[1:] + vertices[:1])])  # E x H x W
-    return (sides >= 0).all(0) | (sides <= 0).all(0)
+    inside_pos = inside_neg = None
+    for (u0, v0), (u1, v1) in zip(vertices, vertices[1:] + vertices[:1]):
+        cross = (u1 - u0) * (v - v0) - (v1 - v0) * (u - u0)
+        pos, neg = cross >= 0, cross <= 0
+        inside_pos = pos if inside_pos is None else inside_pos & pos
+        inside_neg = neg if inside_neg is None else inside_neg & neg
+    return inside_pos | inside_neg
 
 
-def draw_bird(bird: Bird, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rasterise ``bird``: ``(colour 3 x H x W float32 in [0, 255], mask H x W bool)``.
+def draw_birds(birds: list[Bird], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rasterise ``birds``: ``(colour N x 3 x H x W float32 in [0, 255], mask N x H x W bool)``.
 
     Each part is an implicit region in the bird's own frame ``(u, v)`` (unit = image side, bird facing +u, v down);
     parts are painted in order, later ones on top, and the mask is the union of all regions, so it is exactly the set
-    of pixels the bird covers. No anti-aliasing: every pixel is either bird or background.
+    of pixels the bird covers. No anti-aliasing: every pixel is either bird or background. Only exactly rounded
+    tensor operations are used, so bird ``k`` does not depend on the rest of the batch.
     """
-    wing_bar, head, tail = class_parts(bird.label)
+    n = len(birds)
+    parts = torch.tensor([class_parts(b.label) for b in birds])  # N x 3: wing_bar, head, tail
+    per_image = lambda values: torch.tensor(values, dtype=torch.float32)[:, None, None]  # noqa: E731  N x 1 x 1
     side = float(max(height, width))
-    ys = (torch.arange(height, dtype=torch.float32)[:, None] + 0.5) / side - bird.centre[1]  # H x 1
-    xs = (torch.arange(width, dtype=torch.float32)[None, :] + 0.5) / side - bird.centre[0]  # 1 x W
-    c, s = math.cos(bird.angle), math.sin(bird.angle)
-    u = (c * xs + s * ys) / bird.scale  # H x W, the bird's frame
-    v = (-s * xs + c * ys) / bird.scale
-    if bird.flip:
-        u = -u
-    body = torch.tensor(bird.body).clamp(0, 255)
-    tail_poly = ((-0.15, -0.035), (-0.15, 0.045), (-0.34, 0.085), (-0.34, -0.075))
-    tail_region = _polygon(u, v, tail_poly)
-    if tail == 1:  # forked: a notch cut from the tail end
-        tail_region &= ~_polygon(u, v, ((-0.345, -0.045), (-0.345, 0.055), (-0.25, 0.005)))
+    ys = (torch.arange(height, dtype=torch.float32)[None, :, None] + 0.5) / side - per_image([b.centre[1] for b in birds])
+    xs = (torch.arange(width, dtype=torch.float32)[None, None, :] + 0.5) / side - per_image([b.centre[0] for b in birds])
+    c, s = per_image([math.cos(b.angle) for b in birds]), per_image([math.sin(b.angle) for b in birds])
+    scale = per_image([b.scale for b in birds])
+    u = (c * xs + s * ys) / scale  # N x H x W, the bird's frame
+    v = (c * ys - s * xs) / scale
+    u = torch.where(torch.tensor([b.flip for b in birds])[:, None, None], -u, u)
+    body = torch.tensor([b.body for b in birds]).clamp(0, 255)[:, :, None, None]  # N x 3 x 1 x 1
+    head, tail = parts[:, 1, None, None], parts[:, 2, None, None]  # N x 1 x 1
+    tail_region = _polygon(u, v, ((-0.15, -0.035), (-0.15, 0.045), (-0.34, 0.085), (-0.34, -0.075)))
+    tail_region &= ~((tail == 1) & _polygon(u, v, ((-0.345, -0.045), (-0.345, 0.055), (-0.25, 0.005))))  # fork
+    wing = _ellipse(u, v, -0.02, -0.005, 0.13, 0.065)
+    beak_tip = torch.where(head == 2, 0.40, 0.32)  # long beak
+    rgb = lambda values: torch.tensor(values, dtype=torch.float32)[..., None, None]  # noqa: E731  (N x) 3 x 1 x 1
     layers = [
         (tail_region, 0.75 * body),
+        (tail_region & (tail == 2) & (u < -0.28), rgb((240, 240, 235))),  # white tip
         (_ellipse(u, v, 0.0, 0.0, 0.2, 0.11), body),
-        (_ellipse(u, v, -0.02, -0.005, 0.13, 0.065), 0.6 * body),  # wing
-        (_ellipse(u, v, -0.02, -0.005, 0.13, 0.065) & ((u + 0.02).abs() < 0.03), torch.tensor(_WING_BAR_RGB[wing_bar])),
+        (wing, 0.6 * body),
+        (wing & ((u + 0.02).abs() < 0.03), rgb([_WING_BAR_RGB[w] for w in parts[:, 0].tolist()])),
         (_ellipse(u, v, 0.19, -0.085, 0.075, 0.075), 1.1 * body),  # head
-        (_polygon(u, v, ((0.25, -0.105), (0.25, -0.065), (0.40 if head == 2 else 0.32, -0.085))),
-         torch.tensor((60.0, 50.0, 30.0))),  # beak
-        (_ellipse(u, v, 0.22, -0.095, 0.018, 0.018), torch.tensor((10.0, 10.0, 10.0))),  # eye
+        (_polygon(u, v, ((0.25, -0.105), (0.25, -0.065), (beak_tip, -0.085))), rgb((60, 50, 30))),  # beak
+        (_ellipse(u, v, 0.22, -0.095, 0.018, 0.018), rgb((10, 10, 10))),  # eye
+        ((head == 1) & _polygon(u, v, ((0.2, -0.15), (0.14, -0.14), (0.08, -0.24))), 0.45 * body),  # crest
     ]
-    if tail == 2:  # white tip
-        layers.insert(1, (tail_region & (u < -0.28), torch.tensor((240.0, 240.0, 235.0))))
-    if head == 1:  # crest: a dark triangle raked back from the crown
-        layers.append((_polygon(u, v, ((0.2, -0.15), (0.14, -0.14), (0.08, -0.24))), 0.45 * body))
-    colour = torch.zeros(3, height, width)
-    mask = torch.zeros(height, width, dtype=torch.bool)
-    for region, rgb in layers:
-        colour = torch.where(region, rgb.clamp(0, 255)[:, None, None], colour)
-        mask |= region
-    return colour, mask
+    top = torch.zeros(n, height, width, dtype=torch.long)  # index of the topmost layer covering a pixel, 0 = none
+    for k, (region, _) in enumerate(layers, start=1):
+        top.masked_fill_(region, k)
+    palette = torch.stack([torch.zeros(n, 3)] + [value.expand(n, 3, 1, 1)[..., 0, 0] for _, value in layers], 1)
+    colour = torch.gather(palette.clamp(0, 255), 1, top.flatten(1)[..., None].expand(-1, -1, 3))  # N x HW x 3
+    return colour.transpose(1, 2).reshape(n, 3, height, width), top > 0
+
+
+def draw_bird(bird: Bird, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One bird: ``(colour 3 x H x W float32, mask H x W bool)`` (see :func:`draw_birds`)."""
+    colour, mask = draw_birds([bird], height, width)
+    return colour[0], mask[0]
 
 
 def composite(colour: torch.Tensor, mask: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-    """Paste the bird (``colour`` 3xHxW float, ``mask`` HxW bool) over ``background`` (3xHxW uint8) -> 3xHxW uint8."""
-    return torch.where(mask, colour.round().to(torch.uint8), background)
+    """Paste birds (``colour`` (N x) 3 x H x W float, ``mask`` (N x) H x W bool) over ``background`` ((N x) 3 x H x W
+    uint8) -> (N x) 3 x H x W uint8."""
+    return torch.where(mask.unsqueeze(-3), colour.round().to(torch.uint8), background)
 
 
 @dataclass(frozen=True)
@@ -194,7 +211,9 @@ class SyntheticBirds(Dataset):
         self.num_classes = self.config.num_classes
         self.classes = [class_name(c) for c in range(self.num_classes)]
         self.habitats = [habitat(h).name for h in range(self.num_classes)]
-        self._cache = self._load_cache(Path(cache_dir)) if cache_dir is not None else None
+        self._chunks: dict[int, dict[str, torch.Tensor]] = {}
+        if cache_dir is not None:
+            self._chunks = self._load_cache(Path(cache_dir))
 
     def __len__(self) -> int:
         return self.num_images
@@ -212,52 +231,55 @@ class SyntheticBirds(Dataset):
         other = int(torch.randint(self.num_classes - 1, (1,), generator=g))
         return other + (other >= label)
 
-    def render(self, index: int) -> dict[str, Any]:
-        """Render image ``index`` of this split (no cache): the sample dict."""
-        if not 0 <= index < self.num_images:
-            raise IndexError(f"index {index} out of range for {self.split!r} with {self.num_images} images")
-        size, label = self.config.image_size, self.label(index)
-        colour, mask = draw_bird(sample_bird(label, _generator(self.config, self.stream, index, "bird")), size, size)
+    def render(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """Render images ``indices`` as one batch: ``image`` N x 3 x S x S uint8, ``mask`` N x S x S uint8,
+        ``habitat`` N int64. Each image depends only on its own index (per-index generators)."""
+        for i in indices:
+            if not 0 <= i < self.num_images:
+                raise IndexError(f"index {i} out of range for {self.split!r} with {self.num_images} images")
+        size, labels = self.config.image_size, [self.label(i) for i in indices]
+        birds = [sample_bird(c, _generator(self.config, self.stream, i, "bird")) for i, c in zip(indices, labels)]
+        colour, mask = draw_birds(birds, size, size)  # N x 3 x S x S, N x S x S
         if self.variant == "only_fg":
-            hab, background = NO_HABITAT, grey_image(size, size, ONLY_FG_GREY)
+            habitats = [NO_HABITAT] * len(indices)
+            background = grey_image(size, size, ONLY_FG_GREY).expand(len(indices), -1, -1, -1)
         else:
             if self.variant in ("original", "only_bg"):
-                hab = self.scene_habitat(index)
-                g = _generator(self.config, self.stream, index, "background")
+                habitats = [self.scene_habitat(i) for i in indices]
+                generators = [_generator(self.config, self.stream, i, "background") for i in indices]
             else:
-                g = _generator(self.config, self.stream, index, "mixed")
-                rand = int(torch.randint(self.num_classes, (1,), generator=g))
-                hab = label if self.variant == "mixed_same" else rand
-            background = render_habitat(hab, size, size, g)
-        if self.variant == "only_bg":
-            image = background
-        else:
-            image = composite(colour, mask, background)
-        mask = mask.to(torch.uint8)
-        return dict(image=image, label=label, box=mask_to_box(mask), mask=mask, index=index, habitat=hab)
+                generators = [_generator(self.config, self.stream, i, "mixed") for i in indices]
+                drawn = [int(torch.randint(self.num_classes, (1,), generator=g)) for g in generators]
+                habitats = labels if self.variant == "mixed_same" else drawn
+            background = render_habitats(habitats, size, size, generators)
+        image = background if self.variant == "only_bg" else composite(colour, mask, background)
+        return dict(image=image, mask=mask.to(torch.uint8), habitat=torch.tensor(habitats))
+
+    def _chunk(self, chunk: int) -> dict[str, torch.Tensor]:
+        if chunk not in self._chunks:
+            self._chunks[chunk] = self.render(list(range(chunk * CHUNK, min((chunk + 1) * CHUNK, self.num_images))))
+        return self._chunks[chunk]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if self._cache is None:
-            return self.render(index)
         if not 0 <= index < self.num_images:
             raise IndexError(f"index {index} out of range for {self.split!r} with {self.num_images} images")
-        image, mask, habitats = self._cache["image"][index], self._cache["mask"][index], self._cache["habitat"]
-        return dict(image=image, label=self.label(index), box=mask_to_box(mask), mask=mask, index=index,
-                    habitat=int(habitats[index]))
+        rendered, row = self._chunk(index // CHUNK), index % CHUNK
+        mask = rendered["mask"][row].clone()  # copies: callers may write into the sample
+        return dict(image=rendered["image"][row].clone(), label=self.label(index), box=mask_to_box(mask), mask=mask,
+                    index=index, habitat=int(rendered["habitat"][row]))
 
-    def _load_cache(self, cache_dir: Path) -> dict[str, torch.Tensor]:
-        """Render the whole split once into ``cache_dir`` (a file keyed by every parameter), or load it."""
+    def _load_cache(self, cache_dir: Path) -> dict[int, dict[str, torch.Tensor]]:
+        """Render the whole split once into ``cache_dir`` (one file keyed by every parameter), or load it."""
         key = hashlib.blake2b(repr((asdict(self.config), self.split, self.num_images)).encode(), digest_size=8)
         path = cache_dir / f"synthetic-{self.split}-{key.hexdigest()}.pt"
         if path.exists():
             return torch.load(path)
-        samples = [self.render(i) for i in range(self.num_images)]
-        cache = {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in ("image", "mask", "habitat")}
+        chunks = {c: self._chunk(c) for c in range(math.ceil(self.num_images / CHUNK))}
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(cache, tmp)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(chunks, tmp)
         tmp.replace(path)
-        return cache
+        return chunks
 
 
 def load(root: str | None = None, split: str = "train", **options: Any) -> SyntheticBirds:

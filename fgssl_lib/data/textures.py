@@ -19,9 +19,21 @@ from dataclasses import dataclass
 import torch
 
 Pattern = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""``(x, y, params) -> t``: ``x``, ``y`` are ``H x W`` coordinates in cycles (frequency and rotation applied),
-``params`` a vector of uniform ``[0, 1)`` numbers for the pattern's own randomness; ``t`` is ``H x W`` in ``[0, 1]``,
-the weight of the palette's second colour."""
+"""``(x, y, params) -> t``: ``x``, ``y`` are ``N x H x W`` coordinates in cycles (frequency and rotation applied),
+``params`` ``N x 3 x 1 x 1`` uniform ``[0, 1)`` numbers for the pattern's own randomness; ``t`` is ``N x H x W`` in
+``[0, 1]``, the weight of the palette's second colour. Patterns use only exactly rounded operations (no ``sin``), so
+a pixel's value does not depend on how the batch is split across threads or SIMD lanes."""
+
+
+def _triangle(x: torch.Tensor) -> torch.Tensor:
+    """Triangle wave of period 1 in ``[0, 1]`` (0 at integers)."""
+    return 1 - 2 * torch.abs(torch.frac(x) - 0.5)
+
+
+def _hash(i: torch.Tensor, j: torch.Tensor, salt: torch.Tensor) -> torch.Tensor:
+    """A pseudo-random value in ``[0, 1)`` per integer cell ``(i, j)`` (integer arithmetic, exact)."""
+    h = (i.long() * 73856093) ^ (j.long() * 19349663) ^ (salt * 1e6).long()
+    return ((h * 2654435761) % 1000003).float() / 1000003
 
 
 def _stripes(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -38,37 +50,35 @@ def _dots(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor) -> torch.Tenso
 
 
 def _waves(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    return 0.5 + 0.5 * torch.sin(2 * math.pi * (x + 0.35 * torch.sin(2 * math.pi * 0.5 * y)))
+    t = _triangle(x + 0.35 * _triangle(0.5 * y))
+    return t * t * (3 - 2 * t)  # smoothstep: soft bands
 
 
 def _rings(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    r = torch.sqrt((x - x.mean() + 2 * params[0] - 1) ** 2 + (y - y.mean() + 2 * params[1] - 1) ** 2)
-    return (torch.frac(r) < 0.5).float()
+    cx = x.mean((-2, -1), keepdim=True) + 2 * params[:, 0] - 1
+    cy = y.mean((-2, -1), keepdim=True) + 2 * params[:, 1] - 1
+    return (torch.frac(torch.sqrt((x - cx) ** 2 + (y - cy) ** 2)) < 0.5).float()
 
 
 def _blades(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """Grass: one thin blade per column cell, each with its own height (from a hash of the cell index)."""
-    cell = torch.floor(x)
-    height = torch.frac(torch.sin(cell * 12.9898 + params[0] * 78.233) * 43758.5453)  # per-blade height in [0, 1)
-    y_rel = (y - y.min()) / (y.max() - y.min() + 1e-6)
-    return ((torch.frac(x) < 0.35) & (y_rel > 0.6 * height)).float()
+    """Grass: one thin blade per column cell, each with its own height."""
+    height = _hash(torch.floor(x), torch.zeros_like(x), params[:, 0])
+    low, high = y.amin((-2, -1), keepdim=True), y.amax((-2, -1), keepdim=True)
+    return ((torch.frac(x) < 0.35) & ((y - low) / (high - low + 1e-6) > 0.6 * height)).float()
 
 
 def _bricks(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    row = torch.floor(y)
-    xs = x + 0.5 * (row % 2)
+    xs = x + 0.5 * (torch.floor(y) % 2)
     return ((torch.frac(y) < 0.18) | (torch.frac(xs) < 0.1)).float()
 
 
 def _zigzag(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    tri = 2 * torch.abs(torch.frac(y) - 0.5)  # triangle wave in [0, 1]
-    return (torch.frac(x + 0.8 * tri) < 0.5).float()
+    return (torch.frac(x + 0.8 * _triangle(y)) < 0.5).float()
 
 
 def _cells(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """Coarse random patches: a hash of the cell index, thresholded (mottled ground)."""
-    h = torch.frac(torch.sin(torch.floor(x) * 12.9898 + torch.floor(y) * 78.233 + params[0] * 37.719) * 43758.5453)
-    return (h < 0.5).float()
+    """Coarse random patches (mottled ground)."""
+    return (_hash(torch.floor(x), torch.floor(y), params[:, 0]) < 0.5).float()
 
 
 def _grid(x: torch.Tensor, y: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -129,26 +139,41 @@ def habitat(index: int) -> Habitat:
     return Habitat(f"habitat{index}", kinds[index % len(kinds)], (a, b), 3.0 + index % 5, 17.0 * index % 180)
 
 
-def render_habitat(index: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
-    """Render habitat ``index`` as a ``3 x height x width`` uint8 image.
+def render_habitats(habitats: list[int], height: int, width: int,
+                    generators: list[torch.Generator]) -> torch.Tensor:
+    """Render ``habitats[k]`` with the randomness of ``generators[k]``: ``N x 3 x height x width`` uint8.
 
     Per image: random phase, orientation jitter ±12°, frequency jitter ±12 %, brightness jitter ±8 % and pixel noise
-    (σ = 4 grey levels); the palette and texture kind are the habitat's own.
+    (σ = 4 grey levels); the palette and texture kind are the habitat's own. Image ``k`` depends only on
+    ``habitats[k]`` and ``generators[k]``, not on the rest of the batch.
     """
-    spec = habitat(index)
-    u = torch.rand(8, generator=generator)  # phase x, phase y, angle, freq, brightness, 3 pattern params
+    n = len(habitats)
+    u = torch.stack([torch.rand(8, generator=g) for g in generators])  # N x 8: phases, angle, freq, bright, params
+    noise = torch.stack([torch.randn(1, height, width, generator=g) for g in generators])  # N x 1 x H x W
+    specs = [habitat(h) for h in habitats]
+    cycles = torch.tensor([sp.cycles for sp in specs]) * (0.88 + 0.24 * u[:, 3])  # N
+    theta = torch.tensor([math.radians(sp.angle) for sp in specs]) + math.radians(24.0) * (u[:, 2] - 0.5)
+    cos_t = torch.tensor([math.cos(t) for t in theta.tolist()])[:, None, None]  # python cos: exact per image
+    sin_t = torch.tensor([math.sin(t) for t in theta.tolist()])[:, None, None]
     side = float(max(height, width))
-    cycles = spec.cycles * (0.88 + 0.24 * u[3])
-    theta = math.radians(spec.angle) + math.radians(24.0) * (float(u[2]) - 0.5)
-    ys = torch.arange(height, dtype=torch.float32)[:, None] / side
-    xs = torch.arange(width, dtype=torch.float32)[None, :] / side
-    x = cycles * (math.cos(theta) * xs + math.sin(theta) * ys) + 10 * u[0]  # H x W, in cycles
-    y = cycles * (-math.sin(theta) * xs + math.cos(theta) * ys) + 10 * u[1]
-    t = PATTERNS[spec.kind](x, y, u[5:])[None]  # 1 x H x W in [0, 1]
-    ca, cb = (torch.tensor(c, dtype=torch.float32)[:, None, None] for c in spec.colours)  # 3 x 1 x 1
-    image = (1 - t) * ca + t * cb  # 3 x H x W
-    image = image * (0.92 + 0.16 * u[4]) + 4.0 * torch.randn(1, height, width, generator=generator)
+    ys = torch.arange(height, dtype=torch.float32)[None, :, None] / side  # 1 x H x 1
+    xs = torch.arange(width, dtype=torch.float32)[None, None, :] / side  # 1 x 1 x W
+    c = cycles[:, None, None]
+    x = c * (cos_t * xs + sin_t * ys) + 10 * u[:, 0, None, None]  # N x H x W, in cycles
+    y = c * (cos_t * ys - sin_t * xs) + 10 * u[:, 1, None, None]
+    t = torch.empty(n, 1, height, width)
+    for kind in {sp.kind for sp in specs}:
+        rows = torch.tensor([k for k, sp in enumerate(specs) if sp.kind == kind])
+        t[rows, 0] = PATTERNS[kind](x[rows], y[rows], u[rows, 5:, None, None])
+    ca = torch.tensor([sp.colours[0] for sp in specs], dtype=torch.float32)[:, :, None, None]  # N x 3 x 1 x 1
+    cb = torch.tensor([sp.colours[1] for sp in specs], dtype=torch.float32)[:, :, None, None]
+    image = ((1 - t) * ca + t * cb) * (0.92 + 0.16 * u[:, 4, None, None, None]) + 4.0 * noise  # N x 3 x H x W
     return image.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def render_habitat(index: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    """One ``3 x height x width`` uint8 image of habitat ``index`` (see :func:`render_habitats`)."""
+    return render_habitats([index], height, width, [generator])[0]
 
 
 def grey_image(height: int, width: int, level: int = 128) -> torch.Tensor:
