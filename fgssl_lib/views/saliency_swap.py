@@ -66,7 +66,9 @@ def paste_box(patch_height: int, patch_width: int, size: int, paste_ratio: tuple
     or taller than the background, the long side is clipped to ``size`` and the other side grows to keep the area.
     """
     area = _uniform(paste_ratio) * size * size
-    width = min(size, max(1, round(math.sqrt(area * patch_width / patch_height))))
+    width = math.sqrt(area * patch_width / patch_height)
+    width = min(max(width, area / size), size)  # both sides within the background
+    width = max(1, round(width))
     height = min(size, max(1, round(area / width)))
     left, top = _randint(size - width), _randint(size - height)
     return left, top, left + width, top + height
