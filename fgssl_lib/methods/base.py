@@ -94,7 +94,7 @@ class SSLMethod(pl.LightningModule):
 
     Args:
         backbone: backbone name (:data:`fgssl_lib.models.BACKBONES`).
-        small_input: 3x3 stem without max-pool (images <= 96 px).
+        small_input: 3x3 stem without max-pool (images <= 96 px); ``stem_stride``: its stride (1 or 2).
         pretrained: ``None`` or ``"imagenet"``.
         freeze_early: freeze stem + layer1 + layer2 (second stage of the dual-stage recipe).
         views: view generator name (``rrc``, ``saliency_swap``, ``copy_paste``); ``None`` = ``default_views``.
@@ -115,6 +115,7 @@ class SSLMethod(pl.LightningModule):
         self,
         backbone: str = "resnet18",
         small_input: bool = False,
+        stem_stride: int = 1,
         pretrained: str | None = None,
         freeze_early: bool = False,
         views: str | None = None,
@@ -130,7 +131,9 @@ class SSLMethod(pl.LightningModule):
         super().__init__()
         check_choice("optimizer", optimizer, OPTIMIZERS)
         self.save_hyperparameters()
-        self.backbone = build_backbone(backbone, small_input=small_input, pretrained=pretrained)
+        self.backbone = build_backbone(
+            backbone, small_input=small_input, stem_stride=stem_stride, pretrained=pretrained
+        )
         if freeze_early:
             self.backbone.freeze_early()
         self.views: str = views if views is not None else self.default_views

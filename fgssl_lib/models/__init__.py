@@ -7,6 +7,8 @@ from fgssl_lib.models.backbones import (
     STAGES,
     Backbone,
     build_backbone,
+    small_input_stem,
 )
 
-__all__ = ["BACKBONES", "EARLY_STAGES", "NARROW_WIDTHS", "STAGES", "Backbone", "build_backbone"]
+__all__ = ["BACKBONES", "EARLY_STAGES", "NARROW_WIDTHS", "STAGES", "Backbone", "build_backbone",
+           "small_input_stem"]

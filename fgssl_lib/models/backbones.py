@@ -11,8 +11,10 @@ Architectures (``BACKBONES``):
 - ``resnet_narrow``: the same four residual stages with :data:`NARROW_WIDTHS` channels and one basic block per stage,
   for the ``cpu`` preset on this machine (2 shared cores).
 
-``small_input=True`` replaces the 7x7/2 stem convolution and the max-pool by a 3x3/1 convolution (the usual
-CIFAR-style stem), so the total stride is 8 instead of 32 and a 32 px image still gives a 4x4 ``layer4`` map.
+``small_input=True`` replaces the 7x7/2 stem convolution and the max-pool by a 3x3 convolution of stride
+``stem_stride`` (1: the usual CIFAR-style stem), so the total stride is ``8 * stem_stride`` instead of 32: a 32 px
+image still gives a 4x4 ``layer4`` map. :func:`small_input_stem` picks the stem for an image size (a 64 px image
+gets stride 2 and a 4x4 map: on CPU the stride-1 stem costs ~4x the compute for the same last-map size rule).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ NARROW_WIDTHS = (16, 32, 64, 128)
 """Channels of ``layer1..layer4`` of ``resnet_narrow`` (the stem has ``NARROW_WIDTHS[0]``)."""
 NARROW_BLOCKS = (1, 1, 1, 1)
 """Basic blocks per stage of ``resnet_narrow``."""
+
+MIN_LAST_MAP = 4
+"""Smallest side of the ``layer4`` map that the automatic stem choice allows."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -87,9 +92,13 @@ class Backbone(nn.Module):
         pretrained: ``None`` or ``"imagenet"`` (torchvision weights; ``resnet18``/``resnet50`` with the standard stem).
     """
 
-    def __init__(self, name: str = "resnet18", small_input: bool = False, pretrained: str | None = None) -> None:
+    def __init__(
+        self, name: str = "resnet18", small_input: bool = False, stem_stride: int = 1, pretrained: str | None = None
+    ) -> None:
         super().__init__()
         check_choice("backbone", name, BACKBONES)
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
         if pretrained is not None:
             check_choice("pretrained", pretrained, ("imagenet",))
             if name == "resnet_narrow" or small_input:
@@ -100,7 +109,7 @@ class Backbone(nn.Module):
                 )
         net = _narrow_resnet() if name == "resnet_narrow" else _torchvision_resnet(name, pretrained)
         if small_input:
-            net.conv1 = nn.Conv2d(3, net.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+            net.conv1 = nn.Conv2d(3, net.conv1.out_channels, kernel_size=3, stride=stem_stride, padding=1, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
             net.maxpool = nn.Identity()
         self.name = name
@@ -149,7 +158,17 @@ class Backbone(nn.Module):
         return self
 
 
+def small_input_stem(image_size: int) -> dict[str, object]:
+    """Stem options for square images of side ``image_size``: the standard stem above 96 px, else the small stem
+    with the largest stride (2 or 1) that keeps the ``layer4`` map at least :data:`MIN_LAST_MAP` wide."""
+    if image_size > 96:
+        return {"small_input": False, "stem_stride": 1}
+    stride = 2 if image_size // 16 >= MIN_LAST_MAP else 1
+    return {"small_input": True, "stem_stride": stride}
+
+
 def build_backbone(name: str, **options: object) -> Backbone:
-    """Build the backbone ``name`` (one of :data:`BACKBONES`) with ``small_input`` / ``pretrained`` options."""
+    """Build the backbone ``name`` (one of :data:`BACKBONES`) with ``small_input`` / ``stem_stride`` /
+    ``pretrained`` options."""
     check_choice("backbone", name, BACKBONES)
     return Backbone(name, **options)
