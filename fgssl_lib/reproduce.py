@@ -146,7 +146,7 @@ def _hide_injected_parameters(executed: Path) -> None:
     """Tag papermill's injected-parameters cell ``remove-cell`` so the book does not show it."""
     nb = nbformat.read(executed, as_version=4)
     for cell in nb.cells:
-        tags = cell.metadata.setdefault("tags", [])
+        tags = cell.metadata.get("tags", [])
         if INJECTED_TAG in tags and HIDDEN_TAG not in tags:
             tags.append(HIDDEN_TAG)
     nbformat.write(nb, executed)

@@ -124,7 +124,7 @@ def test_screenshots_of_intro_and_a_notebook(browser: object, base_url: str) -> 
     assert browser.save_screenshot(str(SCREENSHOTS / "intro.png")), "no screenshot of the introduction"
     _open(browser, base_url + notebook)
     figure = browser.execute_script("const img = document.querySelector('.cell_output img');"
-                                    "if (img) { img.scrollIntoView(); } return img !== null;")
+                                    "if (img) { img.scrollIntoView({block: \"center\"}); } return img !== null;")
     assert figure, f"{notebook} shows no figure: was it built from an executed copy?"
     assert browser.save_screenshot(str(SCREENSHOTS / "notebook.png")), f"no screenshot of {notebook}"
     colab = browser.execute_script("return Array.from(document.querySelectorAll('a[href*=\"colab.research\"]')).length")
