@@ -1,0 +1,147 @@
+"""Lightning callbacks and plugins of the training engine: history, collapse monitor, NaN guard, view epochs,
+atomic checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to ``<path>.tmp`` in the same directory, flushes it, then ``os.replace``-s it.
+
+    Lightning's own writer stages the file in the system temporary directory and moves it, which is a copy (not
+    atomic) when that directory is on another file system; here an interrupted save leaves the previous
+    ``last.ckpt`` intact.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+class History(pl.Callback):
+    """Records every step's logged losses (``loss*``) and wall time, and per-epoch means.
+
+    ``steps`` / ``epochs`` are DataFrames; the records are saved in checkpoints, so a resumed run's history covers
+    the whole run.
+    """
+
+    def __init__(self) -> None:
+        self.step_records: list[dict[str, float]] = []
+        self.epoch_records: list[dict[str, float]] = []
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        record = {"step": trainer.global_step, "epoch": trainer.current_epoch,
+                  "time_s": time.perf_counter() - self._epoch_start}
+        for name, value in trainer.callback_metrics.items():
+            if name.startswith("loss") or name == "embedding_std":
+                record[name] = float(value)
+        self.step_records.append(record)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        rows = [r for r in self.step_records if r["epoch"] == epoch]
+        means = pd.DataFrame(rows).drop(columns=["step", "epoch", "time_s"]).mean().to_dict() if rows else {}
+        self.epoch_records.append({"epoch": epoch, "steps": len(rows),
+                                   "time_s": time.perf_counter() - self._epoch_start, **means})
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        return pd.DataFrame(self.step_records)
+
+    @property
+    def epochs(self) -> pd.DataFrame:
+        return pd.DataFrame(self.epoch_records)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step_records": self.step_records, "epoch_records": self.epoch_records}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.step_records = list(state_dict["step_records"])
+        self.epoch_records = list(state_dict["epoch_records"])
+
+
+def embedding_std(embeddings: torch.Tensor) -> float:
+    """Mean over dimensions of the batch std of L2-normalised embeddings (``N x D``), times ``sqrt(D)``.
+
+    About 1 for embeddings spread over the sphere, 0 for a collapsed (constant) representation (SimSiam Sec. 4.1).
+    """
+    z = F.normalize(embeddings.float(), dim=1)  # NxD
+    return float(z.std(dim=0).mean()) * math.sqrt(z.shape[1])
+
+
+class CollapseMonitor(pl.Callback):
+    """Every ``every_n_steps`` steps, :func:`embedding_std` of ``embed(view1)``; logged, and a warning with the
+    value when it is below ``threshold``."""
+
+    def __init__(self, every_n_steps: int = 25, threshold: float = 0.1) -> None:
+        self.every_n_steps = every_n_steps
+        self.threshold = threshold
+        self.values: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if step % self.every_n_steps:
+            return
+        value = embedding_std(pl_module.embed(batch["view1"]))
+        self.values.append((step, value))
+        pl_module.log("embedding_std", value, on_step=True, on_epoch=False)
+        if value < self.threshold:
+            warnings.warn(
+                f"representation collapse: the std of the L2-normalised embeddings is {value:.4f} x 1/sqrt(D) "
+                f"(threshold {self.threshold}) at step {step}; lower the learning rate or check the views",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the run stopped before the update, keeping the last good checkpoint."""
+
+
+class NonFiniteLossGuard(pl.Callback):
+    """Stops the run before the backward pass of a non-finite loss, naming the step and the last checkpoint."""
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        if torch.isfinite(loss).all():
+            return
+        checkpoint = trainer.checkpoint_callback
+        last = getattr(checkpoint, "last_model_path", "") if checkpoint is not None else ""
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"loss is {float(loss)} at global step {trainer.global_step} (epoch {trainer.current_epoch}); training "
+            f"stopped before the update; {kept}. Lower the learning rate or use precision='32-true'."
+        )
+
+
+class ViewEpochs(pl.Callback):
+    """Tells the two-view dataset the epoch at the start of each epoch (seeded views differ between epochs)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.dataset.set_epoch(trainer.current_epoch)

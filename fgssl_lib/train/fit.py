@@ -1,0 +1,189 @@
+"""``fit(config)``: train a method on ``pl.Trainer``; checkpoints, resume, ``load_method``, dual-stage.
+
+The run directory (``config.checkpoint_dir``) holds ``last.ckpt`` (written atomically at every epoch end) and
+``metrics.csv`` (every logged loss, per step). ``resume=True`` continues from ``last.ckpt`` with the same global
+step, optimizer and schedule state, and the same batches as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from torch.utils.data import Dataset
+
+from fgssl_lib.config import resolve_device
+from fgssl_lib.data import load_dataset
+from fgssl_lib.methods import SSLMethod, build, method_class
+from fgssl_lib.train.callbacks import AtomicCheckpointIO, CollapseMonitor, History, NonFiniteLossGuard, ViewEpochs
+from fgssl_lib.train.config import TrainConfig
+from fgssl_lib.train.data import TwoViewDataset, random_subset, train_loader
+from fgssl_lib.views import build_views
+
+LAST = "last.ckpt"
+
+
+def run_dir(config: TrainConfig) -> Path:
+    """The run directory: ``config.checkpoint_dir`` or ``runs/<method>``."""
+    return Path(config.checkpoint_dir) if config.checkpoint_dir is not None else Path("runs") / config.method
+
+
+def build_method(config: TrainConfig, dataset: Any | None = None) -> SSLMethod:
+    """The method of ``config``: registry defaults < the config's backbone/optimizer < ``method_options``; the
+    dataset attributes the class asks for (``dataset_options``, e.g. ``num_classes``) come from ``dataset``."""
+    options = {**config.backbone_options(), **config.method_options}
+    for key in method_class(config.method).dataset_options:
+        if key not in options:
+            if dataset is None or not hasattr(dataset, key):
+                raise ValueError(f"method {config.method!r} needs {key!r}: pass it in method_options")
+            options[key] = getattr(dataset, key)
+    return build(config.method, **options)
+
+
+def _load(config: TrainConfig) -> Dataset:
+    return load_dataset(config.dataset, root=config.data_root, split=config.split, **config.dataset_options)
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def check_checkpoint(checkpoint: dict[str, Any], method: SSLMethod, path: Path | str = "checkpoint") -> None:
+    """Refuse a checkpoint of another method or with tensors of other shapes, saying which and how to fix it."""
+    saved = checkpoint.get("fgssl_method")
+    if saved != method.method_name:
+        raise ValueError(f"{path} was written by method {saved!r}, not {method.method_name!r}; use another "
+                         "checkpoint_dir, or set method to the checkpoint's")
+    state, expected = checkpoint["state_dict"], method.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"{path} does not fit this {method.method_name!r} model (different backbone or options?): "
+            f"{len(missing)} missing keys {missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}, "
+            f"{len(mismatched)} shape mismatches {mismatched[:3]}; build the model with the checkpoint's "
+            f"hyper-parameters {checkpoint.get('hyper_parameters')} or start a new run"
+        )
+
+
+def load_method(path: str | Path, map_location: str | torch.device = "cpu") -> SSLMethod:
+    """Rebuild the method recorded in a checkpoint (registry name + hyper-parameters), load its weights, eval mode.
+
+    The file is read with ``weights_only=True``; ImageNet initialisation is not re-downloaded (the weights are in
+    the checkpoint).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train with fgssl_lib.train.fit (it writes "
+                                f"<checkpoint_dir>/{LAST})")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if "fgssl_method" not in checkpoint:
+        raise ValueError(f"{path} is not an fgssl checkpoint (no 'fgssl_method' entry)")
+    method = build(checkpoint["fgssl_method"], **{**checkpoint["hyper_parameters"], "pretrained": None})
+    check_checkpoint(checkpoint, method, path)
+    method.load_state_dict(checkpoint["state_dict"])
+    method.on_load_checkpoint(checkpoint)
+    return method.eval()
+
+
+def _resume_epoch(checkpoint: dict[str, Any]) -> int:
+    """The epoch a run resumed from ``checkpoint`` starts with (checkpoints are written at epoch ends)."""
+    return int(checkpoint["epoch"]) + 1
+
+
+def _trainer_devices(config: TrainConfig) -> Any:
+    """``devices`` for ``pl.Trainer``: ``cuda:<i>`` selects GPU ``i``."""
+    device = resolve_device(config.device)
+    if device.type == "cuda" and device.index is not None:
+        return [device.index]
+    return config.devices
+
+
+def fit(
+    config: TrainConfig, method: SSLMethod | None = None, dataset: Dataset | None = None
+) -> tuple[SSLMethod, History]:
+    """Train ``method`` (default: built from ``config``) on ``dataset`` (default: ``config``'s dataset, via
+    ``fgssl_lib.data.load_dataset``); returns the method and its history.
+
+    The history (:class:`~fgssl_lib.train.callbacks.History`) has ``steps`` and ``epochs`` DataFrames of the losses
+    and wall time. Raises :class:`~fgssl_lib.train.callbacks.NonFiniteLossError` on a NaN loss.
+    """
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    full = dataset if dataset is not None else _load(config)
+    method = method if method is not None else build_method(config, full)
+    views = build_views(method.views, size=config.image_size,
+                        **{"seed": config.seed, **method.view_params, **config.view_params})
+    data = TwoViewDataset(random_subset(full, config.num_images, config.seed), views)
+    loader = train_loader(data, config.batch_size, config.num_workers, config.seed)
+
+    directory = run_dir(config)
+    last = directory / LAST
+    ckpt_path = None
+    if config.resume and last.is_file():
+        checkpoint = _read_checkpoint(last)
+        check_checkpoint(checkpoint, method, last)
+        epoch = _resume_epoch(checkpoint)
+        data.set_epoch(epoch)  # Lightning builds the first resumed iterator before its epoch hooks run
+        loader.sampler.set_epoch(epoch)
+        ckpt_path = str(last)
+    elif last.is_file():
+        raise FileExistsError(f"{last} exists; pass resume=True to continue that run, or use another checkpoint_dir")
+
+    history = History()
+    callbacks = [
+        history,
+        ViewEpochs(data),
+        NonFiniteLossGuard(),
+        CollapseMonitor(config.collapse_every, config.collapse_threshold),
+        ModelCheckpoint(dirpath=directory, save_last=True, save_top_k=0, every_n_epochs=1),
+    ]
+    trainer = pl.Trainer(
+        accelerator=config.accelerator(),
+        devices=_trainer_devices(config),
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        sync_batchnorm=config.sync_batchnorm,
+        precision=config.resolved_precision(),
+        max_epochs=config.epochs,
+        max_steps=config.max_steps,
+        callbacks=callbacks,
+        logger=CSVLogger(directory, name="", version=""),
+        log_every_n_steps=config.log_every,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=config.progress_bar,
+        enable_model_summary=False,
+        default_root_dir=directory,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(method, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    return method, history
+
+
+def fit_dual_stage(
+    stage1: TrainConfig, stage2: TrainConfig, datasets: tuple[Dataset | None, Dataset | None] = (None, None)
+) -> tuple[SSLMethod, tuple[History, History]]:
+    """CVSA's dual-stage recipe: ``stage1`` (BYOL on a coarse dataset), then ``stage2`` (CVSA on the target
+    dataset) initialised from stage 1 with the stem + layer1 + layer2 frozen (METHODS.md, "dual-stage").
+
+    Every stage-2 tensor whose name and shape match stage 1's (backbone, heads, momentum encoder) is copied; the
+    others (CVSA's conv projector/predictor) start fresh. ``datasets`` replaces the configs' datasets.
+    """
+    first, history1 = fit(stage1, dataset=datasets[0])
+    stage2 = replace(stage2, method_options={**stage2.method_options, "freeze_early": True})
+    target_data = datasets[1] if datasets[1] is not None else _load(stage2)
+    second = build_method(stage2, target_data)
+    source = first.state_dict()
+    target = second.state_dict()
+    copied = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    if not any(k.startswith("backbone.") for k in copied):
+        raise ValueError("stage 2's backbone does not match stage 1's: use the same backbone and image size")
+    second.load_state_dict(copied, strict=False)
+    second, history2 = fit(stage2, method=second, dataset=target_data)
+    return second, (history1, history2)
