@@ -101,6 +101,8 @@ class _Pooled(nn.Module):
 
 def saliency_maps(method: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The method's own map (LCR branch, CVSA intensity) at image size, ``N x S x S`` in [0, 1]."""
+    if not hasattr(method, "saliency"):
+        raise NotImplementedError(f"{type(method).__name__} has no saliency(images); use gradcam_maps for it")
     with torch.no_grad():
         maps = method.saliency(images)  # N x h x w
     if maps.shape[-2:] != images.shape[-2:]:

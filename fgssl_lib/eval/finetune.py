@@ -85,12 +85,15 @@ def fine_tune(
     pl.seed_everything(seed, verbose=False)
     train_views = _Mapped(train_set, transform)
     labels = getattr(train_set, "labels", None)
-    labels = torch.as_tensor(labels if labels is not None else [int(s["label"]) for s in train_set]).long()
+    labels = torch.as_tensor(
+        labels if labels is not None else [int(train_set[i]["label"]) for i in range(len(train_set))]
+    ).long()
     subset = Subset(train_views, class_balanced_subset(labels, label_fraction, seed).tolist())
     encoder = copy.deepcopy(encoder_of(method_or_backbone)).cpu()
     encoder.requires_grad_(True)
     with torch.no_grad():
         feature_dim = _Pooled(encoder).eval()(subset[0]["image"][None]).shape[1]
+    encoder.train()
     num_classes = int(getattr(train_set, "num_classes", int(labels.max()) + 1))
     model = FineTuneClassifier(encoder, feature_dim, num_classes, lr, weight_decay, momentum)
     cuda = device.type == "cuda"

@@ -1,0 +1,68 @@
+"""Comparison bar chart and results table over runs: ``results[method][metric]`` is a number or a list of numbers
+(one per seed); both show the mean and the standard deviation over seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+Results = Mapping[str, Mapping[str, float | Sequence[float]]]
+
+
+def _values(value: float | Sequence[float]) -> np.ndarray:
+    return np.atleast_1d(np.asarray(value, dtype=np.float64))
+
+
+def _metrics(results: Results, metrics: Sequence[str] | None) -> list[str]:
+    if metrics is not None:
+        return list(metrics)
+    return list(dict.fromkeys(m for per_method in results.values() for m in per_method))
+
+
+def results_table(results: Results, metrics: Sequence[str] | None = None, decimals: int = 1) -> pd.DataFrame:
+    """A DataFrame (methods x metrics) of ``"mean ± std"`` strings (just the mean for a single run; ``-`` if absent).
+
+    It renders as an HTML table in the book (Jupyter shows a DataFrame as HTML).
+    """
+    metrics = _metrics(results, metrics)
+    rows = {}
+    for method, per_method in results.items():
+        row = {}
+        for metric in metrics:
+            if metric not in per_method:
+                row[metric] = "-"
+                continue
+            v = _values(per_method[metric])
+            mean = f"{v.mean():.{decimals}f}"
+            row[metric] = mean if len(v) == 1 else f"{mean} ± {v.std(ddof=1):.{decimals}f}"
+        rows[method] = row
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=metrics)
+    table.index.name = "method"
+    return table
+
+
+def comparison_bar_chart(
+    results: Results, metrics: Sequence[str] | None = None, ylabel: str = "accuracy (%)", title: str | None = None
+) -> Figure:
+    """Grouped bars: one group per metric, one bar per method, error bars = std over seeds."""
+    metrics = _metrics(results, metrics)
+    methods = list(results)
+    width = 0.8 / max(1, len(methods))
+    x = np.arange(len(metrics))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(metrics) * max(1, len(methods)) / 2 + 2), 3.5))
+    for i, method in enumerate(methods):
+        stats = [_values(results[method][m]) if m in results[method] else np.array([np.nan]) for m in metrics]
+        means = [v.mean() for v in stats]
+        stds = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in stats]
+        ax.bar(x + (i - (len(methods) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=method)
+    ax.set_xticks(x, metrics)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig

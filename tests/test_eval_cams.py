@@ -1,0 +1,54 @@
+import pytest
+import torch
+from torch import nn
+
+from fgssl_lib.eval import gradcam_maps, saliency_maps
+
+
+class _Encoder(nn.Module):
+    """A two-stage conv encoder returning GAP features; ``layer4`` is the last stage."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.layer4 = nn.Sequential(nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU())
+
+    def forward(self, x):
+        return self.layer4(self.stem(x)).mean(dim=(2, 3))
+
+
+class _Method(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = _Encoder()
+
+    def saliency(self, images):
+        return images.mean(dim=1)[:, ::2, ::2]
+
+
+def test_gradcam_self_target_gives_non_empty_maps_at_image_size():
+    images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    maps = gradcam_maps(_Method(), images)
+    assert maps.shape == (3, 16, 16)
+    assert maps.min() >= 0 and maps.max() <= 1
+    assert (maps.flatten(1).max(dim=1).values > 0).all()  # the self target has a non-zero gradient
+
+
+def test_gradcam_prototype_target_and_bad_targets():
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    prototypes = torch.randn(5, 6, generator=torch.Generator().manual_seed(3))
+    maps = gradcam_maps(_Encoder(), images, target=prototypes, labels=torch.tensor([0, 4]))
+    assert maps.shape == (2, 16, 16)
+    with pytest.raises(ValueError, match="prototype"):
+        gradcam_maps(_Encoder(), images, target=prototypes)
+    with pytest.raises(ValueError, match="no sub-module"):
+        gradcam_maps(_Encoder(), images, stage="layer9")
+
+
+def test_saliency_maps_are_resized_to_image_size():
+    images = torch.rand(2, 3, 16, 16)
+    maps = saliency_maps(_Method(), images)
+    assert maps.shape == (2, 16, 16)
+    with pytest.raises(NotImplementedError):
+        saliency_maps(_Encoder(), images)
