@@ -303,3 +303,12 @@ def test_errors_say_what_to_do(rect_dataset):
     bad = dict(rect_dataset[0], image=rect_dataset[0]["image"].float())
     with pytest.raises(ValueError, match="uint8"):
         build_views("rrc", size=8)(bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("case", CASES)
+def test_views_on_cuda(case, rect_dataset):
+    cuda = [dict(s, image=s["image"].cuda(), mask=s["mask"].cuda()) for s in rect_dataset]
+    out = build(case, cuda, seed=0)(cuda[0])
+    assert out["view1"].device.type == "cuda" and out["mask2"].device.type == "cuda"
+    assert eval_view(SIZE)(cuda[1])["image"].device.type == "cuda"

@@ -82,7 +82,7 @@ class SaliencySwap(TwoViewTransform):
         mode: ``same`` (background = another image of ``dataset`` with its box replaced) or ``other`` (a background
             from ``backgrounds`` with the patch pasted at a random place).
         crop_scale: ``(s_min, s_max)``, the patch's area as a fraction of ``B_f`` (the paper's value is lost in our copy;
-            ``(0.5, 1.0)`` by default, swept in the ablation notebook).
+            ``(0.5, 1.0)`` by default).
         paste_ratio: ``(r_min, r_max)``, the pasted patch's area as a fraction of the background (mode ``other``).
         dataset: mode ``same``: the raw dataset (samples, no view transform) or a callable ``index -> sample``.
         dataset_size: number of images when ``dataset`` is a callable (else ``len(dataset)``).
