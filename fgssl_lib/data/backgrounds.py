@@ -85,7 +85,8 @@ class ImageFolderBackgrounds(BackgroundPool):
         try:
             return decode_image(str(path), mode=ImageReadMode.RGB)  # 3 x h x w uint8
         except RuntimeError as error:
-            raise RuntimeError(f"cannot decode background image {str(path)!r}: {error}; remove or replace it") from error
+            message = f"cannot decode background image {str(path)!r}: {error}; remove or replace it"
+            raise RuntimeError(message) from error
 
     def draw(self, height: int, width: int, generator: torch.Generator | None = None) -> torch.Tensor:
         u = torch.rand(4, generator=generator).tolist()

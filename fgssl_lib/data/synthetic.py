@@ -39,6 +39,8 @@ VARIANTS = ("original", "only_fg", "only_bg", "mixed_same", "mixed_rand")
 SPLITS = STREAMS + tuple(f"{s}_{v}" for s in STREAMS for v in VARIANTS)
 DEFAULT_NUM_IMAGES = {"train": 3000, "val": 500, "test": 1000}
 CHUNK = 256
+RENDER_VERSION = 2
+"""Part of the disk-cache key: bump it whenever a change to the drawing code changes the pixels."""
 """Images are rendered (and kept in memory) in batches of this many consecutive indices."""
 ONLY_FG_GREY = 128
 NO_HABITAT = -1
@@ -113,6 +115,11 @@ def _polygon(u: torch.Tensor, v: torch.Tensor,
     return inside_pos | inside_neg
 
 
+def _broadcast(values: list | tuple) -> torch.Tensor:
+    """Per-image (or shared) values as a broadcastable ``(N x) C x 1 x 1`` float tensor."""
+    return torch.tensor(values, dtype=torch.float32)[..., None, None]
+
+
 def draw_birds(birds: list[Bird], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Rasterise ``birds``: ``(colour N x 3 x H x W float32 in [0, 255], mask N x H x W bool)``.
 
@@ -123,12 +130,12 @@ def draw_birds(birds: list[Bird], height: int, width: int) -> tuple[torch.Tensor
     """
     n = len(birds)
     parts = torch.tensor([class_parts(b.label) for b in birds])  # N x 3: wing_bar, head, tail
-    per_image = lambda values: torch.tensor(values, dtype=torch.float32)[:, None, None]  # noqa: E731  N x 1 x 1
     side = float(max(height, width))
-    ys = (torch.arange(height, dtype=torch.float32)[None, :, None] + 0.5) / side - per_image([b.centre[1] for b in birds])
-    xs = (torch.arange(width, dtype=torch.float32)[None, None, :] + 0.5) / side - per_image([b.centre[0] for b in birds])
-    c, s = per_image([math.cos(b.angle) for b in birds]), per_image([math.sin(b.angle) for b in birds])
-    scale = per_image([b.scale for b in birds])
+    cy, cx = _broadcast([b.centre[1] for b in birds]), _broadcast([b.centre[0] for b in birds])  # N x 1 x 1
+    ys = (torch.arange(height, dtype=torch.float32)[None, :, None] + 0.5) / side - cy  # N x H x 1
+    xs = (torch.arange(width, dtype=torch.float32)[None, None, :] + 0.5) / side - cx  # N x 1 x W
+    c, s = _broadcast([math.cos(b.angle) for b in birds]), _broadcast([math.sin(b.angle) for b in birds])
+    scale = _broadcast([b.scale for b in birds])
     u = (c * xs + s * ys) / scale  # N x H x W, the bird's frame
     v = (c * ys - s * xs) / scale
     u = torch.where(torch.tensor([b.flip for b in birds])[:, None, None], -u, u)
@@ -138,16 +145,15 @@ def draw_birds(birds: list[Bird], height: int, width: int) -> tuple[torch.Tensor
     tail_region &= ~((tail == 1) & _polygon(u, v, ((-0.345, -0.045), (-0.345, 0.055), (-0.25, 0.005))))  # fork
     wing = _ellipse(u, v, -0.02, -0.005, 0.13, 0.065)
     beak_tip = torch.where(head == 2, 0.40, 0.32)  # long beak
-    rgb = lambda values: torch.tensor(values, dtype=torch.float32)[..., None, None]  # noqa: E731  (N x) 3 x 1 x 1
     layers = [
         (tail_region, 0.75 * body),
-        (tail_region & (tail == 2) & (u < -0.28), rgb((240, 240, 235))),  # white tip
+        (tail_region & (tail == 2) & (u < -0.28), _broadcast((240, 240, 235))),  # white tip
         (_ellipse(u, v, 0.0, 0.0, 0.2, 0.11), body),
         (wing, 0.6 * body),
-        (wing & ((u + 0.02).abs() < 0.03), rgb([_WING_BAR_RGB[w] for w in parts[:, 0].tolist()])),
+        (wing & ((u + 0.02).abs() < 0.03), _broadcast([_WING_BAR_RGB[w] for w in parts[:, 0].tolist()])),
         (_ellipse(u, v, 0.19, -0.085, 0.075, 0.075), 1.1 * body),  # head
-        (_polygon(u, v, ((0.25, -0.105), (0.25, -0.065), (beak_tip, -0.085))), rgb((60, 50, 30))),  # beak
-        (_ellipse(u, v, 0.22, -0.095, 0.018, 0.018), rgb((10, 10, 10))),  # eye
+        (_polygon(u, v, ((0.25, -0.105), (0.25, -0.065), (beak_tip, -0.085))), _broadcast((60, 50, 30))),  # beak
+        (_ellipse(u, v, 0.22, -0.095, 0.018, 0.018), _broadcast((10, 10, 10))),  # eye
         ((head == 1) & _polygon(u, v, ((0.2, -0.15), (0.14, -0.14), (0.08, -0.24))), 0.45 * body),  # crest
     ]
     top = torch.zeros(n, height, width, dtype=torch.long)  # index of the topmost layer covering a pixel, 0 = none
@@ -189,7 +195,9 @@ class SyntheticConfig:
 
 
 def _generator(config: SyntheticConfig, stream: str, index: int, role: str) -> torch.Generator:
-    """A generator seeded by a stable hash of ``(seed, stream, index, role)`` (roles: bird, habitat, background, mixed)."""
+    """A generator seeded by a stable hash of ``(seed, stream, index, role)``.
+
+    Roles: ``bird``, ``habitat``, ``background``, ``mixed``."""
     key = f"{config.seed}/{stream}/{index}/{role}".encode()
     return torch.Generator().manual_seed(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little"))
 
@@ -270,7 +278,8 @@ class SyntheticBirds(Dataset):
 
     def _load_cache(self, cache_dir: Path) -> dict[int, dict[str, torch.Tensor]]:
         """Render the whole split once into ``cache_dir`` (one file keyed by every parameter), or load it."""
-        key = hashlib.blake2b(repr((asdict(self.config), self.split, self.num_images)).encode(), digest_size=8)
+        params = (RENDER_VERSION, asdict(self.config), self.split, self.num_images)
+        key = hashlib.blake2b(repr(params).encode(), digest_size=8)
         path = cache_dir / f"synthetic-{self.split}-{key.hexdigest()}.pt"
         if path.exists():
             return torch.load(path)
