@@ -1,0 +1,160 @@
+"""Train-or-load and evaluate one method: the unit the notebooks and the CPU study share.
+
+A run is keyed by its :class:`~fgssl_lib.train.TrainConfig` (method, seed and a hash of every setting that changes
+the weights), so notebooks that train the same configuration share one checkpoint: ``03_train_cvsa`` reuses the BYOL
+run of ``01_background_bias``, and ``05_evaluate`` loads every run without retraining. Runs live under
+``$FGSSL_RUNS`` (default ``<data home>/runs``). A run that was killed resumes from its ``last.ckpt``.
+
+:func:`evaluate` computes the study's metrics with the protocols of :mod:`fgssl_lib.eval`: kNN top-1 on every test
+variant of the synthetic benchmark (or the test split of a real dataset), the BG-Gap, linear top-1, retrieval rank-1 /
+mAP and MaxBoxAcc of the method's own saliency map (LCR branch, CVSA intensity) or of its Grad-CAM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fgssl_lib.config import check_preset, resolve_device
+from fgssl_lib.data import data_home, load_dataset
+from fgssl_lib.eval import (
+    extract_features,
+    gradcam_maps,
+    knn_accuracy,
+    linear_probe,
+    max_box_acc,
+    retrieval_metrics,
+    saliency_maps,
+)
+from fgssl_lib.eval.background_bias import SYNTHETIC_VARIANTS
+from fgssl_lib.methods import SSLMethod
+from fgssl_lib.train import TrainConfig, fit, load_method
+from fgssl_lib.views import eval_view
+
+# Settings that do not change the trained weights, left out of a run's key.
+_NOT_IN_KEY = {"device", "num_workers", "progress_bar", "checkpoint_dir", "resume", "log_every", "collapse_every",
+               "collapse_threshold", "devices", "num_nodes", "strategy", "precision"}
+# Test-set sizes of the synthetic benchmark per preset (``cpu`` = the benchmark's own default).
+SYNTHETIC_TEST_IMAGES = {"smoke": 64, "cpu": None, "paper": None}
+
+
+def runs_root() -> Path:
+    """Where runs are kept: ``$FGSSL_RUNS``, else ``<data home>/runs``."""
+    return Path(os.environ.get("FGSSL_RUNS") or data_home() / "runs")
+
+
+def run_key(config: TrainConfig) -> str:
+    """``<method>-seed<seed>-<hash>``: the hash covers every setting that changes the trained weights."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_IN_KEY}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{config.method}-seed{config.seed}-{digest}"
+
+
+@dataclass
+class Run:
+    """A trained method with its per-epoch history, training wall time (s) and run directory."""
+
+    method: SSLMethod
+    history: pd.DataFrame
+    train_seconds: float
+    path: Path
+
+
+def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, retrain: bool = False) -> Run:
+    """Load the finished run of ``config`` if there is one, else train it (resuming a killed run from ``last.ckpt``).
+
+    ``retrain=True`` discards a finished run and trains again from scratch.
+    """
+    path = Path(root or runs_root()) / run_key(config)
+    done = path / "done.json"
+    if done.exists() and not retrain:
+        info = json.loads(done.read_text())
+        history = pd.read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
+        return Run(load_method(path / "last.ckpt"), history, float(info["train_seconds"]), path)
+    if retrain:
+        for stale in (done, path / "last.ckpt"):
+            stale.unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    resume = (path / "last.ckpt").exists()
+    method, history = fit(dataclasses.replace(config, checkpoint_dir=str(path), resume=resume))
+    epochs = history.epochs  # covers the whole run, also when it resumed
+    seconds = float(epochs["time_s"].sum()) if "time_s" in epochs else 0.0
+    epochs.to_csv(path / "history.csv", index=False)
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"train_seconds": seconds, "config": dataclasses.asdict(config)}, default=str))
+    os.replace(tmp, done)
+    return Run(method.eval(), epochs, seconds, path)
+
+
+def synthetic_splits(config: TrainConfig, preset: str) -> dict[str, Dataset]:
+    """The training split (as trained on) and the five test variants of the synthetic benchmark for ``config``."""
+    check_preset(preset)
+    options = dict(config.dataset_options)
+    train = load_dataset("synthetic", split="train", num_images=config.num_images, **options)
+    tests = {v: load_dataset("synthetic", split=f"test_{v}", num_images=SYNTHETIC_TEST_IMAGES[preset], **options)
+             for v in SYNTHETIC_VARIANTS}
+    return {"train": train, **tests}
+
+
+def localization_maps(method: SSLMethod, dataset: Dataset, image_size: int, batch_size: int = 64,
+                      device: str = "auto") -> tuple[torch.Tensor, list[torch.Tensor], str]:
+    """Maps for MaxBoxAcc over ``dataset``: the method's own ``saliency`` where it has one, else Grad-CAM of its
+    embedding; returns ``(maps N x S x S, gt boxes in the view frame, source name)``."""
+    dev = resolve_device(device)
+    method = method.to(dev).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=lambda s: [eval_view(image_size)(x) for x in s])
+    maps, boxes, source = [], [], "saliency"
+    for samples in loader:
+        images = torch.stack([s["image"] for s in samples]).to(dev)
+        try:
+            batch_maps = saliency_maps(method, images)
+        except NotImplementedError:
+            source = "gradcam"
+            batch_maps = gradcam_maps(method, images)
+        maps.append(batch_maps.detach().float().cpu())
+        boxes += [s["box"] for s in samples]
+    return torch.cat(maps), boxes, source
+
+
+def evaluate(method: SSLMethod, config: TrainConfig, preset: str,
+             metrics: Sequence[str] = ("knn", "linear", "retrieval", "maxboxacc"),
+             cache_dir: str | os.PathLike | None = None) -> dict[str, float]:
+    """The study's metrics (percentages) of ``method`` on the synthetic benchmark of ``config``.
+
+    ``knn_<variant>`` (DINO kNN, train as gallery) for every test variant and ``bg_gap`` = mixed_same - mixed_rand;
+    ``linear_mixed_rand`` (linear probe fit on train, 100 % labels); ``retrieval_rank1`` / ``retrieval_mAP`` on
+    mixed_rand (leave-one-out, LCR protocol); ``maxboxacc`` (V1) on original, with ``maxboxacc_source`` telling
+    which map was used.
+    """
+    splits = synthetic_splits(config, preset)
+    options = dict(image_size=config.image_size, device=config.device, cache_dir=cache_dir)
+    feats = {name: extract_features(method, ds, **options) for name, ds in splits.items()}
+    train = feats["train"]
+    out: dict[str, Any] = {}
+    if "knn" in metrics:
+        for v in SYNTHETIC_VARIANTS:
+            out[f"knn_{v}"] = knn_accuracy(train.feats, train.labels, feats[v].feats, feats[v].labels)["top1"]
+        out["bg_gap"] = out["knn_mixed_same"] - out["knn_mixed_rand"]
+    if "linear" in metrics:
+        epochs = 100 if preset != "smoke" else 5
+        probe = linear_probe(train.feats, train.labels, feats["mixed_rand"].feats, feats["mixed_rand"].labels,
+                             fractions=(1.0,), epochs=epochs, device=config.device)
+        out["linear_mixed_rand"] = probe[1.0]["top1"]
+    if "retrieval" in metrics:
+        r = retrieval_metrics(feats["mixed_rand"].feats, feats["mixed_rand"].labels)
+        out["retrieval_rank1"], out["retrieval_mAP"] = r["rank1"], r["mAP"]
+    if "maxboxacc" in metrics:
+        maps, boxes, source = localization_maps(method, splits["original"], config.image_size, device=config.device)
+        out["maxboxacc"] = max_box_acc(maps, boxes, version=1)[0]
+        out["maxboxacc_source"] = source
+    return out

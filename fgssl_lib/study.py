@@ -1,0 +1,158 @@
+"""The CPU evidence study: does each method fix background bias on the synthetic benchmark?
+
+Every method of :data:`STUDY_METHODS` is trained with the ``cpu`` preset for each seed, evaluated with
+:func:`fgssl_lib.experiment.evaluate` and written as one row of ``book/results/cpu_study.csv`` (percentages), with
+the command, date and package versions in ``#`` header lines. The CSV is rewritten after every run, so a killed
+study resumes where it stopped (finished runs are also kept as checkpoints). :func:`claims` turns the table into the
+five questions of the book's results page, each answered from the numbers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from fgssl_lib.config import check_choice
+from fgssl_lib.experiment import evaluate, train_or_load
+from fgssl_lib.methods import METHODS
+from fgssl_lib.train import TrainConfig
+
+STUDY_METHODS = ("byol", "byol_ss", "cvsa", "cvsa_sigmoid_max", "byol_dilo", "mocov2", "mocov2_dilo", "lcr",
+                 "lcr_multitask", "lcr_dual_pooling", "supervised")
+SEEDS = (0, 1, 2)
+COLUMNS = ("method", "seed", "knn_original", "knn_only_fg", "knn_mixed_same", "knn_mixed_rand", "bg_gap",
+           "linear_mixed_rand", "retrieval_rank1", "retrieval_mAP", "maxboxacc", "train_seconds")
+CSV_PATH = Path(__file__).resolve().parent.parent / "book" / "results" / "cpu_study.csv"
+# LCR MultiTask trains exactly as LCR and differs only at test (GAP instead of weighted pooling, LCR Table 1), so it
+# is the LCR run evaluated with ``test_pooling=False``.
+EVALUATED_FROM = {"lcr_multitask": ("lcr", {"test_pooling": False})}
+_VERSIONED = ("fgssl_lib", "torch", "torchvision", "lightly", "pytorch-lightning", "numpy", "scikit-learn")
+
+
+def _header(command: str) -> list[str]:
+    versions = []
+    for name in _VERSIONED:
+        try:
+            versions.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return [f"# command: {command}", f"# date: {datetime.date.today().isoformat()}",
+            f"# python: {sys.version.split()[0]}; {' '.join(versions)}"]
+
+
+def write_csv(rows: pd.DataFrame, path: str | os.PathLike, command: str) -> None:
+    """Write ``rows`` with the ``#`` header lines, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        f.write("\n".join(_header(command)) + "\n")
+        rows.loc[:, list(COLUMNS)].to_csv(f, index=False, float_format="%.2f")
+    os.replace(tmp, path)
+
+
+def read_study(path: str | os.PathLike = CSV_PATH) -> pd.DataFrame:
+    """The study's rows (``#`` lines skipped); a clear error if the CSV has not been produced yet."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no study results at {path}; produce them with "
+                                "`python -m fgssl_lib.reproduce --preset cpu --only 07_cpu_study -p rerun=True`")
+    return pd.read_csv(path, comment="#")
+
+
+def run_one(method: str, seed: int, preset: str = "cpu", **overrides: object) -> dict[str, float | str | int]:
+    """Train (or load) ``method`` for ``seed`` and evaluate it: one row of the study."""
+    trained, options = EVALUATED_FROM.get(method, (method, {}))
+    config = TrainConfig.preset(preset, method=trained, seed=seed, **overrides)
+    run = train_or_load(config)
+    for name, value in options.items():
+        setattr(run.method, name, value)
+    metrics = evaluate(run.method, config, preset)
+    return {"method": method, "seed": seed, **metrics, "train_seconds": run.train_seconds}
+
+
+def run_study(preset: str = "cpu", methods: Sequence[str] = STUDY_METHODS, seeds: Sequence[int] = SEEDS,
+              path: str | os.PathLike = CSV_PATH, command: str = "", rerun: bool = False,
+              log: Callable[[str], None] = print, **overrides: object) -> pd.DataFrame:
+    """Run every ``method x seed`` not yet in the CSV at ``path`` (all of them with ``rerun=True``), rewriting the
+    CSV after each run; returns all rows."""
+    for method in methods:
+        check_choice("study method", method, set(METHODS) | set(EVALUATED_FROM))
+    path = Path(path)
+    rows = read_study(path) if path.exists() and not rerun else pd.DataFrame(columns=list(COLUMNS))
+    done = set(zip(rows["method"], rows["seed"].astype(int)))
+    for seed in seeds:
+        for method in methods:
+            if (method, seed) in done:
+                continue
+            start = time.perf_counter()
+            row = run_one(method, seed, preset, **overrides)
+            rows = pd.concat([rows, pd.DataFrame([{c: row[c] for c in COLUMNS}])], ignore_index=True)
+            write_csv(rows, path, command)
+            log(f"{method} seed {seed}: knn mixed_rand {row['knn_mixed_rand']:.1f}, BG-Gap {row['bg_gap']:.1f} "
+                f"({time.perf_counter() - start:.0f} s)")
+    return rows
+
+
+def summarise(rows: pd.DataFrame) -> pd.DataFrame:
+    """``mean ± std`` over seeds per method (rows in :data:`STUDY_METHODS` order), as strings for the book."""
+    metrics = [c for c in COLUMNS if c not in ("method", "seed")]
+    stats = rows.groupby("method")[metrics].agg(["mean", "std"])
+    table = pd.DataFrame({m: [f"{a:.1f} ± {0.0 if pd.isna(s) else s:.1f}" for a, s in
+                              zip(stats[(m, "mean")], stats[(m, "std")])] for m in metrics}, index=stats.index)
+    order = [m for m in STUDY_METHODS if m in table.index] + sorted(set(table.index) - set(STUDY_METHODS))
+    return table.loc[order]
+
+
+def claims(rows: pd.DataFrame, min_gap: float = 10.0, num_classes: int = 10) -> pd.DataFrame:
+    """The five questions of issue 8 answered from the rows: ``question, evidence, holds``.
+
+    A claim "holds" when the means differ in the stated direction by more than the larger of the two standard
+    deviations (so one lucky seed does not make a claim).
+    """
+    mean = rows.groupby("method").mean(numeric_only=True)
+    std = rows.groupby("method").std(numeric_only=True).fillna(0.0)
+
+    def fmt(method: str, col: str) -> str:
+        return f"{method} {mean.loc[method, col]:.1f} ± {std.loc[method, col]:.1f}"
+
+    def better(a: str, b: str, col: str, lower: bool = False) -> bool:
+        diff = (mean.loc[b, col] - mean.loc[a, col]) if lower else (mean.loc[a, col] - mean.loc[b, col])
+        return bool(diff > max(std.loc[a, col], std.loc[b, col]))
+
+    out = []
+    have = set(mean.index)
+    base = [m for m in ("byol", "mocov2") if m in have]
+    if base:
+        out.append(("(i) baselines background-biased (BG-Gap >= %g)?" % min_gap,
+                    "; ".join(fmt(m, "bg_gap") for m in base),
+                    all(mean.loc[m, "bg_gap"] >= min_gap for m in base)))
+    for fix, ref in (("byol_dilo", "byol"), ("byol_ss", "byol"), ("cvsa", "byol"), ("mocov2_dilo", "mocov2")):
+        if {fix, ref} <= have:
+            out.append((f"(ii) {fix} shrinks the BG-Gap and raises mixed_rand kNN over {ref}?",
+                        f"BG-Gap {fmt(fix, 'bg_gap')} vs {fmt(ref, 'bg_gap')}; kNN mixed_rand "
+                        f"{fmt(fix, 'knn_mixed_rand')} vs {fmt(ref, 'knn_mixed_rand')}",
+                        better(fix, ref, "bg_gap", lower=True) and better(fix, ref, "knn_mixed_rand")))
+    if {"cvsa", "byol_ss"} <= have:
+        out.append(("(iii) SS+Align beats SS alone (kNN mixed_rand)?",
+                    f"{fmt('cvsa', 'knn_mixed_rand')} vs {fmt('byol_ss', 'knn_mixed_rand')}",
+                    better("cvsa", "byol_ss", "knn_mixed_rand")))
+    if {"lcr", "mocov2"} <= have:
+        out.append(("(iv) LCR raises retrieval rank-1 over MoCo v2?",
+                    f"{fmt('lcr', 'retrieval_rank1')} vs {fmt('mocov2', 'retrieval_rank1')}",
+                    better("lcr", "mocov2", "retrieval_rank1")))
+    if {"lcr_dual_pooling", "lcr"} <= have:
+        chance = 100.0 / num_classes
+        out.append(("(v) DualPooling collapses (retrieval rank-1 near chance)?",
+                    f"{fmt('lcr_dual_pooling', 'retrieval_rank1')} vs {fmt('lcr', 'retrieval_rank1')}; "
+                    f"chance {chance:.0f}",
+                    bool(mean.loc["lcr_dual_pooling", "retrieval_rank1"] < chance + 2 * max(
+                        5.0, std.loc["lcr_dual_pooling", "retrieval_rank1"]))))
+    return pd.DataFrame(out, columns=["question", "evidence", "holds"])

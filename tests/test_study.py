@@ -1,0 +1,73 @@
+"""The study's bookkeeping: CSV header and resume, mean ± std, and the claims read off the numbers."""
+
+import pandas as pd
+import pytest
+
+from fgssl_lib import study
+from fgssl_lib.study import COLUMNS, claims, read_study, run_study, summarise, write_csv
+
+
+def _row(method: str, seed: int, **values: float) -> dict:
+    row = {c: 0.0 for c in COLUMNS}
+    row.update(method=method, seed=seed, **values)
+    return row
+
+
+def test_csv_has_header_lines_and_round_trips(tmp_path):
+    rows = pd.DataFrame([_row("byol", 0, knn_original=90.0), _row("byol", 1, knn_original=80.0)])
+    path = tmp_path / "study.csv"
+    write_csv(rows, path, command="python -m fgssl_lib.reproduce --only 07_cpu_study")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "# command: python -m fgssl_lib.reproduce --only 07_cpu_study"
+    assert lines[1].startswith("# date: ") and "torch==" in lines[2]
+    back = read_study(path)
+    assert list(back.columns) == list(COLUMNS)
+    assert back["knn_original"].tolist() == [90.0, 80.0]
+
+
+def test_missing_csv_says_how_to_produce_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="rerun=True"):
+        read_study(tmp_path / "none.csv")
+
+
+def test_run_study_skips_finished_rows_and_rewrites_after_each_run(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run_one(method, seed, preset="cpu", **overrides):
+        calls.append((method, seed))
+        return _row(method, seed, knn_mixed_rand=10.0 + seed)
+
+    monkeypatch.setattr(study, "run_one", fake_run_one)
+    path = tmp_path / "s.csv"
+    write_csv(pd.DataFrame([_row("byol", 0)]), path, command="x")
+    rows = run_study(methods=("byol", "cvsa"), seeds=(0, 1), path=path, log=lambda _: None)
+    assert calls == [("cvsa", 0), ("byol", 1), ("cvsa", 1)]
+    assert len(rows) == 4 and len(read_study(path)) == 4
+    with pytest.raises(ValueError, match="valid study methods"):
+        run_study(methods=("nope",), path=path)
+
+
+def test_summarise_formats_mean_and_std_in_study_order():
+    rows = pd.DataFrame([_row("cvsa", 0, bg_gap=10.0), _row("cvsa", 1, bg_gap=20.0), _row("byol", 0, bg_gap=50.0)])
+    table = summarise(rows)
+    assert list(table.index) == ["byol", "cvsa"]
+    assert table.loc["cvsa", "bg_gap"] == "15.0 ± 7.1"
+
+
+def test_claims_hold_only_beyond_the_seed_spread():
+    rows = []
+    for seed, jitter in enumerate((-1.0, 0.0, 1.0)):
+        rows += [
+            _row("byol", seed, bg_gap=60 + jitter, knn_mixed_rand=12 + jitter),
+            _row("byol_ss", seed, bg_gap=30 + jitter, knn_mixed_rand=20 + jitter),
+            _row("cvsa", seed, bg_gap=29 + 8 * jitter, knn_mixed_rand=21 + 8 * jitter),
+            _row("mocov2", seed, bg_gap=5 + jitter, retrieval_rank1=17 + jitter),
+            _row("lcr", seed, retrieval_rank1=25 + jitter),
+            _row("lcr_dual_pooling", seed, retrieval_rank1=10 + jitter),
+        ]
+    table = claims(pd.DataFrame(rows)).set_index("question")["holds"]
+    assert not table.iloc[0]  # MoCo v2's BG-Gap of 5 < 10: the baselines are not both biased
+    assert table["(ii) byol_ss shrinks the BG-Gap and raises mixed_rand kNN over byol?"]
+    assert not table["(iii) SS+Align beats SS alone (kNN mixed_rand)?"]  # +1 point inside a spread of 8
+    assert table["(iv) LCR raises retrieval rank-1 over MoCo v2?"]
+    assert table["(v) DualPooling collapses (retrieval rank-1 near chance)?"]
