@@ -158,3 +158,33 @@ def evaluate(method: SSLMethod, config: TrainConfig, preset: str,
         out["maxboxacc"] = max_box_acc(maps, boxes, version=1)[0]
         out["maxboxacc_source"] = source
     return out
+
+
+def paper_metrics(method: SSLMethod, config: TrainConfig, test_split: str = "test",
+                  fractions: Sequence[float] = (1.0, 0.5, 0.2), linear_epochs: int = 100,
+                  test_images: int | None = None, cache_dir: str | os.PathLike | None = None) -> dict[str, float]:
+    """The papers' protocols on ``config``'s dataset, named like :data:`fgssl_lib.reported.REPORTED`'s metrics.
+
+    Linear probe top-1 / top-5 at each label fraction (``linear_top1``, ``linear_top1_50``, ...), retrieval rank-1 /
+    rank-5 / mAP on the test split (LCR), DINO kNN top-1 (``knn_top1``) and MaxBoxAcc (V1) against the test boxes.
+    ``test_images`` limits the synthetic benchmark's test split (smoke runs).
+    """
+    options = dict(num_images=config.num_images, **config.dataset_options) if config.dataset == "synthetic" else {}
+    train_set = load_dataset(config.dataset, root=config.data_root, split=config.split, **options)
+    if config.dataset == "synthetic":
+        options["num_images"] = test_images
+    test_set = load_dataset(config.dataset, root=config.data_root, split=test_split, **options)
+    extract = dict(image_size=config.image_size, device=config.device, cache_dir=cache_dir)
+    train, test = extract_features(method, train_set, **extract), extract_features(method, test_set, **extract)
+    out: dict[str, Any] = {}
+    probe = linear_probe(train.feats, train.labels, test.feats, test.labels, fractions=fractions,
+                         epochs=linear_epochs, device=config.device)
+    for fraction, result in probe.items():
+        suffix = "" if fraction == 1.0 else f"_{round(100 * fraction)}"
+        out[f"linear_top1{suffix}"], out[f"linear_top5{suffix}"] = result["top1"], result["top5"]
+    retrieval = retrieval_metrics(test.feats, test.labels)
+    out.update(retrieval_rank1=retrieval["rank1"], retrieval_rank5=retrieval["rank5"], retrieval_mAP=retrieval["mAP"])
+    out["knn_top1"] = knn_accuracy(train.feats, train.labels, test.feats, test.labels)["top1"]
+    maps, boxes, source = localization_maps(method, test_set, config.image_size, device=config.device)
+    out["maxboxacc"], out["maxboxacc_source"] = max_box_acc(maps, boxes, version=1)[0], source
+    return out

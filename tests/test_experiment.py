@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from fgssl_lib import experiment
-from fgssl_lib.experiment import evaluate, run_key, train_or_load
+from fgssl_lib.experiment import evaluate, paper_metrics, run_key, train_or_load
 from fgssl_lib.train import TrainConfig
 
 
@@ -43,3 +43,14 @@ def test_evaluate_returns_every_study_metric_as_a_percentage(smoke_run):
         assert 0.0 <= metrics[key] <= 100.0, key
     assert metrics["bg_gap"] == pytest.approx(metrics["knn_mixed_same"] - metrics["knn_mixed_rand"])
     assert metrics["maxboxacc_source"] == "gradcam"  # BYOL has no saliency map of its own
+
+
+def test_paper_metrics_are_named_like_the_reported_table(smoke_run):
+    from fgssl_lib.reported import REPORTED
+
+    config, _, run = smoke_run
+    metrics = paper_metrics(run.method, config, fractions=(1.0, 0.5), linear_epochs=2, test_images=48)
+    reported_names = set(REPORTED["metric"])
+    assert {"linear_top1", "linear_top5", "linear_top1_50", "retrieval_rank1", "retrieval_rank5",
+            "retrieval_mAP"} <= set(metrics) & reported_names
+    assert all(0.0 <= v <= 100.0 for k, v in metrics.items() if k != "maxboxacc_source")
