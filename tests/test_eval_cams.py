@@ -52,3 +52,25 @@ def test_saliency_maps_are_resized_to_image_size():
     assert maps.shape == (2, 16, 16)
     with pytest.raises(NotImplementedError):
         saliency_maps(_Encoder(), images)
+
+
+def test_dataset_cams_give_maxboxacc_inputs_for_a_split():
+    from functools import partial
+
+    from torch.utils.data import Dataset
+
+    from fgssl_lib.eval import dataset_cams, max_box_acc
+
+    class _Boxes(Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            image = torch.zeros(3, 16, 16)
+            image[:, 2 + i : 9 + i, 3:12] = 1  # bright object inside the box
+            return {"image": image, "label": 0, "box": torch.tensor([3.0, 2.0 + i, 12.0, 9.0 + i])}
+
+    cams, boxes = dataset_cams(partial(saliency_maps, _Method()), _Boxes(), transform=lambda s: s, batch_size=2,
+                               device="cpu")
+    assert cams.shape == (5, 16, 16) and len(boxes) == 5 and boxes[1] == [(3.0, 3.0, 12.0, 10.0)]
+    assert max_box_acc(cams, boxes)[0] == pytest.approx(100.0)

@@ -10,15 +10,22 @@
     similarity of ``f(x)`` to its class prototype, as for a nearest-class-mean classifier.
 - :func:`saliency_maps`: a method's own map (``method.saliency``: the LCR branch map, the CVSA intensity map),
   resized to image size.
+- :func:`dataset_cams`: either source over a whole split, with the GT boxes, for MaxBoxAcc.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_grad_cam import GradCAM
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from fgssl_lib.config import resolve_device
+from fgssl_lib.eval.features import _Mapped
 
 
 class EmbeddingSimilarityTarget:
@@ -108,3 +115,29 @@ def saliency_maps(method: nn.Module, images: torch.Tensor) -> torch.Tensor:
     if maps.shape[-2:] != images.shape[-2:]:
         maps = F.interpolate(maps[:, None].float(), size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     return maps.float().cpu().clamp(0, 1)
+
+
+def dataset_cams(
+    cam_fn: Callable[[torch.Tensor], torch.Tensor],
+    dataset: Dataset,
+    transform: Callable[[dict], dict] | None = None,
+    batch_size: int = 32,
+    device: str | torch.device = "auto",
+    image_size: int = 224,
+) -> tuple[torch.Tensor, list[list[tuple[float, ...]]]]:
+    """CAMs of a whole split and the GT boxes at view size, ready for :func:`fgssl_lib.eval.max_box_acc`.
+
+    ``cam_fn`` maps images ``N x 3 x S x S`` to ``N x S x S`` maps, e.g. ``partial(gradcam_maps, model)`` or
+    ``partial(saliency_maps, method)``; ``transform`` defaults to ``eval_view(image_size)`` (whole image resized, so
+    the box stays inside the view). Returns ``(cams N x S x S, [[box], ...])``.
+    """
+    if transform is None:
+        from fgssl_lib.views import eval_view
+
+        transform = eval_view(image_size)
+    device = resolve_device(device)
+    cams, boxes = [], []
+    for batch in DataLoader(_Mapped(dataset, transform), batch_size=batch_size, shuffle=False):
+        cams.append(torch.as_tensor(cam_fn(batch["image"].to(device))).float().cpu())
+        boxes += [[tuple(float(v) for v in box)] for box in batch["box"].reshape(-1, 4)]
+    return torch.cat(cams), boxes

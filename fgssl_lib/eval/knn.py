@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from fgssl_lib.config import resolve_device
-from fgssl_lib.eval.retrieval import _check_pair, top_k_neighbours
+from fgssl_lib.eval.retrieval import check_features, top_k_neighbours
 
 K = 20
 TEMPERATURE = 0.07
@@ -44,8 +44,8 @@ def knn_accuracy(
     device: str | torch.device = "auto",
 ) -> dict[str, float]:
     """DINO's weighted kNN: ``{"top1", "top5"}`` percentages of the test queries against the train gallery."""
-    _check_pair(train_feats, train_labels, "knn_accuracy (train)")
-    _check_pair(test_feats, test_labels, "knn_accuracy (test)")
+    check_features(train_feats, train_labels, "knn_accuracy (train)")
+    check_features(test_feats, test_labels, "knn_accuracy (test)")
     if k < 1 or T <= 0:
         raise ValueError(f"knn_accuracy needs k >= 1 and T > 0; got k={k}, T={T}")
     device = resolve_device(device)

@@ -20,7 +20,7 @@ from torch import nn
 
 from fgssl_lib.config import resolve_device
 from fgssl_lib.eval.knn import top_k_accuracy
-from fgssl_lib.eval.retrieval import _check_pair
+from fgssl_lib.eval.retrieval import check_features
 
 FRACTIONS = (1.0, 0.5, 0.2)
 LEARNING_RATES = (0.1, 0.01)
@@ -161,8 +161,8 @@ def linear_probe(
         fractions: label fractions; each takes a class-balanced seeded subset of the training split.
         epochs: epochs of the final probe (the sweep uses ``sweep_epochs``, see :func:`select_linear`).
     """
-    _check_pair(train_feats, train_labels, "linear_probe (train)")
-    _check_pair(test_feats, test_labels, "linear_probe (test)")
+    check_features(train_feats, train_labels, "linear_probe (train)")
+    check_features(test_feats, test_labels, "linear_probe (test)")
     if train_feats.shape[1] != test_feats.shape[1]:
         raise ValueError(f"train and test features differ in width: {train_feats.shape[1]} vs {test_feats.shape[1]}")
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
