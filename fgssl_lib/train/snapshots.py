@@ -1,0 +1,136 @@
+"""Saliency snapshots: the method's own map on a fixed batch of images, before training and after every epoch.
+
+CVSA's map is the correspondence intensity of Eq. 4 (METHODS.md, "CVSA"), LCR's the output of its localization
+branch (METHODS.md, "LCR"); a snapshot series shows how that map moves onto the object while the method trains.
+:class:`SaliencySnapshots` is the Lightning callback that records the series (and keeps it in the run's checkpoint,
+so a resumed run's series covers the whole run); :func:`training_snapshots` returns the series a finished run
+recorded, or, for a run trained without the callback, its two ends (the same-seed initialisation and the trained
+weights).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from fgssl_lib.methods import SSLMethod
+from fgssl_lib.train.config import TrainConfig
+from fgssl_lib.train.fit import build_method
+from fgssl_lib.views import eval_view
+
+if TYPE_CHECKING:
+    from fgssl_lib.experiment import Run
+
+SNAPSHOTS = "snapshots.pt"
+BEFORE_TRAINING = -1  # the epoch label of the snapshot of the initial weights
+
+
+@dataclass
+class Snapshots:
+    """A series of saliency maps of one method on fixed images: ``maps[k]`` (``N x S x S`` in [0, 1]) after epoch
+    ``epochs[k]`` (0-based; :data:`BEFORE_TRAINING` = the initial weights)."""
+
+    epochs: list[int]
+    maps: list[Tensor]
+
+    def __post_init__(self) -> None:
+        if len(self.epochs) != len(self.maps):
+            raise ValueError(f"{len(self.epochs)} epochs but {len(self.maps)} maps: give one map batch per epoch")
+
+    def labels(self) -> list[str]:
+        """``"init"`` for the initial weights, else ``"epoch <k>"`` counted from 1."""
+        return ["init" if e == BEFORE_TRAINING else f"epoch {e + 1}" for e in self.epochs]
+
+    def save(self, path: str | Path) -> None:
+        """Write the series to ``path`` (``torch.save``; written to ``<path>.tmp`` first, then moved)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"epochs": list(self.epochs), "maps": [m.cpu() for m in self.maps]}, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Snapshots:
+        """Read a series written by :meth:`save`."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(list(state["epochs"]), list(state["maps"]))
+
+
+def saliency_snapshot(method: SSLMethod, images: Tensor) -> Tensor:
+    """``method.saliency(images)`` (``N x 3 x S x S`` -> ``N x S x S`` float on the CPU) in eval mode without
+    gradients; the method's train/eval mode is restored afterwards.
+
+    Raises ``NotImplementedError`` for a method without a map of its own (the baselines: use Grad-CAM).
+    """
+    was_training = method.training
+    method.eval()
+    try:
+        with torch.no_grad():
+            maps = method.saliency(images.to(method.device))
+    finally:
+        method.train(was_training)
+    return maps.detach().float().cpu()
+
+
+class SaliencySnapshots(pl.Callback):
+    """Records :func:`saliency_snapshot` of the trained method on ``images`` (``N x 3 x S x S``, eval view) at the
+    start of training (weights as initialised) and at the end of every epoch; with ``path``, rank 0 also writes the
+    series there (:meth:`Snapshots.save`) after every snapshot.
+    """
+
+    def __init__(self, images: Tensor, path: str | Path | None = None) -> None:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be N x 3 x S x S (an eval-view batch), got shape {tuple(images.shape)}")
+        self.images = images
+        self.path = Path(path) if path is not None else None
+        self.series = Snapshots([], [])
+
+    def _record(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
+        self.series.epochs.append(epoch)
+        self.series.maps.append(saliency_snapshot(pl_module, self.images))
+        if self.path is not None and trainer.is_global_zero:
+            self.series.save(self.path)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.series.epochs:  # a resumed run already holds its initial snapshot
+            self._record(trainer, pl_module, BEFORE_TRAINING)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer, pl_module, trainer.current_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": list(self.series.epochs), "maps": [m.cpu() for m in self.series.maps]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.series = Snapshots(list(state_dict["epochs"]), list(state_dict["maps"]))
+
+
+def snapshot_images(dataset: Dataset, indices: Sequence[int], image_size: int) -> tuple[Tensor, list[Tensor]]:
+    """The fixed batch of a snapshot series: samples ``indices`` of ``dataset`` through
+    :func:`fgssl_lib.views.eval_view`; returns ``(images N x 3 x S x S, boxes in the view frame)``."""
+    if not indices:
+        raise ValueError("indices is empty: pick at least one image index of the dataset")
+    view = eval_view(image_size)
+    samples = [view(dataset[int(i)]) for i in indices]
+    return torch.stack([s["image"] for s in samples]), [s["box"] for s in samples]
+
+
+def training_snapshots(run: Run, config: TrainConfig, images: Tensor) -> Snapshots:
+    """The snapshot series of ``run`` (trained from ``config``) on ``images``: the one it recorded
+    (``<run.path>/snapshots.pt``, written by :class:`SaliencySnapshots`) when it was trained with the callback,
+    else its two ends: the initial weights of ``config``'s seed (built as ``fit`` builds them) and the trained ones.
+    """
+    recorded = Path(run.path) / SNAPSHOTS
+    if recorded.is_file():
+        return Snapshots.load(recorded)
+    pl.seed_everything(config.seed, verbose=False)
+    initial = build_method(config).to(run.method.device)
+    return Snapshots([BEFORE_TRAINING, config.epochs - 1],
+                     [saliency_snapshot(initial, images), saliency_snapshot(run.method, images)])
