@@ -93,3 +93,16 @@ def test_folder_errors(tmp_path, image_folder) -> None:
     (bad / "broken.jpg").write_bytes(b"not a jpeg at all")
     with pytest.raises(RuntimeError, match="broken.jpg"):
         ImageFolderBackgrounds(bad).draw(8, 8, torch.Generator().manual_seed(0))
+
+
+def test_texture_pool_draws_crops_of_its_bank() -> None:
+    pool = TextureBackgrounds(num_habitats=3, bank_size=6)
+    g = torch.Generator().manual_seed(0)
+    bank = pool.bank(8, 10)
+    assert bank.shape == (6, 3, 16, 20)
+    for _ in range(10):
+        d = pool.draw(8, 10, g)
+        crops = bank.unfold(2, 8, 1).unfold(3, 10, 1)  # 6 x 3 x 9 x 11 x 8 x 10: every crop
+        assert (crops == d[None, :, None, None]).all(-1).all(-1).all(1).any()
+    with pytest.raises(ValueError, match="bank_size"):
+        TextureBackgrounds(num_habitats=10, bank_size=4)

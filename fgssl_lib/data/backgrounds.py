@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_image
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.data.textures import render_habitat
+from fgssl_lib.data.textures import render_habitats
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -43,19 +43,35 @@ class GreyBackgrounds(BackgroundPool):
 
 class TextureBackgrounds(BackgroundPool):
     """The synthetic benchmark's habitat textures (:mod:`fgssl_lib.data.textures`), habitat drawn uniformly from the
-    first ``num_habitats`` (default 10, the benchmark's default number of classes)."""
+    first ``num_habitats`` (default 10, the benchmark's default number of classes).
 
-    def __init__(self, num_habitats: int = 10) -> None:
-        if num_habitats < 1:
-            raise ValueError(f"num_habitats must be >= 1, got {num_habitats}")
-        self.num_habitats = num_habitats
+    For speed, the first ``draw`` at a size renders a bank of ``bank_size`` textures at twice that size (habitats in
+    turn, fixed ``seed``); each draw is then a random crop of a random bank texture (indexing only).
+    """
+
+    def __init__(self, num_habitats: int = 10, bank_size: int = 128, seed: int = 0) -> None:
+        if num_habitats < 1 or bank_size < num_habitats:
+            raise ValueError(f"need 1 <= num_habitats <= bank_size, got num_habitats={num_habitats}, "
+                             f"bank_size={bank_size}")
+        self.num_habitats, self.bank_size, self.seed = num_habitats, bank_size, seed
+        self._banks: dict[tuple[int, int], torch.Tensor] = {}
 
     def __len__(self) -> int:
         return self.num_habitats
 
+    def bank(self, height: int, width: int) -> torch.Tensor:
+        """The ``bank_size x 3 x 2H x 2W`` uint8 textures crops are drawn from (texture ``k`` is habitat
+        ``k mod num_habitats``)."""
+        if (height, width) not in self._banks:
+            generators = [torch.Generator().manual_seed(self.seed * 1_000_003 + k) for k in range(self.bank_size)]
+            habitats = [k % self.num_habitats for k in range(self.bank_size)]
+            self._banks[height, width] = render_habitats(habitats, 2 * height, 2 * width, generators)
+        return self._banks[height, width]
+
     def draw(self, height: int, width: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        index = int(torch.randint(self.num_habitats, (1,), generator=generator))
-        return render_habitat(index, height, width, generator)
+        bank = self.bank(height, width)
+        k, y0, x0 = (int(v) for v in (torch.rand(3, generator=generator) * torch.tensor([len(bank), height, width])))
+        return bank[k, :, y0:y0 + height, x0:x0 + width].clone()
 
 
 class ImageFolderBackgrounds(BackgroundPool):
