@@ -118,9 +118,12 @@ def fit(
     pl.seed_everything(config.seed, workers=True, verbose=False)
     full = dataset if dataset is not None else _load(config)
     method = method if method is not None else build_method(config, full)
-    views = build_views(method.views, size=config.image_size,
-                        **{"seed": config.seed, **method.view_params, **config.view_params})
-    data = TwoViewDataset(random_subset(full, config.num_images, config.seed), views)
+    train_set = random_subset(full, config.num_images, config.seed)
+    view_options = {"seed": config.seed, **method.view_params, **config.view_params}
+    if method.views == "saliency_swap" and view_options.get("mode", "same") == "same":
+        view_options.setdefault("dataset", train_set)  # SaliencySwap `same` pastes onto the other training images
+    views = build_views(method.views, size=config.image_size, **view_options)
+    data = TwoViewDataset(train_set, views)
     loader = train_loader(data, config.batch_size, config.num_workers, config.seed)
 
     directory = run_dir(config)
