@@ -143,3 +143,18 @@ def test_bad_options_are_refused() -> None:
         build("cvsa", stage="layer5", **TINY)
     with pytest.raises(ValueError, match="align_weight"):
         build("cvsa", align_weight=-1.0, **TINY)
+
+
+@pytest.mark.parametrize("name", ["cvsa", "byol_ss"])
+def test_smoke_training_run_completes(name: str, tmp_path) -> None:
+    from fgssl_lib.train import TrainConfig, fit
+
+    # mode="other" (a background pool): fit does not yet hand the training set to SaliencySwap's default mode="same"
+    config = TrainConfig.preset("smoke", method=name, num_images=64, checkpoint_dir=str(tmp_path),
+                                view_params={"mode": "other"})
+    method, history = fit(config)
+    steps = history.steps
+    assert len(steps) == 2 and steps["loss"].notna().all()
+    assert ("loss_align" in steps) == (name == "cvsa")
+    assert any(tmp_path.rglob("last.ckpt"))
+    assert method.embed(torch.rand(2, 3, 32, 32)).shape[0] == 2

@@ -196,3 +196,15 @@ def test_embed_uses_per_image_weighted_pooling_unless_multitask() -> None:
     torch.testing.assert_close(multitask.embed(images), multitask.backbone(images))
     maps = lcr.saliency(images)
     assert maps.shape == (5, 32, 32) and maps.min() >= 0 and maps.max() <= 1
+
+
+@pytest.mark.parametrize("name", ["lcr", "lcr_multitask", "lcr_dual_pooling", "byol_lcr"])
+def test_smoke_training_run_completes(name: str, tmp_path) -> None:
+    from fgssl_lib.train import TrainConfig, fit
+
+    config = TrainConfig.preset("smoke", method=name, num_images=64, checkpoint_dir=str(tmp_path))
+    method, history = fit(config)
+    steps = history.steps
+    assert len(steps) == 2 and steps["loss"].notna().all() and steps["loss_kl"].notna().all()
+    assert any(tmp_path.rglob("last.ckpt"))
+    assert method.embed(torch.rand(2, 3, 32, 32)).shape[0] == 2
