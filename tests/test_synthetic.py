@@ -132,5 +132,7 @@ def test_bad_options_raise_clear_errors() -> None:
         load_dataset("synthetic", num_classes=30)
     with pytest.raises(ValueError, match="rho"):
         load_dataset("synthetic", rho=1.5)
+    with pytest.raises(ValueError, match="unknown synthetic option"):
+        load_dataset("synthetic", imagesize=32)
     with pytest.raises(IndexError):
         load_dataset("synthetic", **OPTS)[40]

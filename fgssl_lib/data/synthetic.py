@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +212,10 @@ class SyntheticBirds(Dataset):
         self.stream, _, variant = split.partition("_")
         self.variant = variant or "original"
         self.split = split
+        unknown = set(options) - {f.name for f in fields(SyntheticConfig)}
+        if unknown:
+            raise ValueError(f"unknown synthetic option(s) {sorted(unknown)}; valid options: num_images, cache_dir, "
+                             f"{', '.join(f.name for f in fields(SyntheticConfig))}")
         self.config = SyntheticConfig(**options)
         self.num_images = DEFAULT_NUM_IMAGES[self.stream] if num_images is None else int(num_images)
         if self.num_images < 1:
