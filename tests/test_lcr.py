@@ -208,3 +208,9 @@ def test_smoke_training_run_completes(name: str, tmp_path) -> None:
     assert len(steps) == 2 and steps["loss"].notna().all() and steps["loss_kl"].notna().all()
     assert any(tmp_path.rglob("last.ckpt"))
     assert method.embed(torch.rand(2, 3, 32, 32)).shape[0] == 2
+
+
+def test_positional_base_picks_the_same_class_as_the_keyword() -> None:
+    from fgssl_lib.methods.lcr import BYOLLCR, LCR
+
+    assert type(LCR("byol", **TINY)) is BYOLLCR

@@ -60,7 +60,7 @@ class LCR(SSLMethod):
     ``BYOLLCR``), so ``LCR`` is both the registry's class and an ``isinstance`` check for every variant.
     """
 
-    def __new__(cls, *args: Any, base: str = "mocov2", **options: Any) -> LCR:
+    def __new__(cls, base: str = "mocov2", *args: Any, **options: Any) -> LCR:
         if cls is LCR:
             cls = _WITH_BASE[check_choice("LCR base", base, _WITH_BASE)]
         return super().__new__(cls)
