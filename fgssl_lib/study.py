@@ -101,14 +101,12 @@ def run_study(preset: str = "cpu", methods: Sequence[str] = STUDY_METHODS, seeds
     return rows
 
 
-def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    """``mean ± std`` over seeds per method (rows in :data:`STUDY_METHODS` order), as strings for the book."""
+def to_results(rows: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
+    """``{method: {metric: [value per seed]}}`` in :data:`STUDY_METHODS` order, the input of
+    :func:`fgssl_lib.viz.results_table` and :func:`fgssl_lib.viz.comparison_bar_chart` (mean ± std over seeds)."""
     metrics = [c for c in COLUMNS if c not in ("method", "seed")]
-    stats = rows.groupby("method")[metrics].agg(["mean", "std"])
-    table = pd.DataFrame({m: [f"{a:.1f} ± {0.0 if pd.isna(s) else s:.1f}" for a, s in
-                              zip(stats[(m, "mean")], stats[(m, "std")])] for m in metrics}, index=stats.index)
-    order = [m for m in STUDY_METHODS if m in table.index] + sorted(set(table.index) - set(STUDY_METHODS))
-    return table.loc[order]
+    order = [m for m in STUDY_METHODS if m in set(rows["method"])] + sorted(set(rows["method"]) - set(STUDY_METHODS))
+    return {m: {c: rows.loc[rows["method"] == m, c].astype(float).tolist() for c in metrics} for m in order}
 
 
 def claims(rows: pd.DataFrame, min_gap: float = 10.0, num_classes: int = 10) -> pd.DataFrame:

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from fgssl_lib import study
-from fgssl_lib.study import COLUMNS, claims, read_study, run_study, summarise, write_csv
+from fgssl_lib.study import COLUMNS, claims, read_study, run_study, to_results, write_csv
+from fgssl_lib.viz import results_table
 
 
 def _row(method: str, seed: int, **values: float) -> dict:
@@ -47,11 +48,12 @@ def test_run_study_skips_finished_rows_and_rewrites_after_each_run(tmp_path, mon
         run_study(methods=("nope",), path=path)
 
 
-def test_summarise_formats_mean_and_std_in_study_order():
+def test_results_keep_every_seed_in_study_order():
     rows = pd.DataFrame([_row("cvsa", 0, bg_gap=10.0), _row("cvsa", 1, bg_gap=20.0), _row("byol", 0, bg_gap=50.0)])
-    table = summarise(rows)
-    assert list(table.index) == ["byol", "cvsa"]
-    assert table.loc["cvsa", "bg_gap"] == "15.0 ± 7.1"
+    results = to_results(rows)
+    assert list(results) == ["byol", "cvsa"]
+    assert results["cvsa"]["bg_gap"] == [10.0, 20.0]
+    assert results_table(results, ["bg_gap"]).loc["cvsa", "bg_gap"] == "15.0 ± 7.1"
 
 
 def test_claims_hold_only_beyond_the_seed_spread():
