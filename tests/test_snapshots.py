@@ -147,6 +147,9 @@ def test_training_curves_draw_one_line_per_run_that_has_the_column():
     assert len(loss_ax.lines) == 2 and len(align_ax.lines) == 1
     assert list(align_ax.lines[0].get_xdata()) == [1, 2]  # epochs counted from 1
     plt.close(fig)
+    fig = training_curves(histories)  # every known curve some run has
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "loss_align"]
+    plt.close(fig)
     with pytest.raises(ValueError, match="no run has column 'loss_kl'"):
         training_curves(histories, columns=("loss_kl",))
     with pytest.raises(ValueError, match="histories is empty"):

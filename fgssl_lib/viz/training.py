@@ -14,15 +14,21 @@ from fgssl_lib.train.snapshots import Snapshots
 from fgssl_lib.viz.cam_grid import cam_grid
 
 
-def training_curves(histories: Mapping[str, pd.DataFrame], columns: Sequence[str] = ("loss",),
+CURVES = ("loss", "loss_ctr", "loss_align", "loss_kl", "embedding_std")
+
+
+def training_curves(histories: Mapping[str, pd.DataFrame], columns: Sequence[str] | None = None,
                     panel_size: float = 3.2) -> Figure:
     """One panel per column of ``columns`` (e.g. ``loss``, ``loss_align``, ``embedding_std``), one line per run:
     the per-epoch values of ``histories`` (run name -> ``Run.history``) against the epoch counted from 1.
 
-    A run without a column (BYOL has no ``loss_align``) is left out of that panel; a column no run has is an error.
+    ``columns=None``: those of :data:`CURVES` that some run has. A run without a column (BYOL has no ``loss_align``)
+    is left out of that panel; a column no run has is an error.
     """
     if not histories:
         raise ValueError("histories is empty: pass {run name: run.history}")
+    if columns is None:
+        columns = [c for c in CURVES if any(c in h for h in histories.values())]
     for column in columns:
         if not any(column in h for h in histories.values()):
             known = sorted({c for h in histories.values() for c in h.columns})
