@@ -1,7 +1,7 @@
 """Training engine on ``pytorch_lightning``: ``fit(TrainConfig) -> (method, history)``.
 
 ``TrainConfig.preset("smoke" | "cpu" | "paper", method=..., **overrides)``; ``fit`` writes ``last.ckpt`` (atomic,
-every epoch) and ``metrics.csv`` to the run directory, resumes with ``resume=True``, warns on representation
+every epoch) and ``logs/version_<n>/metrics.csv`` to the run directory, resumes with ``resume=True``, warns on representation
 collapse and stops on a NaN loss; ``load_method(path)`` rebuilds a trained method; ``fit_dual_stage`` runs CVSA's
 two-stage recipe. DDP: set ``devices``, ``num_nodes``, ``strategy`` and ``sync_batchnorm``; nothing else changes.
 """

@@ -123,16 +123,19 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class NonFiniteLossGuard(pl.Callback):
-    """Stops the run before the backward pass of a non-finite loss, naming the step and the last checkpoint."""
+    """Stops the run before the backward pass of a non-finite loss, naming the step and the last checkpoint
+    (``last_checkpoint``, which the run writes at epoch ends and the guard never touches)."""
+
+    def __init__(self, last_checkpoint: Path) -> None:
+        self.last_checkpoint = Path(last_checkpoint)
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
         if torch.isfinite(loss).all():
             return
-        checkpoint = trainer.checkpoint_callback
-        last = getattr(checkpoint, "last_model_path", "") if checkpoint is not None else ""
-        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+        last = self.last_checkpoint
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
         raise NonFiniteLossError(
-            f"loss is {float(loss)} at global step {trainer.global_step} (epoch {trainer.current_epoch}); training "
+            f"loss is {float(loss.detach())} at global step {trainer.global_step} (epoch {trainer.current_epoch}); training "
             f"stopped before the update; {kept}. Lower the learning rate or use precision='32-true'."
         )
 

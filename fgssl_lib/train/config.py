@@ -31,7 +31,7 @@ class TrainConfig:
     ``warmup_epochs``. Hardware: ``device`` (``auto``/``cpu``/``cuda``), ``precision`` (``auto``: ``bf16-mixed`` on
     CUDA with bf16, else ``16-mixed`` on CUDA, ``32-true`` on CPU), ``devices``, ``num_nodes``, ``strategy``,
     ``sync_batchnorm``, ``num_workers``. Run: ``seed``, ``checkpoint_dir`` (run directory with ``last.ckpt`` and
-    ``metrics.csv``; ``None`` = ``runs/<method>``), ``resume``, ``max_steps`` (-1 = no limit), ``log_every`` (steps),
+    ``logs/version_<n>/metrics.csv``; ``None`` = ``runs/<method>``), ``resume``, ``max_steps`` (-1 = no limit), ``log_every`` (steps),
     ``collapse_every`` / ``collapse_threshold`` (collapse monitor), ``progress_bar``.
     """
 

@@ -1,12 +1,16 @@
 """``fit(config)``: train a method on ``pl.Trainer``; checkpoints, resume, ``load_method``, dual-stage.
 
 The run directory (``config.checkpoint_dir``) holds ``last.ckpt`` (written atomically at every epoch end) and
-``metrics.csv`` (every logged loss, per step). ``resume=True`` continues from ``last.ckpt`` with the same global
+``logs/version_<n>/metrics.csv`` (every logged loss, per step; one version per run or resumed run). ``resume=True`` continues from ``last.ckpt`` with the same global
 step, optimizer and schedule state, and the same batches as an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -107,10 +111,12 @@ def _trainer_devices(config: TrainConfig) -> Any:
 
 
 def fit(
-    config: TrainConfig, method: SSLMethod | None = None, dataset: Dataset | None = None
+    config: TrainConfig, method: SSLMethod | None = None, dataset: Dataset | None = None,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> tuple[SSLMethod, History]:
     """Train ``method`` (default: built from ``config``) on ``dataset`` (default: ``config``'s dataset, via
-    ``fgssl_lib.data.load_dataset``); returns the method and its history.
+    ``fgssl_lib.data.load_dataset``); returns the method and its history. ``callbacks`` are added to the trainer's
+    (e.g. a snapshot of the method's saliency maps every epoch).
 
     The history (:class:`~fgssl_lib.train.callbacks.History`) has ``steps`` and ``epochs`` DataFrames of the losses
     and wall time. Raises :class:`~fgssl_lib.train.callbacks.NonFiniteLossError` on a NaN loss.
@@ -141,32 +147,54 @@ def fit(
 
     history = History()
     callbacks = [
-        history,
         ViewEpochs(data),
-        NonFiniteLossGuard(),
+        NonFiniteLossGuard(last),
         CollapseMonitor(config.collapse_every, config.collapse_threshold),
-        ModelCheckpoint(dirpath=directory, save_last=True, save_top_k=0, every_n_epochs=1),
+        history,  # after the monitor, so a step's record holds its embedding_std
+        # the latest epoch as "last.ckpt" (save_last=True would only copy a top-k file, which needs a monitor)
+        ModelCheckpoint(dirpath=directory, filename=LAST.removesuffix(".ckpt"), monitor=None, save_top_k=1,
+                        every_n_epochs=1, enable_version_counter=False),
+        *callbacks,
     ]
-    trainer = pl.Trainer(
-        accelerator=config.accelerator(),
-        devices=_trainer_devices(config),
-        num_nodes=config.num_nodes,
-        strategy=config.strategy,
-        sync_batchnorm=config.sync_batchnorm,
-        precision=config.resolved_precision(),
-        max_epochs=config.epochs,
-        max_steps=config.max_steps,
-        callbacks=callbacks,
-        logger=CSVLogger(directory, name="", version=""),
-        log_every_n_steps=config.log_every,
-        plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=config.progress_bar,
-        enable_model_summary=False,
-        default_root_dir=directory,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(method, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    with _quiet_lightning():
+        trainer = pl.Trainer(
+            accelerator=config.accelerator(),
+            devices=_trainer_devices(config),
+            num_nodes=config.num_nodes,
+            strategy=config.strategy,
+            sync_batchnorm=config.sync_batchnorm,
+            precision=config.resolved_precision(),
+            max_epochs=config.epochs,
+            max_steps=config.max_steps,
+            callbacks=callbacks,
+            logger=CSVLogger(directory, name="logs"),  # logs/version_<n>/metrics.csv, a new version per (resumed) run
+            log_every_n_steps=config.log_every,
+            plugins=[AtomicCheckpointIO()],
+            enable_progress_bar=config.progress_bar,
+            enable_model_summary=False,
+            default_root_dir=directory,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(method, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
     return method, history
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's start-up INFO lines (accelerator listing, tips) and its internal ``LeafSpec`` deprecation
+    notice (Lightning 2.6 with torch 2.14), which would clutter notebook pages; other warnings and the progress bar
+    still show."""
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def fit_dual_stage(
