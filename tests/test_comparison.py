@@ -1,0 +1,69 @@
+"""Comparing methods in the training notebooks: configs, shared runs, printed differences, the collapse table."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from fgssl_lib import comparison
+from fgssl_lib.comparison import collapse_table, difference_lines, method_configs, train_methods
+from fgssl_lib.experiment import Run, run_key
+from fgssl_lib.train import TrainConfig
+
+
+def test_configs_share_the_run_of_the_trained_variant_and_follow_the_parameters():
+    configs = method_configs(["lcr", "lcr_multitask", "byol"], "smoke", seed=3, epochs=2)
+    assert configs["lcr_multitask"] == configs["lcr"]  # MultiTask is the LCR run evaluated differently
+    assert configs["byol"] == TrainConfig.preset("smoke", method="byol", seed=3, epochs=2)
+    assert run_key(configs["byol"]) == run_key(TrainConfig.preset("smoke", method="byol", seed=3, epochs=2))
+    assert method_configs(["byol"], "smoke")["byol"].epochs == TrainConfig.preset("smoke").epochs
+
+
+def test_a_real_dataset_replaces_the_synthetic_options():
+    config = method_configs(["cvsa"], "cpu", dataset="cub", data_root="/data/cub")["cvsa"]
+    assert (config.dataset, config.data_root, config.dataset_options) == ("cub", "/data/cub", {})
+    with pytest.raises(ValueError, match="methods is empty"):
+        method_configs([], "cpu")
+
+
+def test_the_multitask_variant_gets_its_own_copy_with_gap_at_test(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_train_or_load(config, root=None, retrain=False):
+        calls.append((config.method, retrain))
+        method = torch.nn.Module()
+        method.test_pooling = True
+        return Run(method, pd.DataFrame(), 1.0, tmp_path)
+
+    monkeypatch.setattr(comparison, "train_or_load", fake_train_or_load)
+    runs = train_methods(method_configs(["lcr", "lcr_multitask"], "smoke"), retrain=True)
+    assert runs["lcr"].method.test_pooling and not runs["lcr_multitask"].method.test_pooling
+    assert calls == [("lcr", True), ("lcr", False)]  # the variant loads the run LCR just retrained
+
+
+def test_difference_lines_print_signed_differences_of_the_shared_metrics():
+    results = {"a": {"knn": 20.0, "bg_gap": 10.0}, "b": {"knn": 27.5, "bg_gap": 4.0, "only_b": 1.0}}
+    lines = difference_lines(results, "a", "b", ["knn", "bg_gap", "only_b"])
+    assert lines == ["knn: b 27.5 vs a 20.0 (+7.5)", "bg_gap: b 4.0 vs a 10.0 (-6.0)"]
+    with pytest.raises(KeyError, match="no results for 'c'"):
+        difference_lines(results, "a", "c", ["knn"])
+
+
+def test_collapse_table_flags_a_run_whose_embedding_std_falls_below_the_threshold(tmp_path):
+    def run(stds: list[float] | None) -> Run:
+        history = pd.DataFrame({"epoch": [0, 1, 2], "loss": [3.0, 2.0, 1.0]})
+        if stds is not None:
+            history["embedding_std"] = stds
+        return Run(torch.nn.Module(), history, 1.0, tmp_path)
+
+    table = collapse_table({"healthy": run([0.9, 0.8, 0.85]), "collapsed": run([0.7, 0.05, 0.02]),
+                            "unmeasured": run(None)}, threshold=0.1)
+    assert table["collapsed"].tolist() == [False, True, None]
+    assert table.loc["collapsed", "embedding_std_min"] == pytest.approx(0.02)
+    assert table.loc["collapsed", "embedding_std_last"] == pytest.approx(0.02)
+    assert table.loc["healthy", "embedding_std_first"] == pytest.approx(0.9)
+    assert math.isnan(table.loc["unmeasured", "embedding_std_min"])
+    assert table.loc["healthy", "loss_last"] == pytest.approx(1.0)
