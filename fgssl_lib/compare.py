@@ -1,14 +1,15 @@
 """Several trained methods side by side: every evaluation protocol of the book on each run, collected in one table.
 
-- :func:`method_config` builds the config a notebook method name trains with (``lcr_multitask`` is the LCR run
-  evaluated without weighted pooling, :data:`fgssl_lib.study.EVALUATED_FROM`), so every notebook that names the same
-  method, preset and seed shares one run; :func:`load_run` trains or loads it and applies the test-time options.
-- :func:`bias_report` is the background-bias report of one method: the five test variants and the BG-Gap on the
+The runs come from :func:`fgssl_lib.comparison.method_configs` and :func:`fgssl_lib.comparison.train_methods` (the
+configs every notebook shares; ``lcr_multitask`` is the LCR run evaluated without weighted pooling). Here:
+
+- :func:`bias_report`: the background-bias report of one method: the five test variants and the BG-Gap on the
   synthetic benchmark (:func:`fgssl_lib.eval.background_bias_report`), original / foreground / blackout test images on
-  a real dataset with boxes (:func:`fgssl_lib.eval.box_background_report`).
-- :func:`method_metrics` runs every protocol on one method; :func:`compare_methods` does it for a list of methods and
-  returns ``{method: {metric: value}}`` for :func:`fgssl_lib.viz.results_table` and
-  :func:`fgssl_lib.viz.comparison_bar_chart`; :func:`bias_table` lays several bias reports out as one DataFrame.
+  a real dataset with boxes (:func:`fgssl_lib.eval.box_background_report`);
+- :func:`method_metrics`: every protocol on one method (linear at 100 / 50 / 20 % labels, kNN, retrieval, MaxBoxAcc,
+  the bias report); :func:`evaluate_methods` runs it on several runs and returns ``{method: {metric: value}}`` for
+  :func:`fgssl_lib.viz.results_table` and :func:`fgssl_lib.viz.comparison_bar_chart`;
+- :func:`bias_table`: several bias reports laid out as one DataFrame.
 
 All accuracies are percentages.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from torch.utils.data import Dataset
@@ -35,40 +35,12 @@ from fgssl_lib.eval import (
     retrieval_metrics,
 )
 from fgssl_lib.eval.background_bias import SYNTHETIC_VARIANTS
-from fgssl_lib.experiment import Run, evaluate, localization_maps, synthetic_splits, train_or_load
-from fgssl_lib.methods import METHODS, SSLMethod
-from fgssl_lib.study import EVALUATED_FROM
+from fgssl_lib.experiment import Run, evaluate, localization_maps, synthetic_splits
+from fgssl_lib.methods import SSLMethod
 from fgssl_lib.train import TrainConfig
 
 LABEL_FRACTIONS = (1.0, 0.5, 0.2)
 Metrics = dict[str, float | str]
-
-
-def method_config(method: str, preset: str, seed: int = 0, device: str = "auto", epochs: int | None = None,
-                  dataset: str = "synthetic", data_root: str | None = None) -> tuple[TrainConfig, dict[str, Any]]:
-    """The config that trains ``method`` at ``preset`` and the attributes set on the trained method before testing.
-
-    ``epochs=None`` keeps the preset's; a real ``dataset`` (with ``data_root``) replaces the synthetic benchmark.
-    """
-    check_choice("method", method, set(METHODS) | set(EVALUATED_FROM))
-    trained, test_options = EVALUATED_FROM.get(method, (method, {}))
-    overrides: dict[str, Any] = {"seed": seed, "device": device}
-    if epochs:
-        overrides["epochs"] = int(epochs)
-    if dataset != "synthetic":
-        overrides.update(dataset=dataset, data_root=data_root)
-    return TrainConfig.preset(preset, method=trained, **overrides), dict(test_options)
-
-
-def load_run(method: str, config: TrainConfig, test_options: Mapping[str, Any], root: str | os.PathLike | None = None,
-             retrain: bool = False) -> Run:
-    """:func:`~fgssl_lib.experiment.train_or_load` the run of ``config`` and set ``test_options`` on its method."""
-    run = train_or_load(config, root=root, retrain=retrain)
-    for name, value in test_options.items():
-        if not hasattr(run.method, name):
-            raise ValueError(f"{method}: the trained {config.method} method has no attribute {name!r} to set")
-        setattr(run.method, name, value)
-    return run
 
 
 def linear_epochs(preset: str) -> int:
@@ -141,22 +113,25 @@ def method_metrics(method: SSLMethod, config: TrainConfig, preset: str, test_var
     return out
 
 
-def compare_methods(methods: Sequence[str], preset: str, seed: int = 0, device: str = "auto",
-                    epochs: int | None = None, dataset: str = "synthetic", data_root: str | None = None,
-                    checkpoint_dir: str | os.PathLike | None = None, retrain: bool = False,
-                    test_variant: str = "mixed_rand", fractions: Sequence[float] = LABEL_FRACTIONS,
-                    log: Callable[[str], None] = print) -> dict[str, Metrics]:
-    """Train or load every method of ``methods`` and run :func:`method_metrics` on it: ``{method: metrics}``,
-    each with ``train_seconds`` (of its run). Features are cached in ``<run>/features/<method>``."""
-    if not methods:
-        raise ValueError("compare_methods needs at least one method name, e.g. ['byol', 'cvsa']")
+def evaluate_methods(runs: Mapping[str, Run], configs: Mapping[str, TrainConfig], preset: str,
+                     test_variant: str = "mixed_rand", fractions: Sequence[float] = LABEL_FRACTIONS,
+                     log: Callable[[str], None] = print) -> dict[str, Metrics]:
+    """:func:`method_metrics` of every run (``runs`` and ``configs`` keyed by method name, as from
+    :func:`fgssl_lib.comparison.train_methods`), each with its ``train_seconds``: ``{method: metrics}``.
+
+    Features are cached in ``<run>/features/<method>``: one folder per evaluated name, because names evaluated from
+    one run share its weights (and so its cache key) but not its features.
+    """
+    if not runs:
+        raise ValueError("evaluate_methods got no runs; pass train_methods(method_configs([...], preset))")
+    missing = sorted(set(runs) - set(configs))
+    if missing:
+        raise KeyError(f"no config for {missing}; pass the configs the runs were trained with (method_configs)")
     results: dict[str, Metrics] = {}
-    for name in methods:
-        config, test_options = method_config(name, preset, seed, device, epochs, dataset, data_root)
-        run = load_run(name, config, test_options, root=checkpoint_dir, retrain=retrain)
-        cache = Path(run.path) / "features" / name
-        results[name] = {**method_metrics(run.method, config, preset, test_variant, fractions, cache),
-                         "train_seconds": run.train_seconds}
+    for name, run in runs.items():
+        metrics = method_metrics(run.method, configs[name], preset, test_variant, fractions,
+                                 cache_dir=Path(run.path) / "features" / name)
+        results[name] = {**metrics, "train_seconds": run.train_seconds}
         log(f"{name}: {', '.join(f'{k} {v:.1f}' for k, v in results[name].items() if isinstance(v, float))}")
     return results
 
