@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -70,10 +71,12 @@ class Run:
     path: Path
 
 
-def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, retrain: bool = False) -> Run:
+def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, retrain: bool = False,
+                  callbacks: Sequence[pl.Callback] = ()) -> Run:
     """Load the finished run of ``config`` if there is one, else train it (resuming a killed run from ``last.ckpt``).
 
-    ``retrain=True`` discards a finished run and trains again from scratch.
+    ``retrain=True`` discards a finished run and trains again from scratch; ``callbacks`` go to the trainer when
+    it trains.
     """
     path = Path(root or runs_root()) / run_key(config)
     done = path / "done.json"
@@ -86,7 +89,7 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
             stale.unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)
     resume = (path / "last.ckpt").exists()
-    method, history = fit(dataclasses.replace(config, checkpoint_dir=str(path), resume=resume))
+    method, history = fit(dataclasses.replace(config, checkpoint_dir=str(path), resume=resume), callbacks=callbacks)
     epochs = history.epochs  # covers the whole run, also when it resumed
     seconds = float(epochs["time_s"].sum()) if "time_s" in epochs else 0.0
     epochs.to_csv(path / "history.csv", index=False)
