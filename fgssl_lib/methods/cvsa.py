@@ -41,7 +41,8 @@ class CVSA(BYOL):
     - ``align_weight``: lambda of Eq. 7 (default 1; 0 gives BYOL+SS);
     - ``intensity``: Eq. 4 reading, ``softmax_max`` (default) or ``sigmoid_max``;
     - ``attention_temperature``: tau_a of Eq. 3 (default 0.1);
-    - ``conv_hidden_dim`` / ``conv_proj_dim``: channels of the conv heads (default: the stage's channels / 128);
+    - ``conv_hidden_dim`` / ``conv_proj_dim``: channels of the conv heads (default: the stage's channels /
+      ``min(128, stage channels)``, so the heads never widen a narrow backbone's map);
     - BYOL's and :class:`~fgssl_lib.methods.base.SSLMethod`'s options.
     """
 
@@ -54,7 +55,7 @@ class CVSA(BYOL):
         intensity: str = "softmax_max",
         attention_temperature: float = 0.1,
         conv_hidden_dim: int | None = None,
-        conv_proj_dim: int = 128,
+        conv_proj_dim: int | None = None,
         **byol_options: Any,
     ) -> None:
         super().__init__(**byol_options)
@@ -67,6 +68,7 @@ class CVSA(BYOL):
         if align_weight > 0:
             channels = self.backbone.stage_channels[stage]
             hidden = conv_hidden_dim or channels
+            conv_proj_dim = conv_proj_dim or min(128, channels)
             self.stages = (stage, "layer4")
             self.conv_projector = conv_head(channels, hidden, conv_proj_dim)  # g_c
             self.conv_predictor = conv_head(conv_proj_dim, hidden, conv_proj_dim)  # q_c
