@@ -286,7 +286,7 @@ class SyntheticBirds(Dataset):
         key = hashlib.blake2b(repr(params).encode(), digest_size=8)
         path = cache_dir / f"synthetic-{self.split}-{key.hexdigest()}.pt"
         if path.exists():
-            return torch.load(path)
+            return torch.load(path, weights_only=True)
         chunks = {c: self._chunk(c) for c in range(math.ceil(self.num_images / CHUNK))}
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -299,6 +299,11 @@ def load(root: str | None = None, split: str = "train", **options: Any) -> Synth
     """Registry entry (``load_dataset("synthetic", split=..., **options)``); ``root`` is ignored (nothing on disk).
 
     Options: ``image_size`` (64), ``num_classes`` (10), ``num_images`` (per split; 3000 / 500 / 1000 for train / val /
-    test), ``rho`` (0.9), ``seed`` (0), ``cache_dir`` (render the split once and keep it there; default: no cache).
+    test), ``rho`` (0.9), ``seed`` (0), ``cache_dir`` (render the split once and keep it there; default
+    ``<data home>/synthetic``, i.e. ``$FGSSL_DATA/synthetic``, so the many runs of a study render each split once;
+    ``None``: no cache).
     """
+    from fgssl_lib.data.download import data_home
+
+    options.setdefault("cache_dir", data_home() / "synthetic")
     return SyntheticBirds(split=split, **options)
