@@ -53,7 +53,7 @@ def comparison_bar_chart(
     methods = list(results)
     width = 0.8 / max(1, len(methods))
     x = np.arange(len(metrics))
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(metrics) * max(1, len(methods)) / 2 + 2), 3.5))
+    fig, ax = plt.subplots(figsize=(min(12.0, max(4.0, 0.6 * len(metrics) * max(1, len(methods)) + 2)), 3.5))
     for i, method in enumerate(methods):
         stats = [_values(results[method][m]) if m in results[method] else np.array([np.nan]) for m in metrics]
         means = [v.mean() for v in stats]
@@ -63,6 +63,7 @@ def comparison_bar_chart(
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, ncol=max(1, (len(methods) + 3) // 4), loc="upper left",
+              bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
