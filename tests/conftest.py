@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,17 @@ def executed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     else a temporary folder."""
     path = os.environ.get("FGSSL_TEST_EXECUTED")
     return (ROOT / path if path else tmp_path_factory.mktemp("executed")).resolve()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Training runs made by tests (and the notebooks they execute) go to one temporary folder per session, so
+    tests never load a stale run from ``~/.cache/fgssl/runs`` and the notebooks share their smoke runs."""
+    path = tmp_path_factory.mktemp("runs")
+    previous = os.environ.get("FGSSL_RUNS")
+    os.environ["FGSSL_RUNS"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("FGSSL_RUNS", None)
+    else:
+        os.environ["FGSSL_RUNS"] = previous
