@@ -12,6 +12,7 @@ retrieval rank-1 / mAP on the test split (LCR protocol).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -25,7 +26,7 @@ from fgssl_lib.data import load_dataset
 from fgssl_lib.eval import box_background_report, extract_features, retrieval_metrics
 from fgssl_lib.experiment import Run, evaluate, run_key, runs_root, train_or_load
 from fgssl_lib.study import EVALUATED_FROM
-from fgssl_lib.train import TrainConfig, fit_dual_stage
+from fgssl_lib.train import TrainConfig, fit_dual_stage, load_method
 
 
 def method_configs(methods: Sequence[str], preset: str, dataset: str = "synthetic", data_root: str | None = None,
@@ -94,16 +95,22 @@ def train_or_load_dual_stage(stage1: TrainConfig, stage2: TrainConfig, root: str
                              retrain: bool = False) -> Run:
     """CVSA's dual-stage recipe (:func:`fgssl_lib.train.fit_dual_stage`: ``stage1`` BYOL, then ``stage2`` CVSA from its
     weights with the early stages frozen), kept under ``<root>/dual_stage-<key of stage 1>-<key of stage 2>``: a
-    finished pair is loaded (each stage resumes from its ``last.ckpt``, which trains no further), a killed one
-    resumes, ``retrain=True`` starts both stages again. The history has both stages' epochs with a ``stage`` column.
+    finished pair is loaded from stage 2's ``last.ckpt``, a killed one resumes from each stage's ``last.ckpt``,
+    ``retrain=True`` starts both stages again. The history has both stages' epochs with a ``stage`` column.
     """
     path = Path(root or runs_root()) / f"dual_stage-{run_key(stage1)}-{run_key(stage2)}"
+    done, history_csv = path / "done.json", path / "history.csv"
     if retrain and path.exists():
         shutil.rmtree(path)
+    if done.exists():
+        history = pd.read_csv(history_csv)
+        return Run(load_method(path / "stage2" / "last.ckpt"), history, float(history["time_s"].sum()), path)
     stages = [dataclasses.replace(config, checkpoint_dir=str(path / f"stage{i}"), resume=True)
               for i, config in enumerate((stage1, stage2), start=1)]
     method, histories = fit_dual_stage(*stages)
     history = pd.concat([h.epochs.assign(stage=i) for i, h in enumerate(histories, start=1)], ignore_index=True)
+    history.to_csv(history_csv, index=False)
+    done.write_text(json.dumps({"stage1": run_key(stage1), "stage2": run_key(stage2)}))
     return Run(method.eval(), history, float(history["time_s"].sum()), path)
 
 
