@@ -41,3 +41,17 @@ def test_results_table_formats_mean_and_std_and_chart_has_one_bar_per_method_and
     fig = comparison_bar_chart(results)
     assert len(fig.axes) == 1
     assert len(fig.axes[0].patches) == 4
+
+
+def test_sample_gallery_and_variant_grid_lay_out_one_panel_per_image():
+    from fgssl_lib.viz import sample_gallery, variant_grid
+
+    image = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    mask = torch.zeros(8, 8, dtype=torch.uint8)
+    mask[2:5, 2:6] = 1
+    sample = dict(image=image, label=1, box=torch.tensor([2.0, 2.0, 6.0, 5.0]), mask=mask, index=0)
+    fig = sample_gallery([sample] * 3, ["a", "b"])
+    assert len(fig.axes) == 6 and fig.axes[0].get_title() == "b"
+    assert len(fig.axes[0].patches) == 1  # the box
+    fig = variant_grid({"original": [sample] * 2, "only_fg": [sample] * 2}, indices=(0, 1))
+    assert [ax.get_title() for ax in fig.axes] == ["original", "only_fg", "", ""]
