@@ -181,9 +181,9 @@ def fit(
 
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's start-up INFO lines (accelerator listing, tips) and its internal ``LeafSpec`` deprecation
-    notice (Lightning 2.6 with torch 2.14), which would clutter notebook pages; other warnings and the progress bar
-    still show."""
+    """Silence Lightning's start-up INFO lines (accelerator listing, tips), its internal ``LeafSpec`` deprecation
+    notice (Lightning 2.6 with torch 2.14) and its note that the run directory is not empty, which would clutter
+    notebook pages; other warnings and the progress bar still show."""
     loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -191,6 +191,8 @@ def _quiet_lightning() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+            # the run directory always exists (train_or_load / resume keep logs there); that is intended
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             yield
     finally:
         for logger, level in zip(loggers, levels):
