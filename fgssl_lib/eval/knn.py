@@ -8,7 +8,6 @@ nearest gallery items, class ``c`` scores ``sum_j exp(s_j / T) * [y_j = c]``; th
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from fgssl_lib.config import resolve_device
 from fgssl_lib.eval.retrieval import check_features, top_k_neighbours
@@ -29,8 +28,8 @@ def knn_scores(
     """Class scores ``Q x C``: the ``exp(s / T)``-weighted one-hot votes of the ``k`` nearest train items."""
     num_classes = int(train_labels.max()) + 1 if num_classes is None else num_classes
     sims, indices = top_k_neighbours(test_feats, train_feats, min(k, len(train_feats)), chunk_size=chunk_size)  # Qxk
-    votes = F.one_hot(train_labels[indices], num_classes).float()  # QxkxC
-    return (votes * (sims / T).exp().unsqueeze(-1)).sum(dim=1)  # QxC
+    scores = torch.zeros(len(sims), num_classes, device=sims.device)  # QxC
+    return scores.scatter_add_(1, train_labels[indices], (sims / T).exp())  # QxC
 
 
 def knn_accuracy(
