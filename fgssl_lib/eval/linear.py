@@ -1,7 +1,8 @@
 """Linear probe on frozen features (METHODS.md "Evaluation"): top-1 / top-5 at label fractions 100 / 50 / 20 %.
 
 Features are L2-normalised, then standardised with the mean / std of the training subset; a multinomial logistic
-regression (one ``nn.Linear``, cross-entropy) is trained with mini-batch SGD (momentum 0.9, cosine schedule). The
+regression (one ``nn.Linear``, cross-entropy) is trained with large-batch SGD (batches of ``BATCH_SIZE``, momentum 0.9,
+cosine schedule; the cost of an epoch is then the two ``N x D x C`` products, not per-step overhead). The
 learning rate and weight decay are picked from a small grid on a validation split carved from the (subsampled)
 training features, never from the test set; the picked setting is then retrained on the whole training subset.
 Label fractions are class-balanced and seeded (:func:`class_balanced_subset`).
@@ -25,6 +26,8 @@ from fgssl_lib.eval.retrieval import check_features
 FRACTIONS = (1.0, 0.5, 0.2)
 LEARNING_RATES = (0.1, 0.01)
 WEIGHT_DECAYS = (0.0, 1e-4)
+BATCH_SIZE = 1024
+"""Probe batch size: on CPU an epoch of 6k x 2048 features costs ~0.24 cpu-s at 1024 against ~0.32 at 256."""
 
 
 def class_balanced_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
@@ -66,7 +69,7 @@ def fit_linear(
     lr: float = 0.1,
     weight_decay: float = 0.0,
     epochs: int = 100,
-    batch_size: int = 256,
+    batch_size: int = BATCH_SIZE,
     seed: int = 0,
     device: str | torch.device = "auto",
 ) -> LinearClassifier:
@@ -106,7 +109,7 @@ def select_linear(
     epochs: int = 100,
     sweep_epochs: int | None = None,
     val_fraction: float = 0.2,
-    batch_size: int = 256,
+    batch_size: int = BATCH_SIZE,
     seed: int = 0,
     device: str | torch.device = "auto",
 ) -> tuple[LinearClassifier, dict[str, float]]:
@@ -149,7 +152,7 @@ def linear_probe(
     weight_decays: Sequence[float] = WEIGHT_DECAYS,
     sweep_epochs: int | None = None,
     val_fraction: float = 0.2,
-    batch_size: int = 256,
+    batch_size: int = BATCH_SIZE,
     seed: int = 0,
     device: str | torch.device = "auto",
 ) -> dict[float, dict[str, float]]:
