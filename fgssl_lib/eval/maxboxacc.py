@@ -62,24 +62,22 @@ def cam_boxes(cam: np.ndarray, thresholds: Sequence[float], all_contours: bool) 
     n_on = n_above[levels + 1]  # T, #(c8 > level)
     rows_on = cam8.max(axis=1)[None, :] > levels[:, None]  # TxH
     cols_on = cam8.max(axis=0)[None, :] > levels[:, None]  # TxW
-    y0s, y1s = rows_on.argmax(axis=1), height - rows_on[:, ::-1].argmax(axis=1)
-    x0s, x1s = cols_on.argmax(axis=1), width - cols_on[:, ::-1].argmax(axis=1)
-    by_count: dict[int, np.ndarray] = {0: np.zeros((1, 4), dtype=np.int64)}
-    boxes: list[np.ndarray] = []
+    y0s, y1s = rows_on.argmax(axis=1).tolist(), (height - rows_on[:, ::-1].argmax(axis=1)).tolist()
+    x0s, x1s = cols_on.argmax(axis=1).tolist(), (width - cols_on[:, ::-1].argmax(axis=1)).tolist()
+    level_list = levels.tolist()
+    by_count: dict[int, list[tuple[int, int, int, int]]] = {0: [(0, 0, 0, 0)]}
+    boxes = []
     for i, count in enumerate(n_on.tolist()):
         if count not in by_count:
-            x0, y0 = int(x0s[i]), int(y0s[i])
-            crop = np.ascontiguousarray(cam8[y0 : y1s[i], x0 : x1s[i]])
-            _, binary = cv2.threshold(crop, int(levels[i]), 255, cv2.THRESH_BINARY)
+            x0, y0 = x0s[i], y0s[i]
+            binary = np.greater(cam8[y0 : y1s[i], x0 : x1s[i]], level_list[i]).view(np.uint8)  # crop, 0/1
             contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))[0]
             if not all_contours:
                 contours = [max(contours, key=cv2.contourArea)]
-            rects = np.array([cv2.boundingRect(c) for c in contours], dtype=np.int64)  # Bx(x,y,w,h)
-            rects[:, 2] = np.minimum(rects[:, 0] + rects[:, 2], width - 1)
-            rects[:, 3] = np.minimum(rects[:, 1] + rects[:, 3], height - 1)
-            by_count[count] = rects  # Bx(x0,y0,x1,y1)
+            rects = [cv2.boundingRect(c) for c in contours]  # (x, y, w, h)
+            by_count[count] = [(x, y, min(x + w, width - 1), min(y + h, height - 1)) for x, y, w, h in rects]
         boxes.append(by_count[count])
-    return boxes
+    return [np.array(b, dtype=np.int64) for b in boxes]
 
 
 def inclusive_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -137,7 +135,9 @@ def max_box_acc(
         {iou: percentage})``.
     """
     check_choice("MaxBoxAcc version", str(version), ("1", "2"))
-    cams = np.asarray(cams.detach().float().cpu() if isinstance(cams, torch.Tensor) else cams, dtype=np.float64)
+    if isinstance(cams, torch.Tensor):  # float64 per image in normalize_cam, not a float64 copy of the whole split
+        cams = cams.detach().cpu().to(torch.float64 if cams.dtype == torch.float64 else torch.float32).numpy()
+    cams = np.asarray(cams)
     if cams.ndim != 3:
         raise ValueError(f"cams must be N x H x W at image size; got shape {cams.shape}")
     if len(gt_boxes) != len(cams):
