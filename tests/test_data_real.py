@@ -22,7 +22,7 @@ from torchvision.datasets import FGVCAircraft, StanfordCars
 
 import fixtures_real as fx
 from fgssl_lib.data import load_dataset
-from fgssl_lib.data import download as dl
+from fgssl_lib.data import downloads as dl
 from fgssl_lib.data.annotated import CorruptImageError
 from fgssl_lib.data.sample import box_to_mask
 

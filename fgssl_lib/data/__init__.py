@@ -12,7 +12,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.data.download import data_home, download
+from fgssl_lib.data.downloads import data_home, download
 from fgssl_lib.data.sample import Sample, box_to_mask, clip_box, mask_to_box
 
 _READERS = {

@@ -21,7 +21,7 @@ import scipy.io
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.data.annotated import AnnotatedImageList, Record, require_files
-from fgssl_lib.data.download import default_root, how_to_get
+from fgssl_lib.data.downloads import default_root, how_to_get
 
 SPLITS = ("train", "test")
 TEST_ANNOTATIONS = "cars_test_annos_withlabels.mat"

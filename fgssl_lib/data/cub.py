@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.data.annotated import AnnotatedImageList, Record, read_table, require_files
-from fgssl_lib.data.download import default_root, how_to_get
+from fgssl_lib.data.downloads import default_root, how_to_get
 
 SPLITS = ("train", "test")
 TABLES = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "bounding_boxes.txt", "classes.txt")

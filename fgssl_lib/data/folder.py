@@ -23,7 +23,7 @@ import torch
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.data.annotated import AnnotatedImageList, Record
-from fgssl_lib.data.download import how_to_get
+from fgssl_lib.data.downloads import how_to_get
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 BOX_COLUMNS = ["path", "x0", "y0", "x1", "y1"]

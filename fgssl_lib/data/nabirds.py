@@ -19,7 +19,7 @@ from typing import Any
 
 from fgssl_lib.data.annotated import AnnotatedImageList, Record, read_table
 from fgssl_lib.data.cub import read_image_tables
-from fgssl_lib.data.download import default_root
+from fgssl_lib.data.downloads import default_root
 
 
 class NABirds(AnnotatedImageList):

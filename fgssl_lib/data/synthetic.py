@@ -303,7 +303,7 @@ def load(root: str | None = None, split: str = "train", **options: Any) -> Synth
     ``<data home>/synthetic``, i.e. ``$FGSSL_DATA/synthetic``, so the many runs of a study render each split once;
     ``None``: no cache).
     """
-    from fgssl_lib.data.download import data_home
+    from fgssl_lib.data.downloads import data_home
 
     options.setdefault("cache_dir", data_home() / "synthetic")
     return SyntheticBirds(split=split, **options)

@@ -65,12 +65,12 @@ ARCHIVES = {
 
 MANUAL = {
     "cub": (
-        "Get it with fgssl_lib.data.download.download('cub', root) or by hand from https://data.caltech.edu/records/"
+        "Get it with fgssl_lib.data.download('cub', root) or by hand from https://data.caltech.edu/records/"
         "65de6-vp158 (CUB_200_2011.tgz; extract it so that {root} holds images.txt and images/). The optional "
         "segmentation masks are segmentations.tgz on the same page: extract it to {root}/segmentations/."
     ),
     "aircraft": (
-        "Get it with fgssl_lib.data.download.download('aircraft', root) or by hand from "
+        "Get it with fgssl_lib.data.download('aircraft', root) or by hand from "
         "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (fgvc-aircraft-2013b.tar.gz; extract it so that "
         "{root} holds data/images/ and data/images_box.txt)."
     ),
