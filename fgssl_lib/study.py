@@ -54,7 +54,11 @@ def write_csv(rows: pd.DataFrame, path: str | os.PathLike, command: str) -> None
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as f:
         f.write("\n".join(_header(command)) + "\n")
-        rows.loc[:, list(COLUMNS)].to_csv(f, index=False, float_format="%.2f")
+        table = rows.loc[:, list(COLUMNS)].copy()
+        numeric = [c for c in COLUMNS if c not in ("method", "seed")]
+        table[numeric] = table[numeric].astype(float)
+        table["seed"] = table["seed"].astype(int)
+        table.to_csv(f, index=False, float_format="%.2f")
     os.replace(tmp, path)
 
 

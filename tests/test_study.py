@@ -15,7 +15,7 @@ def _row(method: str, seed: int, **values: float) -> dict:
 
 
 def test_csv_has_header_lines_and_round_trips(tmp_path):
-    rows = pd.DataFrame([_row("byol", 0, knn_original=90.0), _row("byol", 1, knn_original=80.0)])
+    rows = pd.DataFrame([_row("byol", 0, knn_original=90.0), _row("byol", 1, knn_original=80.0)], dtype=object)
     path = tmp_path / "study.csv"
     write_csv(rows, path, command="python -m fgssl_lib.reproduce --only 07_cpu_study")
     lines = path.read_text().splitlines()
@@ -24,6 +24,7 @@ def test_csv_has_header_lines_and_round_trips(tmp_path):
     back = read_study(path)
     assert list(back.columns) == list(COLUMNS)
     assert back["knn_original"].tolist() == [90.0, 80.0]
+    assert lines[4].startswith("byol,0,90.00,")  # two decimals, also for object-typed columns
 
 
 def test_missing_csv_says_how_to_produce_it(tmp_path):
