@@ -12,11 +12,12 @@ mAP and MaxBoxAcc of the method's own saliency map (LCR branch, CVSA intensity) 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,30 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
     it trains.
     """
     path = Path(root or runs_root()) / run_key(config)
+    path.mkdir(parents=True, exist_ok=True)
+    with _exclusive(path / ".lock"):  # a notebook and the study may ask for the same run at the same time
+        return _train_or_load(config, path, retrain, callbacks)
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock`` (POSIX ``flock``; a no-op where ``fcntl`` does not exist): a
+    second process asking for the same run waits, then loads what the first one trained."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no concurrent runs there
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _train_or_load(config: TrainConfig, path: Path, retrain: bool, callbacks: Sequence[pl.Callback]) -> Run:
+    """:func:`train_or_load` in run directory ``path``, under its lock."""
     done = path / "done.json"
     if done.exists() and not retrain:
         info = json.loads(done.read_text())
@@ -87,7 +112,6 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
     if retrain:
         for stale in (done, path / "last.ckpt"):
             stale.unlink(missing_ok=True)
-    path.mkdir(parents=True, exist_ok=True)
     resume = (path / "last.ckpt").exists()
     method, history = fit(dataclasses.replace(config, checkpoint_dir=str(path), resume=resume), callbacks=callbacks)
     epochs = history.epochs  # covers the whole run, also when it resumed

@@ -54,3 +54,24 @@ def test_paper_metrics_are_named_like_the_reported_table(smoke_run):
     assert {"linear_top1", "linear_top5", "linear_top1_50", "retrieval_rank1", "retrieval_rank5",
             "retrieval_mAP"} <= set(metrics) & reported_names
     assert all(0.0 <= v <= 100.0 for k, v in metrics.items() if k != "maxboxacc_source")
+
+
+def test_a_run_directory_is_held_by_one_process_at_a_time(tmp_path):
+    import threading
+    import time
+
+    from fgssl_lib.experiment import _exclusive
+
+    order = []
+
+    def second():
+        with _exclusive(tmp_path / ".lock"):
+            order.append("second")
+
+    with _exclusive(tmp_path / ".lock"):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.2)
+        order.append("first done")
+    thread.join(5)
+    assert order == ["first done", "second"]
