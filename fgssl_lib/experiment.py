@@ -3,7 +3,9 @@
 A run is keyed by its :class:`~fgssl_lib.train.TrainConfig` (method, seed and a hash of every setting that changes
 the weights), so notebooks that train the same configuration share one checkpoint: ``03_train_cvsa`` reuses the BYOL
 run of ``01_background_bias``, and ``05_evaluate`` loads every run without retraining. Runs live under
-``$FGSSL_RUNS`` (default ``<data home>/runs``). A run that was killed resumes from its ``last.ckpt``.
+``$FGSSL_RUNS`` (default ``<data home>/runs``). A run that was killed resumes from its ``last.ckpt``. A method with a
+saliency map of its own (CVSA, LCR) also keeps the map's series during training at ``<run>/snapshots.pt``
+(:mod:`fgssl_lib.train.snapshots`).
 
 :func:`evaluate` computes the study's metrics with the protocols of :mod:`fgssl_lib.eval`: kNN top-1 on every test
 variant of the synthetic benchmark (or the test split of a real dataset), the BG-Gap, linear top-1, retrieval rank-1 /
@@ -41,6 +43,7 @@ from fgssl_lib.eval import (
 from fgssl_lib.eval.background_bias import SYNTHETIC_VARIANTS
 from fgssl_lib.methods import SSLMethod
 from fgssl_lib.train import TrainConfig, fit, load_method
+from fgssl_lib.train.snapshots import SNAPSHOTS, SaliencySnapshots, run_snapshot_images
 from fgssl_lib.views import eval_view
 
 # Settings that do not change the trained weights, left out of a run's key.
@@ -77,7 +80,8 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
     """Load the finished run of ``config`` if there is one, else train it (resuming a killed run from ``last.ckpt``).
 
     ``retrain=True`` discards a finished run and trains again from scratch; ``callbacks`` go to the trainer when
-    it trains.
+    it trains, after a :class:`~fgssl_lib.train.snapshots.SaliencySnapshots` that records the method's own map (if
+    it has one) on :func:`~fgssl_lib.train.snapshots.run_snapshot_images` into ``<run>/snapshots.pt``.
     """
     path = Path(root or runs_root()) / run_key(config)
     path.mkdir(parents=True, exist_ok=True)
@@ -110,10 +114,12 @@ def _train_or_load(config: TrainConfig, path: Path, retrain: bool, callbacks: Se
         history = pd.read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
         return Run(load_method(path / "last.ckpt"), history, float(info["train_seconds"]), path)
     if retrain:
-        for stale in (done, path / "last.ckpt"):
+        for stale in (done, path / "last.ckpt", path / SNAPSHOTS):
             stale.unlink(missing_ok=True)
     resume = (path / "last.ckpt").exists()
-    method, history = fit(dataclasses.replace(config, checkpoint_dir=str(path), resume=resume), callbacks=callbacks)
+    snapshots = SaliencySnapshots(run_snapshot_images(config)[0], path / SNAPSHOTS)  # its state resumes with the run
+    method, history = fit(dataclasses.replace(config, checkpoint_dir=str(path), resume=resume),
+                          callbacks=[snapshots, *callbacks])
     epochs = history.epochs  # covers the whole run, also when it resumed
     seconds = float(epochs["time_s"].sum()) if "time_s" in epochs else 0.0
     epochs.to_csv(path / "history.csv", index=False)

@@ -12,6 +12,7 @@ from fgssl_lib import comparison
 from fgssl_lib.comparison import collapse_table, difference_lines, method_configs, train_methods
 from fgssl_lib.experiment import Run, run_key
 from fgssl_lib.train import TrainConfig
+from fgssl_lib.train.snapshots import SNAPSHOTS, run_snapshot_images, training_snapshots
 
 
 def test_configs_share_the_run_of_the_trained_variant_and_follow_the_parameters():
@@ -42,6 +43,21 @@ def test_the_multitask_variant_gets_its_own_copy_with_gap_at_test(monkeypatch, t
     runs = train_methods(method_configs(["lcr", "lcr_multitask"], "smoke"), retrain=True)
     assert runs["lcr"].method.test_pooling and not runs["lcr_multitask"].method.test_pooling
     assert calls == [("lcr", True), ("lcr", False)]  # the variant loads the run LCR just retrained
+
+
+def test_trained_runs_keep_the_saliency_series_of_every_epoch_and_load_it_again(tmp_path):
+    configs = method_configs(["cvsa", "byol"], "smoke", epochs=2)
+    runs = train_methods(configs, root=tmp_path)
+    images = run_snapshot_images(configs["cvsa"])[0]
+    series = training_snapshots(runs["cvsa"], configs["cvsa"], images)
+    assert series.labels() == ["init", "epoch 1", "epoch 2"]
+    assert (runs["cvsa"].path / SNAPSHOTS).is_file() and runs["cvsa"].path.name == run_key(configs["cvsa"])
+    again = train_methods({"cvsa": configs["cvsa"]}, root=tmp_path)["cvsa"]  # the finished run, loaded
+    loaded = training_snapshots(again, configs["cvsa"], images)
+    assert loaded.labels() == series.labels() and all(torch.equal(a, b) for a, b in zip(loaded.maps, series.maps))
+    assert not (runs["byol"].path / SNAPSHOTS).exists()  # BYOL has no map of its own
+    with pytest.raises(NotImplementedError):
+        training_snapshots(runs["byol"], configs["byol"], images)
 
 
 def test_difference_lines_print_signed_differences_of_the_shared_metrics():

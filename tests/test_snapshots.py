@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from fgssl_lib.data import load_dataset
-from fgssl_lib.experiment import Run
+from fgssl_lib.experiment import Run, run_key, train_or_load
 from fgssl_lib.train import TrainConfig, build_method
 from fgssl_lib.train.fit import _load
 from fgssl_lib.train.snapshots import (
@@ -24,6 +24,7 @@ from fgssl_lib.train.snapshots import (
     SNAPSHOTS,
     SaliencySnapshots,
     Snapshots,
+    run_snapshot_images,
     saliency_snapshot,
     snapshot_images,
     training_snapshots,
@@ -47,6 +48,13 @@ class TinySaliency(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=5.0)
+
+
+class NoSaliency(TinySaliency):
+    """A baseline: trains, but has no map of its own."""
+
+    def saliency(self, images: Tensor) -> Tensor:
+        raise NotImplementedError("no map")
 
 
 def _trainer(tmp_path, callback: pl.Callback, epochs: int) -> pl.Trainer:
@@ -85,6 +93,22 @@ def test_a_resumed_run_keeps_its_series_and_does_not_snapshot_the_resumed_weight
     assert resumed.series.epochs == [BEFORE_TRAINING, 0, 1]
     torch.testing.assert_close(resumed.series.maps[0], first.series.maps[0])
     torch.testing.assert_close(resumed.series.maps[1], first.series.maps[1])
+
+
+def test_a_run_resumed_from_a_checkpoint_without_a_series_does_not_call_its_weights_init(tmp_path):
+    _trainer(tmp_path, pl.Callback(), epochs=1).fit(TinySaliency(), _loader())
+    resumed = SaliencySnapshots(torch.rand(2, 3, 6, 6))
+    _trainer(tmp_path, resumed, epochs=2).fit(TinySaliency(), _loader(), ckpt_path=str(tmp_path / "last.ckpt"))
+    assert resumed.series.epochs == [1]
+
+
+def test_maps_are_kept_at_most_max_side_wide_and_a_method_without_a_map_records_nothing(tmp_path):
+    small = SaliencySnapshots(torch.rand(2, 3, 6, 6), max_side=3)
+    _trainer(tmp_path / "small", small, epochs=1).fit(TinySaliency(), _loader())
+    assert [m.shape for m in small.series.maps] == [(2, 3, 3)] * 2
+    none = SaliencySnapshots(torch.rand(2, 3, 6, 6), tmp_path / SNAPSHOTS)
+    _trainer(tmp_path / "none", none, epochs=1).fit(NoSaliency(), _loader())
+    assert none.series.epochs == [] and not (tmp_path / SNAPSHOTS).exists()
 
 
 def test_bad_inputs_say_what_to_pass():
@@ -134,9 +158,39 @@ def test_a_run_without_recorded_snapshots_gets_its_seeded_initialisation_and_its
     assert series.epochs == [BEFORE_TRAINING, config.epochs - 1]
     torch.testing.assert_close(series.maps[0], saliency_snapshot(fit_initial, images))
     torch.testing.assert_close(series.maps[1], saliency_snapshot(trained, images))
-    recorded = Snapshots([BEFORE_TRAINING, 0, 1], [torch.zeros(3, 32, 32)] * 3)
+    recorded = Snapshots([BEFORE_TRAINING, 0, 1], [torch.zeros(3, 32, 32)] * 3, images)
     recorded.save(tmp_path / SNAPSHOTS)
     assert training_snapshots(run, config, images).epochs == [BEFORE_TRAINING, 0, 1]
+    # a series recorded on other images is not these images' series
+    assert training_snapshots(run, config, images.flip(0)).epochs == [BEFORE_TRAINING, config.epochs - 1]
+
+
+class Kill(pl.Callback):
+    """Stops training with an error when epoch ``epoch`` starts (after the previous epoch's checkpoint)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("killed")
+
+
+def test_train_or_load_records_the_series_of_a_killed_and_resumed_run_and_loads_it(tmp_path):
+    config = TrainConfig.preset("smoke", method="cvsa", epochs=2)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_or_load(config, root=tmp_path, callbacks=[Kill(1)])
+    path = tmp_path / run_key(config)
+    killed = Snapshots.load(path / SNAPSHOTS)
+    assert killed.epochs == [BEFORE_TRAINING, 0]
+    run = train_or_load(config, root=tmp_path)  # resumes from last.ckpt
+    images = run_snapshot_images(config)[0]
+    series = training_snapshots(run, config, images)
+    assert series.labels() == ["init", "epoch 1", "epoch 2"] and series.taken_on(images)
+    torch.testing.assert_close(series.maps[0], killed.maps[0])
+    torch.testing.assert_close(series.maps[-1], saliency_snapshot(run.method, images))
+    loaded = training_snapshots(train_or_load(config, root=tmp_path), config, images)
+    assert loaded.epochs == series.epochs and all(torch.equal(a, b) for a, b in zip(loaded.maps, series.maps))
 
 
 def test_training_curves_draw_one_line_per_run_that_has_the_column():
@@ -162,6 +216,11 @@ def test_snapshot_grid_has_the_images_then_one_row_per_snapshot(cvsa_smoke):
     fig = snapshot_grid(images, series, boxes)
     assert len(fig.axes) == 3 * 3
     assert [fig.axes[i].get_ylabel() for i in (0, 3, 6)] == ["image", "init", "epoch 1"]
+    plt.close(fig)
+    long = Snapshots([BEFORE_TRAINING, *range(19)], [torch.rand(3, 16, 16) for _ in range(20)])  # maps below size
+    fig = snapshot_grid(images, long, boxes, max_rows=5)
+    assert [fig.axes[i].get_ylabel() for i in range(0, 18, 3)] == ["image", "init", "epoch 5", "epoch 10",
+                                                                   "epoch 14", "epoch 19"]
     plt.close(fig)
     with pytest.raises(ValueError, match="snapshots is empty"):
         snapshot_grid(images, Snapshots([], []))

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from fgssl_lib.train.snapshots import Snapshots
@@ -46,9 +47,17 @@ def training_curves(histories: Mapping[str, pd.DataFrame], columns: Sequence[str
 
 
 def snapshot_grid(images: torch.Tensor, snapshots: Snapshots,
-                  boxes: Sequence[Sequence[float]] | torch.Tensor | None = None, panel_size: float = 1.6) -> Figure:
-    """The images on top, then one row per snapshot (``init``, ``epoch 1``, ...) with the map over each image and the
-    GT boxes; ``images`` are the ``N x 3 x S x S`` batch the snapshots were taken on."""
+                  boxes: Sequence[Sequence[float]] | torch.Tensor | None = None, panel_size: float = 1.6,
+                  max_rows: int = 12) -> Figure:
+    """The images on top, then one row per snapshot (``init``, ``epoch 1``, ...) with the map (upsampled to the
+    image, bilinear) over each image and the GT boxes; ``images`` are the ``N x 3 x S x S`` batch the snapshots were
+    taken on. A series longer than ``max_rows`` shows ``max_rows`` evenly spaced snapshots, the first and last among
+    them."""
     if not snapshots.epochs:
         raise ValueError("snapshots is empty: train with SaliencySnapshots or use training_snapshots")
-    return cam_grid(images, dict(zip(snapshots.labels(), snapshots.maps)), boxes=boxes, panel_size=panel_size)
+    count = len(snapshots.epochs)
+    rows = sorted({round(k) for k in torch.linspace(0, count - 1, min(max_rows, count)).tolist()})
+    labels = snapshots.labels()
+    cams = {labels[k]: F.interpolate(snapshots.maps[k][:, None].float(), size=images.shape[-2:], mode="bilinear")[:, 0]
+            for k in rows}
+    return cam_grid(images, cams, boxes=boxes, panel_size=panel_size)
