@@ -74,3 +74,16 @@ def test_claims_hold_only_beyond_the_seed_spread():
     assert not table["(iii) SS+Align beats SS alone (kNN mixed_rand)?"]  # +1 point inside a spread of 8
     assert table["(iv) LCR raises retrieval rank-1 over MoCo v2?"]
     assert table["(v) DualPooling collapses (retrieval rank-1 near chance)?"]
+
+
+def test_parallel_study_trains_in_processes_and_evaluates_dependents_after_their_run(tmp_path):
+    logged = []
+    rows = run_study("smoke", methods=("lcr_multitask", "byol", "lcr"), seeds=(0,), path=tmp_path / "p.csv",
+                     log=logged.append, jobs=2)
+    assert rows["method"].tolist() == ["lcr_multitask", "byol", "lcr"]  # the requested order, whatever finished first
+    assert [line.split()[0] for line in logged].index("lcr") < [line.split()[0] for line in logged].index(
+        "lcr_multitask")
+    back = read_study(tmp_path / "p.csv")
+    assert back["train_seconds"].tolist()[0] == back["train_seconds"].tolist()[2]  # one LCR run, evaluated twice
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        run_study("smoke", methods=("byol",), path=tmp_path / "q.csv", jobs=0)
