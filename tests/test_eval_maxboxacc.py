@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from fgssl_lib.eval import max_box_acc
-from fgssl_lib.eval.maxboxacc import DEFAULT_THRESHOLDS, best_iou_per_threshold, inclusive_iou, normalize_cam
+from fgssl_lib.eval.maxboxacc import (
+    DEFAULT_THRESHOLDS,
+    IOU_THRESHOLDS,
+    best_iou_per_threshold,
+    inclusive_iou,
+    normalize_cam,
+)
 
 
 def _indicator(box, size=32):
@@ -53,12 +59,12 @@ def test_iou_is_inclusive_and_border_boxes_are_clipped_like_the_reference():
     assert iou == pytest.approx(32 * 32 / 33 / 33)  # predicted (0,0,31,31) inclusive vs GT (0,0,32,32)
 
 
-def _reference_best_iou(cam, gt, all_contours):
+def _reference_best_iou(cam, gt, all_contours, thresholds=DEFAULT_THRESHOLDS):
     """Straight transcription of the reference's per-threshold loop, on the full image."""
     image = (normalize_cam(cam) * 255).astype(np.uint8)
     height, width = image.shape
     out = []
-    for t in DEFAULT_THRESHOLDS:
+    for t in thresholds:
         _, binary = cv2.threshold(image, int(t * np.max(image)), 255, cv2.THRESH_BINARY)
         contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
         if len(contours) == 0:
@@ -82,6 +88,82 @@ def test_fast_path_equals_the_reference_loop_on_random_cams(all_contours):
     for cam in cams.double().numpy():
         fast = best_iou_per_threshold(cam, gt, DEFAULT_THRESHOLDS, all_contours)
         np.testing.assert_allclose(fast, _reference_best_iou(cam, gt, all_contours))
+
+
+def _structured_cams(g):
+    """CAMs that stress the shortcuts: plateaus and ties, rings with holes and blobs inside them, thin lines,
+    single pixels, flat and non-finite maps, border-touching blobs, non-square sizes."""
+    cams = []
+    cams.append(torch.randint(0, 4, (23, 31), generator=g).double())  # few levels: ties, many components and holes
+    cams.append(torch.rand(29, 19, generator=g).double())  # pixel noise: tiny components, holes in holes
+    ring = torch.zeros(30, 30, dtype=torch.float64)
+    ring[5:25, 5:25], ring[8:22, 8:22], ring[12:18, 12:18] = 1.0, 0.0, 0.5  # ring, hole, blob inside the hole
+    ring[0:3, 27:30] = 0.8  # a corner blob on the border
+    cams.append(ring)
+    lines = torch.zeros(25, 40, dtype=torch.float64)
+    lines[3, 2:38], lines[5:20, 10], lines[20, 0:40] = 0.7, 0.9, 0.4  # 1-pixel lines: contours of area 0
+    idx = torch.arange(12)
+    lines[idx + 8, idx + 20] = 1.0  # a diagonal line (8-connected only)
+    cams.append(lines)
+    single = torch.zeros(16, 16, dtype=torch.float64)
+    single[7, 9] = 1.0
+    cams.append(single)
+    two_equal = torch.zeros(20, 32, dtype=torch.float64)
+    two_equal[4:10, 3:9], two_equal[12:18, 20:26] = 1.0, 1.0  # equal areas: V1 keeps the first contour
+    cams.append(two_equal)
+    cams.append(torch.full((12, 14), 0.3, dtype=torch.float64))  # flat
+    nan = torch.rand(12, 14, generator=g).double()
+    nan[2, 3] = float("nan")
+    cams.append(nan)
+    cams.append(torch.linspace(0, 1, 17 * 21, dtype=torch.float64).reshape(17, 21))  # one level per pixel
+    return [c.numpy() for c in cams]
+
+
+def _random_cams(g, count=12):
+    """Smooth random CAMs of mixed sizes, as in the benchmark (several blobs and holes per threshold)."""
+    cams = []
+    for i in range(count):
+        grid, height, width = 3 + i % 5, 24 + 7 * (i % 3), 40 - 5 * (i % 4)
+        coarse = torch.rand(1, 1, grid, grid, generator=g)
+        cams.append(torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear")[0, 0].double().numpy())
+    return cams
+
+
+def _random_gt(g, height, width):
+    """One to three random GT boxes (exclusive ends) inside an ``height x width`` image."""
+    boxes = []
+    for _ in range(int(torch.randint(1, 4, (1,), generator=g))):
+        x0, x1 = sorted(torch.randint(0, width + 1, (2,), generator=g).tolist())
+        y0, y1 = sorted(torch.randint(0, height + 1, (2,), generator=g).tolist())
+        boxes.append([x0, y0, x1, y1])
+    return np.array(boxes)
+
+
+@pytest.mark.parametrize("all_contours", [False, True])
+@pytest.mark.parametrize("thresholds", [DEFAULT_THRESHOLDS, np.arange(0, 1, 0.0025)], ids=["step0.01", "step0.0025"])
+def test_fast_path_equals_the_reference_loop(all_contours, thresholds):
+    g = torch.Generator().manual_seed(0)
+    for cam in _random_cams(g) + _structured_cams(g):
+        gt = _random_gt(g, *cam.shape)
+        fast = best_iou_per_threshold(cam, gt, thresholds, all_contours)
+        np.testing.assert_array_equal(fast, _reference_best_iou(cam, gt, all_contours, thresholds))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_max_box_acc_equals_the_reference_on_a_split(version):
+    g = torch.Generator().manual_seed(1)
+    coarse = torch.rand(40, 1, 6, 6, generator=g)
+    cams = torch.nn.functional.interpolate(coarse, size=(36, 44), mode="bilinear")[:, 0]
+    gts = [_random_gt(g, 36, 44) for _ in cams]
+    best = np.stack([_reference_best_iou(c, gt, version == 2) for c, gt in zip(cams.double().numpy(), gts)])
+    accuracy = {iou: (best >= iou).mean(axis=0) * 100 for iou in IOU_THRESHOLDS[version]}  # iou -> T
+    out = max_box_acc(cams, [gt.tolist() for gt in gts], version=version, workers=3)
+    assert out[1] == DEFAULT_THRESHOLDS[accuracy[0.5].argmax()]
+    if version == 1:
+        assert out[0] == pytest.approx(accuracy[0.5].max())
+    else:
+        assert out[2] == pytest.approx({iou: a.max() for iou, a in accuracy.items()})
+        assert out[0] == pytest.approx(np.mean([a.max() for a in accuracy.values()]))
 
 
 def test_v2_uses_all_contours_and_averages_three_ious():

@@ -48,36 +48,40 @@ def normalize_cam(cam: np.ndarray) -> np.ndarray:
     return cam / cam.max()
 
 
-def cam_boxes(cam: np.ndarray, thresholds: Sequence[float], all_contours: bool) -> list[np.ndarray]:
-    """Estimated boxes of one ``H x W`` CAM at each threshold: a list of ``B_t x 4`` int arrays (reference semantics).
+def cam_boxes(cam: np.ndarray, thresholds: Sequence[float], all_contours: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Estimated boxes of one ``H x W`` CAM at each threshold, with the reference's semantics.
 
-    Thresholds that select the same pixels share one result (the foregrounds are nested, so equal pixel counts mean
+    Thresholds that select the same pixels share one trace (the foregrounds are nested, so equal pixel counts mean
     equal sets), and contours are traced on the crop that holds the foreground (``findContours`` with an offset gives
-    the same contours), so this is exact and fast.
+    the same contours). Returns ``K x 4`` int boxes ``(x0, y0, x1, y1)`` of the ``M`` distinct foregrounds, the index of
+    each foreground's first box (``M``, increasing) and the foreground of each threshold (``T``).
     """
     height, width = cam.shape
     cam8 = (normalize_cam(cam) * 255).astype(np.uint8)  # HxW, floor(255 c)
     n_above = np.append(np.bincount(cam8.ravel(), minlength=256)[::-1].cumsum()[::-1], 0)  # n_above[v] = #(c8 >= v)
     levels = (np.asarray(thresholds, dtype=np.float64) * int(cam8.max())).astype(np.int64)  # T, int(t * max c8)
-    n_on = n_above[levels + 1]  # T, #(c8 > level)
-    rows_on = cam8.max(axis=1)[None, :] > levels[:, None]  # TxH
-    cols_on = cam8.max(axis=0)[None, :] > levels[:, None]  # TxW
-    y0s, y1s = rows_on.argmax(axis=1).tolist(), (height - rows_on[:, ::-1].argmax(axis=1)).tolist()
-    x0s, x1s = cols_on.argmax(axis=1).tolist(), (width - cols_on[:, ::-1].argmax(axis=1)).tolist()
-    level_list = levels.tolist()
-    by_count: dict[int, list[tuple[int, int, int, int]]] = {0: [(0, 0, 0, 0)]}
-    boxes = []
-    for i, count in enumerate(n_on.tolist()):
-        if count not in by_count:
-            x0, y0 = x0s[i], y0s[i]
-            binary = np.greater(cam8[y0 : y1s[i], x0 : x1s[i]], level_list[i]).view(np.uint8)  # crop, 0/1
-            contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))[0]
-            if not all_contours:
-                contours = [max(contours, key=cv2.contourArea)]
-            rects = [cv2.boundingRect(c) for c in contours]  # (x, y, w, h)
-            by_count[count] = [(x, y, min(x + w, width - 1), min(y + h, height - 1)) for x, y, w, h in rects]
-        boxes.append(by_count[count])
-    return [np.array(b, dtype=np.int64) for b in boxes]
+    counts, first, of_threshold = np.unique(n_above[levels + 1], return_index=True, return_inverse=True)  # M, M, T
+    levels = levels[first]  # M, one level per distinct foreground
+    rows_on = cam8.max(axis=1)[None, :] > levels[:, None]  # MxH
+    cols_on = cam8.max(axis=0)[None, :] > levels[:, None]  # MxW
+    y0s, y1s = rows_on.argmax(axis=1), height - rows_on[:, ::-1].argmax(axis=1)
+    x0s, x1s = cols_on.argmax(axis=1), width - cols_on[:, ::-1].argmax(axis=1)
+    rects: list[tuple[int, int, int, int]] = []  # (x, y, w, h)
+    starts = []
+    for level, count, x0, y0, x1, y1 in zip(*(a.tolist() for a in (levels, counts, x0s, y0s, x1s, y1s))):
+        starts.append(len(rects))
+        if count == 0:  # no foreground: the reference's box (0, 0, 0, 0)
+            rects.append((0, 0, 0, 0))
+            continue
+        binary = cv2.threshold(cam8[y0:y1, x0:x1], level, 1, cv2.THRESH_BINARY)[1]  # crop, c8 > level
+        contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))[0]
+        if all_contours:
+            rects.extend(map(cv2.boundingRect, contours))
+        else:
+            rects.append(cv2.boundingRect(max(contours, key=cv2.contourArea)))
+    x, y, w, h = np.array(rects, dtype=np.int64).T  # K each
+    boxes = np.stack([x, y, np.minimum(x + w, width - 1), np.minimum(y + h, height - 1)], axis=1)  # Kx4
+    return boxes, np.array(starts), of_threshold.reshape(-1)
 
 
 def inclusive_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -105,10 +109,9 @@ def _gt_array(boxes: object, index: int) -> np.ndarray:
 
 def best_iou_per_threshold(cam: np.ndarray, gt_boxes: np.ndarray, thresholds: Sequence[float], all_contours: bool) -> np.ndarray:
     """For one image, the best IoU over (estimated box, GT box) pairs at each CAM threshold; ``T``."""
-    boxes = cam_boxes(cam, thresholds, all_contours)
-    sizes = [len(b) for b in boxes]
-    ious = inclusive_iou(np.concatenate(boxes), gt_boxes).max(axis=1)  # (sum B_t)
-    return np.maximum.reduceat(ious, np.cumsum([0] + sizes[:-1]))
+    boxes, starts, of_threshold = cam_boxes(cam, thresholds, all_contours)
+    ious = inclusive_iou(boxes, gt_boxes).max(axis=1)  # K
+    return np.maximum.reduceat(ious, starts)[of_threshold]  # T
 
 
 def max_box_acc(
