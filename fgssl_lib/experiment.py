@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fgssl_lib.config import check_preset, resolve_device
 from fgssl_lib.data import data_home, load_dataset
+from fgssl_lib.data.synthetic import RENDER_VERSION
 from fgssl_lib.eval import (
     extract_features,
     gradcam_maps,
@@ -59,8 +60,11 @@ def runs_root() -> Path:
 
 
 def run_key(config: TrainConfig) -> str:
-    """``<method>-seed<seed>-<hash>``: the hash covers every setting that changes the trained weights."""
+    """``<method>-seed<seed>-<hash>``: the hash covers every setting that changes the trained weights, and for the
+    synthetic benchmark the version of its drawing code (a redrawn benchmark must not load runs of the old one)."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_IN_KEY}
+    if config.dataset == "synthetic":
+        settings["synthetic_render_version"] = RENDER_VERSION
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{config.method}-seed{config.seed}-{digest}"
 

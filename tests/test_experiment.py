@@ -17,6 +17,19 @@ def test_run_key_follows_the_weights_not_the_hardware():
     assert run_key(config).startswith("byol-seed0-")
 
 
+def test_run_key_changes_when_the_synthetic_benchmark_is_redrawn(monkeypatch):
+    from fgssl_lib import experiment
+
+    config = TrainConfig.preset("smoke", method="byol")
+    before = run_key(config)
+    monkeypatch.setattr(experiment, "RENDER_VERSION", experiment.RENDER_VERSION + 1)
+    assert run_key(config) != before
+    real = dataclasses.replace(config, dataset="cub", dataset_options={})
+    redrawn = run_key(real)
+    monkeypatch.undo()
+    assert run_key(real) == redrawn  # a real dataset's key does not depend on the synthetic drawing code
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     config = TrainConfig.preset("smoke", method="byol", max_steps=2)

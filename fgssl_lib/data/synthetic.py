@@ -1,8 +1,8 @@
 """The synthetic background-bias benchmark: procedurally drawn "birds" on habitat textures.
 
-Every bird has one basic shape (body ellipse, head, beak, wing, tail); classes differ only in three small parts
-(:data:`PARTS`): the wing-bar colour, the head shape and the tail pattern. Nuisances are pose (rotation, flip),
-scale, position and a modest body colour. Each class ``c`` has its own habitat ``c`` (:mod:`fgssl_lib.data.textures`);
+Every bird has one basic shape (body ellipse, head, beak, wing, tail); classes differ only in three parts
+(:data:`PARTS`): the wing colour, the head shape and the tail pattern. Nuisances are pose (rotation, flip), scale,
+position and a modest body colour. Each class ``c`` has its own habitat ``c`` (:mod:`fgssl_lib.data.textures`);
 an image of the ``train`` / ``val`` / ``test`` stream shows its class's habitat with probability ``rho`` and otherwise
 one of the other habitats, chosen uniformly. The test variants follow Xiao et al. 2020 ("Noise or Signal"):
 
@@ -39,7 +39,7 @@ VARIANTS = ("original", "only_fg", "only_bg", "mixed_same", "mixed_rand")
 SPLITS = STREAMS + tuple(f"{s}_{v}" for s in STREAMS for v in VARIANTS)
 DEFAULT_NUM_IMAGES = {"train": 3000, "val": 500, "test": 1000}
 CHUNK = 256
-RENDER_VERSION = 2
+RENDER_VERSION = 3
 """Part of the disk-cache key: bump it whenever a change to the drawing code changes the pixels."""
 """Images are rendered (and kept in memory) in batches of this many consecutive indices."""
 ONLY_FG_GREY = 128
@@ -47,31 +47,31 @@ NO_HABITAT = -1
 """``habitat`` of an ``only_fg`` sample (no background texture)."""
 
 PARTS = {
-    "wing_bar": ("red", "white", "black"),
+    "wing": ("red", "white", "black"),
     "head": ("round", "crest", "long_beak"),
     "tail": ("wedge", "forked", "white_tip"),
 }
 """The part attributes that define a species; a class is one value of each."""
-_WING_BAR_RGB = ((215, 35, 35), (245, 245, 245), (20, 20, 20))  # red / white / black differ in hue and luminance
+_WING_RGB = ((215, 35, 35), (245, 245, 245), (20, 20, 20))  # red / white / black differ in hue and luminance
 _MAX_CLASSES = math.prod(len(v) for v in PARTS.values())
 
 
 def class_parts(label: int) -> tuple[int, int, int]:
-    """Part values ``(wing_bar, head, tail)`` of class ``label``.
+    """Part values ``(wing, head, tail)`` of class ``label``.
 
-    Classes 0-8 form a Latin square (tail = wing_bar + head mod 3), so any two of them differ in at least two parts;
+    Classes 0-8 form a Latin square (tail = wing + head mod 3), so any two of them differ in at least two parts;
     classes 9-17 and 18-26 shift the tail by 1 and 2, so every combination is used once.
     """
     if not 0 <= label < _MAX_CLASSES:
         raise ValueError(f"class label must be in [0, {_MAX_CLASSES}), got {label}")
-    wing_bar, head = label % 3, (label // 3) % 3
-    return wing_bar, head, (wing_bar + head + label // 9) % 3
+    wing, head = label % 3, (label // 3) % 3
+    return wing, head, (wing + head + label // 9) % 3
 
 
 def class_name(label: int) -> str:
     """Readable species name, e.g. ``"red-wing crest forked"``."""
     w, h, t = class_parts(label)
-    return f"{PARTS['wing_bar'][w]}-wing {PARTS['head'][h]} {PARTS['tail'][t]}"
+    return f"{PARTS['wing'][w]}-wing {PARTS['head'][h]} {PARTS['tail'][t]}"
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,14 @@ class Bird:
 
 
 def sample_bird(label: int, generator: torch.Generator) -> Bird:
-    """Draw the nuisances: rotation ±30°, flip 1/2, scale 0.8-1.2, centre so the bird stays inside, and a body colour
-    near a brown-grey (each channel ±20 around (140, 115, 90), jointly shifted ±25)."""
+    """Draw the nuisances: rotation ±30°, flip 1/2, scale 1.0-1.3, centre so the bird stays inside, and a body colour
+    near a brown-grey (each channel ±10 around (140, 115, 90), jointly shifted ±15)."""
     u = torch.rand(9, generator=generator).tolist()
-    scale = 0.8 + 0.4 * u[0]
+    scale = 1.0 + 0.3 * u[0]
     margin = 0.36 * scale  # the bird's half-extent along its long axis, in image sides
     centre = (margin + (1 - 2 * margin) * u[1], 0.3 * scale + (1 - 0.6 * scale) * u[2])
-    shift = 50 * (u[3] - 0.5)
-    body = tuple(base + shift + 40 * (v - 0.5) for base, v in zip((140, 115, 90), u[4:7]))
+    shift = 30 * (u[3] - 0.5)
+    body = tuple(base + shift + 20 * (v - 0.5) for base, v in zip((140, 115, 90), u[4:7]))
     return Bird(label, centre, math.radians(60 * (u[7] - 0.5)), scale, u[8] < 0.5, body)
 
 
@@ -129,7 +129,7 @@ def draw_birds(birds: list[Bird], height: int, width: int) -> tuple[torch.Tensor
     tensor operations are used, so bird ``k`` does not depend on the rest of the batch.
     """
     n = len(birds)
-    parts = torch.tensor([class_parts(b.label) for b in birds])  # N x 3: wing_bar, head, tail
+    parts = torch.tensor([class_parts(b.label) for b in birds])  # N x 3: wing, head, tail
     side = float(max(height, width))
     cy, cx = _broadcast([b.centre[1] for b in birds]), _broadcast([b.centre[0] for b in birds])  # N x 1 x 1
     ys = (torch.arange(height, dtype=torch.float32)[None, :, None] + 0.5) / side - cy  # N x H x 1
@@ -142,19 +142,18 @@ def draw_birds(birds: list[Bird], height: int, width: int) -> tuple[torch.Tensor
     body = torch.tensor([b.body for b in birds]).clamp(0, 255)[:, :, None, None]  # N x 3 x 1 x 1
     head, tail = parts[:, 1, None, None], parts[:, 2, None, None]  # N x 1 x 1
     tail_region = _polygon(u, v, ((-0.15, -0.035), (-0.15, 0.045), (-0.34, 0.085), (-0.34, -0.075)))
-    tail_region &= ~((tail == 1) & _polygon(u, v, ((-0.345, -0.045), (-0.345, 0.055), (-0.25, 0.005))))  # fork
+    tail_region &= ~((tail == 1) & _polygon(u, v, ((-0.345, -0.06), (-0.345, 0.07), (-0.21, 0.005))))  # fork
     wing = _ellipse(u, v, -0.02, -0.005, 0.13, 0.065)
-    beak_tip = torch.where(head == 2, 0.40, 0.32)  # long beak
+    beak_tip = torch.where(head == 2, 0.42, 0.31)  # long beak
     layers = [
         (tail_region, 0.75 * body),
-        (tail_region & (tail == 2) & (u < -0.28), _broadcast((240, 240, 235))),  # white tip
+        (tail_region & (tail == 2) & (u < -0.25), _broadcast((240, 240, 235))),  # white tip
         (_ellipse(u, v, 0.0, 0.0, 0.2, 0.11), body),
-        (wing, 0.6 * body),
-        (wing & ((u + 0.02).abs() < 0.03), _broadcast([_WING_BAR_RGB[w] for w in parts[:, 0].tolist()])),
+        (wing, _broadcast([_WING_RGB[w] for w in parts[:, 0].tolist()])),
         (_ellipse(u, v, 0.19, -0.085, 0.075, 0.075), 1.1 * body),  # head
         (_polygon(u, v, ((0.25, -0.105), (0.25, -0.065), (beak_tip, -0.085))), _broadcast((60, 50, 30))),  # beak
         (_ellipse(u, v, 0.22, -0.095, 0.018, 0.018), _broadcast((10, 10, 10))),  # eye
-        ((head == 1) & _polygon(u, v, ((0.2, -0.15), (0.14, -0.14), (0.08, -0.24))), 0.45 * body),  # crest
+        ((head == 1) & _polygon(u, v, ((0.22, -0.15), (0.13, -0.14), (0.05, -0.27))), 0.45 * body),  # crest
     ]
     top = torch.zeros(n, height, width, dtype=torch.long)  # index of the topmost layer covering a pixel, 0 = none
     for k, (region, _) in enumerate(layers, start=1):
