@@ -50,7 +50,10 @@ def build_method(config: TrainConfig, dataset: Any | None = None) -> SSLMethod:
 
 
 def _load(config: TrainConfig) -> Dataset:
-    return load_dataset(config.dataset, root=config.data_root, split=config.split, **config.dataset_options)
+    options = dict(config.dataset_options)
+    if config.dataset == "synthetic" and config.num_images is not None:
+        options["num_images"] = config.num_images  # its first images, the kNN gallery of the evaluation
+    return load_dataset(config.dataset, root=config.data_root, split=config.split, **options)
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
