@@ -93,10 +93,16 @@ def default_jobs() -> int:
 
 
 def _single_threaded() -> None:
-    """Initializer of a study process: one intra-op thread, so ``jobs`` processes share the cores without contention."""
+    """Initializer of a study process: one intra-op thread, so ``jobs`` processes share the cores without contention;
+    on Linux the process also ends when the study that started it is killed (its run resumes from ``last.ckpt``)."""
     import torch
 
     torch.set_num_threads(1)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def run_study(preset: str = "cpu", methods: Sequence[str] = STUDY_METHODS, seeds: Sequence[int] = SEEDS,

@@ -1,5 +1,10 @@
 """The study's bookkeeping: CSV header and resume, mean ± std, and the claims read off the numbers."""
 
+import ctypes
+import multiprocessing
+import signal
+import sys
+
 import pandas as pd
 import pytest
 
@@ -87,3 +92,16 @@ def test_parallel_study_trains_in_processes_and_evaluates_dependents_after_their
     assert back["train_seconds"].tolist()[0] == back["train_seconds"].tolist()[2]  # one LCR run, evaluated twice
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         run_study("smoke", methods=("byol",), path=tmp_path / "q.csv", jobs=0)
+
+
+def _parent_death_signal() -> int:
+    value = ctypes.c_int()
+    ctypes.CDLL(None).prctl(2, ctypes.byref(value))  # PR_GET_PDEATHSIG
+    return value.value
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_study_processes_end_when_the_study_is_killed():
+    with multiprocessing.get_context("fork").Pool(1, initializer=study._single_threaded) as pool:
+        assert pool.apply(_parent_death_signal) == signal.SIGTERM
+    assert _parent_death_signal() == 0  # the study's own process is left alone
