@@ -3,7 +3,9 @@ PYTHON_FOR_VENV ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fgssl-installed
-export OMP_NUM_THREADS ?= 2
+# One intra-op thread: on this 2-core machine a training run's DataLoader worker builds the views on the other core,
+# and the CPU study runs one single-threaded process per core.
+export OMP_NUM_THREADS ?= 1
 
 .PHONY: venv chromium book test html clean
 
