@@ -78,7 +78,12 @@ def test_claims_hold_only_beyond_the_seed_spread():
     assert table["(ii) byol_ss shrinks the BG-Gap and raises mixed_rand kNN over byol?"]
     assert not table["(iii) SS+Align beats SS alone (kNN mixed_rand)?"]  # +1 point inside a spread of 8
     assert table["(iv) LCR raises retrieval rank-1 over MoCo v2?"]
-    assert table["(v) DualPooling collapses (retrieval rank-1 near chance)?"]
+    assert table["(v) DualPooling collapses (retrieval rank-1 near chance, below LCR)?"]
+    for row in rows:  # LCR itself near chance: DualPooling retrieving as badly is no collapse of its own
+        if row["method"] == "lcr":
+            row["retrieval_rank1"] -= 14
+    table = claims(pd.DataFrame(rows)).set_index("question")["holds"]
+    assert not table["(v) DualPooling collapses (retrieval rank-1 near chance, below LCR)?"]
 
 
 def test_parallel_study_trains_in_processes_and_evaluates_dependents_after_their_run(tmp_path):
