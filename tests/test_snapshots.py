@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from fgssl_lib.data import load_dataset
 from fgssl_lib.experiment import Run, run_key, train_or_load
 from fgssl_lib.train import TrainConfig, build_method
-from fgssl_lib.train.fit import _load
+from fgssl_lib.train.fit import training_set
 from fgssl_lib.train.snapshots import (
     BEFORE_TRAINING,
     SNAPSHOTS,
@@ -147,7 +147,7 @@ def test_saliency_snapshot_of_cvsa_is_a_map_in_unit_range_and_keeps_the_mode(cvs
 def test_a_run_without_recorded_snapshots_gets_its_seeded_initialisation_and_its_trained_map(cvsa_smoke, tmp_path):
     config, images, _ = cvsa_smoke
     pl.seed_everything(config.seed, verbose=False)  # the order fit builds a method in: seed, data, model
-    _load(config)
+    training_set(config)
     fit_initial = build_method(config)
     trained = build_method(config)
     with torch.no_grad():

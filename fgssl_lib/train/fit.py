@@ -49,7 +49,8 @@ def build_method(config: TrainConfig, dataset: Any | None = None) -> SSLMethod:
     return build(config.method, **options)
 
 
-def _load(config: TrainConfig) -> Dataset:
+def training_set(config: TrainConfig) -> Dataset:
+    """The training split of ``config`` as ``fit`` trains on it (for the synthetic benchmark, its first ``num_images``)."""
     options = dict(config.dataset_options)
     if config.dataset == "synthetic" and config.num_images is not None:
         options["num_images"] = config.num_images  # its first images, the kNN gallery of the evaluation
@@ -125,7 +126,7 @@ def fit(
     and wall time. Raises :class:`~fgssl_lib.train.callbacks.NonFiniteLossError` on a NaN loss.
     """
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    full = dataset if dataset is not None else _load(config)
+    full = dataset if dataset is not None else training_set(config)
     method = method if method is not None else build_method(config, full)
     train_set = random_subset(full, config.num_images, config.seed)
     view_options = {"seed": config.seed, **method.view_params, **config.view_params}
@@ -213,7 +214,7 @@ def fit_dual_stage(
     """
     first, history1 = fit(stage1, dataset=datasets[0])
     stage2 = replace(stage2, method_options={**stage2.method_options, "freeze_early": True})
-    target_data = datasets[1] if datasets[1] is not None else _load(stage2)
+    target_data = datasets[1] if datasets[1] is not None else training_set(stage2)
     second = build_method(stage2, target_data)
     source = first.state_dict()
     target = second.state_dict()

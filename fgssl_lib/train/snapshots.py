@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from fgssl_lib.methods import SSLMethod
 from fgssl_lib.train.config import TrainConfig
-from fgssl_lib.train.fit import _load, build_method
+from fgssl_lib.train.fit import build_method, training_set
 from fgssl_lib.views import eval_view
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def snapshot_images(dataset: Dataset, indices: Sequence[int], image_size: int) -
 def run_snapshot_images(config: TrainConfig, indices: Sequence[int] | None = None) -> tuple[Tensor, list[Tensor]]:
     """:func:`snapshot_images` of ``config``'s training set (as ``fit`` loads it): images ``indices``, by default the
     first :data:`SNAPSHOT_IMAGES`, the batch :func:`fgssl_lib.experiment.train_or_load` records a run's series on."""
-    dataset = _load(config)
+    dataset = training_set(config)
     if indices is None:
         indices = range(min(SNAPSHOT_IMAGES, len(dataset)))
     return snapshot_images(dataset, indices, config.image_size)
