@@ -50,7 +50,7 @@ def build_method(config: TrainConfig, dataset: Any | None = None) -> SSLMethod:
 
 
 def training_set(config: TrainConfig) -> Dataset:
-    """The training split of ``config`` as ``fit`` trains on it (for the synthetic benchmark, its first ``num_images``)."""
+    """The training split of ``config`` as ``fit`` trains on it (synthetic: its first ``num_images``)."""
     options = dict(config.dataset_options)
     if config.dataset == "synthetic" and config.num_images is not None:
         options["num_images"] = config.num_images  # its first images, the kNN gallery of the evaluation
