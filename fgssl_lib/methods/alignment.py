@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fgssl_lib.config import check_choice
+from fgssl_lib.precision import full_precision
 
 INTENSITIES = ("softmax_max", "sigmoid_max")
 """Readings of CVSA Eq. 4; ``softmax_max`` is the default (METHODS.md explains why it departs from the prose)."""
@@ -67,7 +68,7 @@ class CrossViewAlignmentLoss(nn.Module):
     """CVSA Eq. 5: ``L_align = BCE(M1, D(m1)) + BCE(M2, D(m2))``, each BCE averaged over the locations and the batch.
 
     ``sigmoid_max`` uses ``binary_cross_entropy_with_logits`` on ``max_j A`` (stable); ``softmax_max`` clamps its
-    probabilities to ``[eps, 1 - eps]``. ``temperature`` is ``tau_a`` of Eq. 3.
+    probabilities to ``[eps, 1 - eps]`` and takes the BCE in float32 with autocast off (CUDA autocast refuses it). ``temperature`` is ``tau_a`` of Eq. 3.
     """
 
     def __init__(self, intensity: str = "softmax_max", temperature: float = 0.1, eps: float = PROBABILITY_EPS) -> None:
@@ -85,7 +86,8 @@ class CrossViewAlignmentLoss(nn.Module):
         if self.intensity == "sigmoid_max":
             return F.binary_cross_entropy_with_logits(intensity_logits(attention), target)
         probability = correspondence_intensity(attention, self.intensity).clamp(self.eps, 1 - self.eps)
-        return F.binary_cross_entropy(probability, target)
+        with full_precision(probability):  # CUDA autocast refuses binary_cross_entropy
+            return F.binary_cross_entropy(probability.float(), target.float())
 
     def forward(self, p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor, mask1: Tensor, mask2: Tensor) -> Tensor:
         """``p1, p2``: online predictions of views 1 and 2; ``z1, z2``: their momentum projections (all NxCxHxW;

@@ -11,12 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from fgssl_lib.config import check_choice, check_preset, resolve_device
 from fgssl_lib.models import BACKBONES, small_input_stem
-
-PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64-true")
+from fgssl_lib.precision import PRECISIONS, resolve_precision
 
 
 @dataclass
@@ -29,7 +26,7 @@ class TrainConfig:
     random subset; ``None`` = all), ``image_size`` (side of the views). Model and optimisation: ``backbone``,
     ``pretrained``, ``epochs``, ``batch_size`` (per device), ``optimizer``, ``lr``, ``weight_decay``,
     ``warmup_epochs``. Hardware: ``device`` (``auto``/``cpu``/``cuda``), ``precision`` (``auto``: ``bf16-mixed`` on
-    CUDA with bf16, else ``16-mixed`` on CUDA, ``32-true`` on CPU), ``devices``, ``num_nodes``, ``strategy``,
+    GPUs with bf16 hardware, compute capability >= 8.0, else ``16-mixed`` on CUDA, ``32-true`` on CPU), ``devices``, ``num_nodes``, ``strategy``,
     ``sync_batchnorm``, ``num_workers``. Run: ``seed``, ``checkpoint_dir`` (run directory with ``last.ckpt`` and
     ``logs/version_<n>/metrics.csv``; ``None`` = ``runs/<method>``), ``resume``, ``max_steps`` (-1 = no limit), ``log_every`` (steps),
     ``collapse_every`` / ``collapse_threshold`` (collapse monitor), ``progress_bar``.
@@ -103,11 +100,7 @@ class TrainConfig:
 
     def resolved_precision(self) -> str:
         """``precision`` with ``auto`` resolved for :meth:`accelerator`."""
-        if self.precision != "auto":
-            return self.precision
-        if self.accelerator() == "gpu":
-            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-        return "32-true"
+        return resolve_precision(self.precision, self.accelerator(), resolve_device(self.device).index)
 
     def accelerator(self) -> str:
         """Lightning accelerator name for ``device``."""
