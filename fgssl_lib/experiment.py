@@ -14,12 +14,11 @@ mAP and MaxBoxAcc of the method's own saliency map (LCR branch, CVSA intensity) 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,12 +43,10 @@ from fgssl_lib.eval import (
 from fgssl_lib.eval.background_bias import SYNTHETIC_VARIANTS
 from fgssl_lib.methods import SSLMethod
 from fgssl_lib.train import TrainConfig, fit, load_method
+from fgssl_lib.train.run_lock import launched_rank, run_lock
 from fgssl_lib.train.snapshots import SNAPSHOTS, SaliencySnapshots, run_snapshot_images
 from fgssl_lib.views import eval_view
 
-# Settings that do not change the trained weights, left out of a run's key.
-_NOT_IN_KEY = {"device", "num_workers", "progress_bar", "checkpoint_dir", "resume", "log_every", "collapse_every",
-               "collapse_threshold", "devices", "num_nodes", "strategy", "precision"}
 # Test-set sizes of the synthetic benchmark per preset (``cpu`` = the benchmark's own default).
 SYNTHETIC_TEST_IMAGES = {"smoke": 64, "cpu": None, "paper": None}
 
@@ -60,9 +57,11 @@ def runs_root() -> Path:
 
 
 def run_key(config: TrainConfig) -> str:
-    """``<method>-seed<seed>-<hash>``: the hash covers every setting that changes the trained weights, and for the
-    synthetic benchmark the version of its drawing code (a redrawn benchmark must not load runs of the old one)."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_IN_KEY}
+    """``<method>-seed<seed>-<hash>``: the hash covers every setting that changes the trained weights
+    (:meth:`TrainConfig.identity`: the data by name, split and image count, not by path, so data moved from Drive to
+    local disk keeps its runs), and for the synthetic benchmark the version of its drawing code (a redrawn benchmark
+    must not load runs of the old one)."""
+    settings = config.identity()
     if config.dataset == "synthetic":
         settings["synthetic_render_version"] = RENDER_VERSION
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -89,25 +88,8 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
     """
     path = Path(root or runs_root()) / run_key(config)
     path.mkdir(parents=True, exist_ok=True)
-    with _exclusive(path / ".lock"):  # a notebook and the study may ask for the same run at the same time
+    with run_lock(path):  # a notebook and the study may ask for the same run at the same time
         return _train_or_load(config, path, retrain, callbacks)
-
-
-@contextlib.contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``lock`` (POSIX ``flock``; a no-op where ``fcntl`` does not exist): a
-    second process asking for the same run waits, then loads what the first one trained."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no concurrent runs there
-        yield
-        return
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _train_or_load(config: TrainConfig, path: Path, retrain: bool, callbacks: Sequence[pl.Callback]) -> Run:
@@ -117,7 +99,8 @@ def _train_or_load(config: TrainConfig, path: Path, retrain: bool, callbacks: Se
         info = json.loads(done.read_text())
         history = pd.read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
         return Run(load_method(path / "last.ckpt"), history, float(info["train_seconds"]), path)
-    if retrain:
+    first = launched_rank() == 0  # DDP ranks > 0 train beside rank 0; only rank 0 cleans up and writes the run
+    if retrain and first:
         for stale in (done, path / "last.ckpt", path / SNAPSHOTS):
             stale.unlink(missing_ok=True)
     resume = (path / "last.ckpt").exists()
@@ -126,6 +109,8 @@ def _train_or_load(config: TrainConfig, path: Path, retrain: bool, callbacks: Se
                           callbacks=[snapshots, *callbacks])
     epochs = history.epochs  # covers the whole run, also when it resumed
     seconds = float(epochs["time_s"].sum()) if "time_s" in epochs else 0.0
+    if not first:
+        return Run(method.eval(), epochs, seconds, path)
     epochs.to_csv(path / "history.csv", index=False)
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps({"train_seconds": seconds, "config": dataclasses.asdict(config)}, default=str))

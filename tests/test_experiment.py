@@ -73,15 +73,15 @@ def test_a_run_directory_is_held_by_one_process_at_a_time(tmp_path):
     import threading
     import time
 
-    from fgssl_lib.experiment import _exclusive
+    from fgssl_lib.train.run_lock import run_lock
 
     order = []
 
     def second():
-        with _exclusive(tmp_path / ".lock"):
+        with run_lock(tmp_path):
             order.append("second")
 
-    with _exclusive(tmp_path / ".lock"):
+    with run_lock(tmp_path):
         thread = threading.Thread(target=second)
         thread.start()
         time.sleep(0.2)

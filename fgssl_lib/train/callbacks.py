@@ -1,8 +1,9 @@
 """Lightning callbacks and plugins of the training engine: history, collapse monitor, NaN guard, view epochs,
-atomic checkpoints."""
+atomic checkpoints and when to write them."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -15,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import Checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -148,3 +150,41 @@ class ViewEpochs(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.dataset.set_epoch(trainer.current_epoch)
+
+
+RUN_SETTINGS = "fgssl_run_settings"
+"""Checkpoint entry holding the run's :meth:`~fgssl_lib.train.TrainConfig.identity` as JSON."""
+
+
+class LastCheckpoint(Checkpoint):
+    """Writes ``path`` (``last.ckpt``) at epoch ends: every ``every`` epochs, or, with ``minutes``, at the first epoch
+    end ``minutes`` after the previous write (a ResNet-50 checkpoint is ~400 MB: slow on Google Drive); always at
+    the run's last epoch. Checkpoints are written only at epoch ends, so a resumed run sees the same batches.
+
+    Every checkpoint carries the run's settings (``settings``, JSON-able) under :data:`RUN_SETTINGS`, so a resume
+    with other settings is refused (``fgssl_lib.train.fit``). As a ``Checkpoint`` it runs after the other callbacks'
+    epoch-end hooks, so their state (history, snapshots) is in the file.
+    """
+
+    def __init__(self, path: Path, settings: dict[str, Any], every: int = 1, minutes: float | None = None) -> None:
+        if every < 1 or (minutes is not None and minutes <= 0):
+            raise ValueError(f"checkpoint every {every} epochs / {minutes} minutes: use every >= 1, minutes > 0")
+        self.path, self.every, self.minutes = Path(path), every, minutes
+        self.settings = json.dumps(settings, sort_keys=True, default=str)
+        self._last_write = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1  # epochs done
+        last = (epoch >= (trainer.max_epochs or epoch) or trainer.should_stop
+                or 0 < trainer.max_steps <= trainer.global_step)
+        if self.minutes is None:
+            due = epoch % self.every == 0
+        else:
+            due = time.monotonic() - self._last_write >= 60 * self.minutes
+        if trainer.strategy.broadcast(last or due, src=0):  # every rank takes part in the write
+            trainer.save_checkpoint(self.path)
+            self._last_write = time.monotonic()
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        checkpoint[RUN_SETTINGS] = self.settings

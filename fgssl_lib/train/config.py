@@ -8,12 +8,19 @@ the synthetic benchmark takes a few minutes on a 2-core CPU, ``smoke`` runs in s
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from fgssl_lib.config import check_choice, check_preset, resolve_device
 from fgssl_lib.models import BACKBONES, small_input_stem
 from fgssl_lib.precision import PRECISIONS, resolve_precision
+
+
+NOT_IN_IDENTITY = frozenset({
+    "device", "precision", "devices", "num_nodes", "strategy", "num_workers", "progress_bar", "checkpoint_dir",
+    "resume", "checkpoint_every", "checkpoint_minutes", "log_every", "collapse_every", "collapse_threshold"})
+""":class:`TrainConfig` fields that do not change the trained weights (see :meth:`TrainConfig.identity`)."""
 
 
 @dataclass
@@ -28,7 +35,9 @@ class TrainConfig:
     ``warmup_epochs``. Hardware: ``device`` (``auto``/``cpu``/``cuda``), ``precision`` (``auto``: ``bf16-mixed`` on
     GPUs with bf16 hardware, compute capability >= 8.0, else ``16-mixed`` on CUDA, ``32-true`` on CPU), ``devices``, ``num_nodes``, ``strategy``,
     ``sync_batchnorm``, ``num_workers``. Run: ``seed``, ``checkpoint_dir`` (run directory with ``last.ckpt`` and
-    ``logs/version_<n>/metrics.csv``; ``None`` = ``runs/<method>``), ``resume``, ``max_steps`` (-1 = no limit), ``log_every`` (steps),
+    ``logs/version_<n>/metrics.csv``; ``None`` = ``runs/<method>``), ``resume``, ``checkpoint_every`` (write
+    ``last.ckpt`` every N epochs) or ``checkpoint_minutes`` (instead: at the first epoch end N minutes after the last
+    write; e.g. 20 on Google Drive), always at the last epoch, ``max_steps`` (-1 = no limit), ``log_every`` (steps),
     ``collapse_every`` / ``collapse_threshold`` (collapse monitor), ``progress_bar``.
     """
 
@@ -59,6 +68,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_dir: str | None = None
     resume: bool = False
+    checkpoint_every: int = 1
+    checkpoint_minutes: float | None = None
     max_steps: int = -1
     log_every: int = 10
     collapse_every: int = 25
@@ -68,7 +79,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, BACKBONES)
         check_choice("precision", self.precision, PRECISIONS)
-        for name in ("epochs", "batch_size", "image_size", "log_every", "collapse_every"):
+        for name in ("epochs", "batch_size", "image_size", "log_every", "collapse_every", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
 
@@ -85,6 +96,13 @@ class TrainConfig:
             raise TypeError(f"unknown TrainConfig fields {unknown}; valid fields: "
                             f"{', '.join(f.name for f in dataclasses.fields(cls))}")
         return cls(**{"method": method, **settings, **overrides})
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that make the trained weights what they are (not the hardware, the logging, or where the
+        data lies): the run key hashes them and a resumed run must match them. ``data_root`` counts only for
+        ``dataset="folder"``, whose folder is its only name; a named dataset may move (Drive to local disk)."""
+        ignored = NOT_IN_IDENTITY | ({"data_root"} if self.dataset != "folder" else set())
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
 
     def backbone_options(self) -> dict[str, Any]:
         """Constructor options of the method's :class:`SSLMethod` base that come from this config."""
@@ -105,6 +123,12 @@ class TrainConfig:
     def accelerator(self) -> str:
         """Lightning accelerator name for ``device``."""
         return "gpu" if resolve_device(self.device).type == "cuda" else "cpu"
+
+
+def data_workers(most: int = 8) -> int:
+    """DataLoader workers for a GPU run: one per CPU this process may use (2 on Colab), at most ``most``."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(most, cpus))
 
 
 def _family(method: str) -> str:
@@ -172,7 +196,7 @@ def _paper_settings(method: str) -> dict[str, Any]:
       in MoCo v2): the fine-grained training sets hold ~6-10k images, so batch 256 keeps ~25-40 steps per epoch.
     """
     common = {"dataset": "cub", "image_size": 224, "backbone": "resnet50", "optimizer": "sgd", "weight_decay": 1e-4,
-              "num_workers": 8, "log_every": 50, "collapse_every": 200}
+              "num_workers": data_workers(), "log_every": 50, "collapse_every": 200}
     if _family(method) == "moco":
         lcr = method.startswith("lcr")
         return {

@@ -1,6 +1,7 @@
 """``fit(config)``: train a method on ``pl.Trainer``; checkpoints, resume, ``load_method``, dual-stage.
 
-The run directory (``config.checkpoint_dir``) holds ``last.ckpt`` (written atomically at every epoch end) and
+The run directory (``config.checkpoint_dir``) holds ``last.ckpt`` (written atomically at epoch ends, every
+``checkpoint_every`` epochs or ``checkpoint_minutes`` minutes, and at the last) and
 ``logs/version_<n>/metrics.csv`` (every logged loss, per step; one version per run or resumed run). ``resume=True`` continues from ``last.ckpt`` with the same global
 step, optimizer and schedule state, and the same batches as an uninterrupted run.
 """
@@ -8,6 +9,7 @@ step, optimizer and schedule state, and the same batches as an uninterrupted run
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
@@ -17,16 +19,24 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import Dataset
 
 from fgssl_lib.config import resolve_device
 from fgssl_lib.data import load_dataset
 from fgssl_lib.methods import SSLMethod, build, method_class
-from fgssl_lib.train.callbacks import AtomicCheckpointIO, CollapseMonitor, History, NonFiniteLossGuard, ViewEpochs
+from fgssl_lib.train.callbacks import (
+    RUN_SETTINGS,
+    AtomicCheckpointIO,
+    CollapseMonitor,
+    History,
+    LastCheckpoint,
+    NonFiniteLossGuard,
+    ViewEpochs,
+)
 from fgssl_lib.train.config import TrainConfig
 from fgssl_lib.train.data import TwoViewDataset, random_subset, train_loader
+from fgssl_lib.train.run_lock import run_lock
 from fgssl_lib.views import build_views
 
 LAST = "last.ckpt"
@@ -81,6 +91,25 @@ def check_checkpoint(checkpoint: dict[str, Any], method: SSLMethod, path: Path |
         )
 
 
+def check_run_settings(checkpoint: dict[str, Any], config: TrainConfig, path: Path | str = "checkpoint") -> None:
+    """Refuse to resume ``checkpoint`` with settings other than its run's (:meth:`TrainConfig.identity`): another
+    ``lr``, ``epochs`` (its cosine schedule was laid out for the old length), ``seed`` or data would silently
+    continue the old run, or splice two runs into one."""
+    saved = checkpoint.get(RUN_SETTINGS)
+    if saved is None:
+        raise ValueError(f"{path} records no run settings (written by an older fgssl), so a resume cannot be "
+                         "checked; start a new run: another checkpoint_dir, or retrain=True with train_or_load")
+    before, now = json.loads(saved), json.loads(json.dumps(config.identity(), sort_keys=True, default=str))
+    differ = [f"{key}: run {before.get(key)!r}, now {now.get(key)!r}" for key in sorted(set(before) | set(now))
+              if before.get(key) != now.get(key)]
+    if differ:
+        raise ValueError(
+            f"cannot resume {path} with other settings ({'; '.join(differ)}): resuming continues that run exactly. "
+            "Resume with the run's settings, or start a new run in another checkpoint_dir (train_or_load keys runs "
+            "by their settings, so it starts one by itself; retrain=True trains a run again from scratch)"
+        )
+
+
 def load_method(path: str | Path, map_location: str | torch.device = "cpu") -> SSLMethod:
     """Rebuild the method recorded in a checkpoint (registry name + hyper-parameters), load its weights, eval mode.
 
@@ -124,7 +153,16 @@ def fit(
 
     The history (:class:`~fgssl_lib.train.callbacks.History`) has ``steps`` and ``epochs`` DataFrames of the losses
     and wall time. Raises :class:`~fgssl_lib.train.callbacks.NonFiniteLossError` on a NaN loss.
+    Holds the run directory's lock (:mod:`fgssl_lib.train.run_lock`) while it trains; a resume must have the
+    settings of the run it continues (:func:`check_run_settings`).
     """
+    with run_lock(run_dir(config)):
+        return _fit(config, method, dataset, callbacks)
+
+
+def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
+         callbacks: Sequence[pl.Callback]) -> tuple[SSLMethod, History]:
+    """:func:`fit` under the run directory's lock."""
     pl.seed_everything(config.seed, workers=True, verbose=False)
     full = dataset if dataset is not None else training_set(config)
     method = method if method is not None else build_method(config, full)
@@ -142,6 +180,7 @@ def fit(
     if config.resume and last.is_file():
         checkpoint = _read_checkpoint(last)
         check_checkpoint(checkpoint, method, last)
+        check_run_settings(checkpoint, config, last)
         epoch = _resume_epoch(checkpoint)
         data.set_epoch(epoch)  # Lightning builds the first resumed iterator before its epoch hooks run
         loader.sampler.set_epoch(epoch)
@@ -155,9 +194,7 @@ def fit(
         NonFiniteLossGuard(last),
         CollapseMonitor(config.collapse_every, config.collapse_threshold),
         history,  # after the monitor, so a step's record holds its embedding_std
-        # the latest epoch as "last.ckpt" (save_last=True would only copy a top-k file, which needs a monitor)
-        ModelCheckpoint(dirpath=directory, filename=LAST.removesuffix(".ckpt"), monitor=None, save_top_k=1,
-                        every_n_epochs=1, enable_version_counter=False),
+        LastCheckpoint(last, config.identity(), config.checkpoint_every, config.checkpoint_minutes),
         *callbacks,
     ]
     with _quiet_lightning():
