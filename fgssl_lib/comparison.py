@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,41 +25,64 @@ import pandas as pd
 
 from fgssl_lib.data import load_dataset
 from fgssl_lib.eval import box_background_report, extract_features, retrieval_metrics
-from fgssl_lib.experiment import Run, evaluate, run_key, runs_root, train_or_load
+from fgssl_lib.experiment import Run, evaluate, load_run, run_key, runs_root, train_or_load
 from fgssl_lib.study import EVALUATED_FROM
 from fgssl_lib.train import TrainConfig, fit_dual_stage, load_method
 
 
 def method_configs(methods: Sequence[str], preset: str, dataset: str = "synthetic", data_root: str | None = None,
-                   device: str = "auto", seed: int = 0, epochs: int | None = None) -> dict[str, TrainConfig]:
-    """One :class:`TrainConfig` per name of ``methods`` (``preset`` with the notebook's parameters; ``epochs=None``:
-    the preset's). A name of :data:`~fgssl_lib.study.EVALUATED_FROM` gets the config of the run it is evaluated from.
+                   **settings: Any) -> dict[str, TrainConfig]:
+    """One :class:`TrainConfig` per name of ``methods``: ``preset`` on ``dataset`` with the notebook's ``settings``
+    (any :class:`TrainConfig` field, e.g. ``seed``, ``device``, ``epochs``, ``batch_size``, ``num_images``,
+    ``precision``, ``checkpoint_minutes``; a value of ``None`` keeps the preset's). A name of
+    :data:`~fgssl_lib.study.EVALUATED_FROM` gets the config of the run it is evaluated from.
 
-    A real ``dataset`` replaces the synthetic benchmark's options (its image size is the config's ``image_size``).
+    ``dataset`` always wins over the preset's (``paper`` names CUB): a real dataset drops the synthetic benchmark's
+    options, and the synthetic benchmark asked for at a real-data preset is rendered at the preset's image size.
     """
     if not methods:
         raise ValueError("methods is empty: name at least one method, e.g. ['byol', 'cvsa']")
+    overrides = {key: value for key, value in settings.items() if value is not None}
     configs = {}
     for name in methods:
         trained = EVALUATED_FROM.get(name, (name, {}))[0]
-        config = TrainConfig.preset(preset, method=trained, seed=seed, device=device,
-                                    **({"epochs": epochs} if epochs else {}))
-        if dataset != "synthetic":
-            config = dataclasses.replace(config, dataset=dataset, data_root=data_root, dataset_options={})
+        config = TrainConfig.preset(preset, method=trained, **overrides)
+        if dataset != config.dataset or dataset != "synthetic":
+            options = {"image_size": config.image_size} if dataset == "synthetic" else {}
+            config = dataclasses.replace(config, dataset=dataset, data_root=data_root,
+                                         dataset_options={**options, **overrides.get("dataset_options", {})})
         configs[name] = config
     return configs
 
 
 def train_methods(configs: dict[str, TrainConfig], root: str | os.PathLike | None = None,
-                  retrain: bool = False) -> dict[str, Run]:
+                  retrain: bool = False, train: bool = True) -> dict[str, Run]:
     """:func:`~fgssl_lib.experiment.train_or_load` of every config; a name of
-    :data:`~fgssl_lib.study.EVALUATED_FROM` gets its own copy of the run with the test-time options set."""
-    runs = {}
+    :data:`~fgssl_lib.study.EVALUATED_FROM` gets its own copy of the run with the test-time options set.
+
+    ``train=False`` only loads finished runs (a ``paper`` run takes GPU-hours: the training notebooks, or the user,
+    train them); the names without one are left out of the result, with a warning that names them and their run
+    folders. Raises when none is finished.
+    """
+    runs, missing = {}, []
     for name, config in configs.items():
-        run = train_or_load(config, root=root, retrain=retrain and name not in EVALUATED_FROM)
+        if train:
+            run = train_or_load(config, root=root, retrain=retrain and name not in EVALUATED_FROM)
+        else:
+            run = load_run(config, root=root)
+            if run is None:
+                missing.append(f"{name} ({Path(root or runs_root()) / run_key(config)})")
+                continue
         for option, value in EVALUATED_FROM.get(name, (name, {}))[1].items():
             setattr(run.method, option, value)
         runs[name] = run
+    if missing:
+        message = (f"no finished run for {', '.join(missing)}: train them first (notebooks 03_train_cvsa / "
+                   "04_train_lcr with the same parameters, or fgssl_lib.experiment.train_or_load), or pass "
+                   "train=True to train them here")
+        if not runs:
+            raise FileNotFoundError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
     return runs
 
 

@@ -92,13 +92,24 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
         return _train_or_load(config, path, retrain, callbacks)
 
 
+def load_run(config: TrainConfig, root: str | os.PathLike | None = None) -> Run | None:
+    """The finished run of ``config`` under ``root`` (default :func:`runs_root`), or ``None`` if there is none."""
+    path = Path(root or runs_root()) / run_key(config)
+    return _finished(path) if (path / "done.json").exists() else None
+
+
+def _finished(path: Path) -> Run:
+    """The finished run in ``path`` (it has ``done.json``)."""
+    info = json.loads((path / "done.json").read_text())
+    history = pd.read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
+    return Run(load_method(path / "last.ckpt"), history, float(info["train_seconds"]), path)
+
+
 def _train_or_load(config: TrainConfig, path: Path, retrain: bool, callbacks: Sequence[pl.Callback]) -> Run:
     """:func:`train_or_load` in run directory ``path``, under its lock."""
     done = path / "done.json"
     if done.exists() and not retrain:
-        info = json.loads(done.read_text())
-        history = pd.read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
-        return Run(load_method(path / "last.ckpt"), history, float(info["train_seconds"]), path)
+        return _finished(path)
     first = launched_rank() == 0  # DDP ranks > 0 train beside rank 0; only rank 0 cleans up and writes the run
     if retrain and first:
         for stale in (done, path / "last.ckpt", path / SNAPSHOTS):

@@ -30,6 +30,37 @@ def test_a_real_dataset_replaces_the_synthetic_options():
         method_configs([], "cpu")
 
 
+def test_the_synthetic_benchmark_at_the_paper_preset_is_synthetic_and_takes_its_options():
+    import dataclasses
+
+    from fgssl_lib.train.fit import training_set
+
+    config = method_configs(["byol"], "paper", dataset="synthetic", num_images=4)["byol"]
+    assert (config.dataset, config.dataset_options, config.num_images) == ("synthetic", {"image_size": 224}, 4)
+    stage1 = dataclasses.replace(config, dataset_options={**config.dataset_options, "seed": 1})  # 03's dual stage
+    assert len(training_set(dataclasses.replace(stage1, dataset_options={"image_size": 32, "seed": 1}))) == 4
+
+
+def test_a_paper_run_can_be_sized_down_and_none_keeps_the_preset():
+    config = method_configs(["cvsa"], "paper", dataset="cub", data_root="/data/cub", seed=1, batch_size=8,
+                            num_images=16, epochs=1, precision="32-true", device=None)["cvsa"]
+    assert (config.batch_size, config.num_images, config.epochs, config.precision, config.seed) == (
+        8, 16, 1, "32-true", 1)
+    assert config.device == TrainConfig.preset("paper", method="cvsa").device
+
+
+def test_loading_only_finished_runs_names_the_missing_ones(monkeypatch, tmp_path):
+    configs = method_configs(["byol", "cvsa"], "smoke")
+    with pytest.raises(FileNotFoundError, match=r"no finished run for byol \(.*\), cvsa .*03_train_cvsa"):
+        train_methods(configs, root=tmp_path, train=False)
+    finished = Run(torch.nn.Module(), pd.DataFrame(), 1.0, tmp_path)
+    monkeypatch.setattr(comparison, "load_run", lambda c, root=None: finished if c.method == "byol" else None)
+    monkeypatch.setattr(comparison, "train_or_load", lambda *a, **k: pytest.fail("must not train"))
+    with pytest.warns(RuntimeWarning, match="no finished run for cvsa"):
+        runs = train_methods(configs, root=tmp_path, train=False)
+    assert list(runs) == ["byol"]
+
+
 def test_the_multitask_variant_gets_its_own_copy_with_gap_at_test(monkeypatch, tmp_path):
     calls = []
 
