@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from fgssl_lib.config import check_choice, check_preset, resolve_device
+from fgssl_lib.config import check_choice, check_preset, matches_type, resolve_device, type_name
 from fgssl_lib.models import BACKBONES, small_input_stem
 from fgssl_lib.precision import PRECISIONS, resolve_precision
 
@@ -77,6 +78,13 @@ class TrainConfig:
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
+        for name, expected in typing.get_type_hints(TrainConfig).items():
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike) and matches_type("", expected):
+                setattr(self, name, value := os.fspath(value))  # a pathlib.Path where a str path is expected
+            if not matches_type(value, expected):
+                raise TypeError(f"TrainConfig.{name} must be {type_name(expected)}, got {value!r} "
+                                f"({type(value).__name__})")
         check_choice("backbone", self.backbone, BACKBONES)
         check_choice("precision", self.precision, PRECISIONS)
         for name in ("epochs", "batch_size", "image_size", "log_every", "collapse_every", "checkpoint_every"):
@@ -88,6 +96,8 @@ class TrainConfig:
         """The preset ``name`` (``smoke``, ``cpu``, ``paper``) for ``method``, with ``overrides`` applied."""
         check_preset(name)
         settings = {"smoke": _smoke_settings, "cpu": _cpu_settings, "paper": _paper_settings}[name](method)
+        if overrides.get("dataset", settings.get("dataset")) != settings.get("dataset"):
+            settings.pop("dataset_options", None)  # the preset's dataset options are its own dataset's
         for key in ("method_options", "dataset_options", "view_params"):  # merge dicts instead of replacing them
             if key in overrides:
                 overrides[key] = {**settings.get(key, {}), **overrides[key]}

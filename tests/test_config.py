@@ -1,0 +1,42 @@
+"""TrainConfig checks its fields' types, and a preset's dataset options stay with the preset's dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import fixtures_real as fx
+from fgssl_lib.config import matches_type
+from fgssl_lib.train import TrainConfig
+from fgssl_lib.train.fit import training_set
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("epochs", 1.5, "TrainConfig.epochs must be int, got 1.5 (float)"),
+    ("lr", "fast", "TrainConfig.lr must be float, got 'fast' (str)"),
+    ("num_images", "all", "TrainConfig.num_images must be int | None, got 'all'"),
+    ("resume", 1, "TrainConfig.resume must be bool, got 1 (int)"),
+    ("batch_size", True, "TrainConfig.batch_size must be int, got True (bool)"),
+    ("method_options", [1], "TrainConfig.method_options must be dict"),
+])
+def test_fields_are_type_checked_naming_field_value_and_type(field: str, value: object, message: str) -> None:
+    with pytest.raises(TypeError, match=message.replace("|", r"\|").replace("(", r"\(").replace(")", r"\)")):
+        TrainConfig(**{field: value})
+
+
+def test_sensible_values_pass_and_a_path_becomes_a_str() -> None:
+    config = TrainConfig(lr=1, num_images=None, devices=[0, 1], data_root=Path("/data/cub"), checkpoint_minutes=20)
+    assert config.data_root == "/data/cub" and config.lr == 1
+    assert matches_type(3, float) and not matches_type(3.0, int) and matches_type({"a": 1}, dict[str, object])
+
+
+def test_a_real_dataset_does_not_inherit_the_synthetic_options_of_a_preset(tmp_path: Path) -> None:
+    root = fx.build_cub(tmp_path / "CUB_200_2011")
+    assert len(training_set(TrainConfig.preset("smoke", dataset="cub", data_root=str(root)))) == 3
+    for preset in ("smoke", "cpu"):
+        cub = TrainConfig.preset(preset, dataset="cub", data_root=str(root))
+        assert cub.dataset_options == {} and cub.image_size == TrainConfig.preset(preset).image_size
+        options = TrainConfig.preset(preset, dataset="cub", dataset_options={"segmentations": False})
+        assert options.dataset_options == {"segmentations": False}
+    assert TrainConfig.preset("smoke", dataset_options={"rho": 0.5}).dataset_options == {"image_size": 32, "rho": 0.5}
