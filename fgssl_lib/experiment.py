@@ -98,9 +98,25 @@ def load_run(config: TrainConfig, root: str | os.PathLike | None = None) -> Run 
     return _finished(path) if (path / "done.json").exists() else None
 
 
+def read_done(path: Path) -> dict[str, Any]:
+    """The ``done.json`` of the finished run in ``path``, checked: it parses, has ``train_seconds``, and the run's
+    ``last.ckpt`` is beside it; otherwise a ``ValueError`` / ``FileNotFoundError`` that says ``retrain=True``."""
+    done = path / "done.json"
+    try:
+        info = json.loads(done.read_text())
+        float(info["train_seconds"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{done} is damaged ({type(error).__name__}: {error}): train the run again with "
+                         "train_or_load(..., retrain=True)") from error
+    if not (path / "last.ckpt").is_file():
+        raise FileNotFoundError(f"the finished run {path} has no last.ckpt (deleted or not copied?): train it again "
+                                "with train_or_load(..., retrain=True), or put its last.ckpt back")
+    return info
+
+
 def _finished(path: Path) -> Run:
     """The finished run in ``path`` (it has ``done.json``)."""
-    info = json.loads((path / "done.json").read_text())
+    info = read_done(path)
     history = pd.read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
     return Run(load_method(path / "last.ckpt"), history, float(info["train_seconds"]), path)
 

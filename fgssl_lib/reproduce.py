@@ -240,6 +240,9 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("give --preset to run the notebooks, --stage DIR to assemble the book, or both")
     if args.preset is not None:
         check_choice("preset", args.preset, PRESETS)
+    existing = next(folder for folder in (args.out, *args.out.parents) if folder.exists())
+    if not existing.is_dir():
+        parser.error(f"--out {args.out}: {existing} is a file, not a folder; give a folder (created if missing)")
     return args
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import pickle
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -67,8 +68,26 @@ def training_set(config: TrainConfig) -> Dataset:
     return load_dataset(config.dataset, root=config.data_root, split=config.split, **options)
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+class DamagedCheckpointError(ValueError):
+    """A checkpoint file is empty, truncated, not a checkpoint, or holds objects other than tensors."""
+
+
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``; a file it cannot read raises :class:`DamagedCheckpointError`, which
+    says how to recover (loading it with ``weights_only=False`` is never the fix: it could run code from the file)."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (EOFError, RuntimeError, pickle.UnpicklingError) as error:
+        reason = str(error).split(". ")[0] or "the file ends early"
+        raise DamagedCheckpointError(
+            f"checkpoint {path} is damaged ({path.stat().st_size} bytes; {type(error).__name__}: {reason}), e.g. by "
+            "an interrupted copy: delete it and train again (train_or_load(..., retrain=True) does both), or restore "
+            "it from a backup"
+        ) from error
+    if not isinstance(checkpoint, dict):
+        raise DamagedCheckpointError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint: delete it and "
+                                     "train again (train_or_load(..., retrain=True))")
+    return checkpoint
 
 
 def check_checkpoint(checkpoint: dict[str, Any], method: SSLMethod, path: Path | str = "checkpoint") -> None:
@@ -120,7 +139,7 @@ def load_method(path: str | Path, map_location: str | torch.device = "cpu") -> S
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train with fgssl_lib.train.fit (it writes "
                                 f"<checkpoint_dir>/{LAST})")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    checkpoint = read_checkpoint(path, map_location)
     if "fgssl_method" not in checkpoint:
         raise ValueError(f"{path} is not an fgssl checkpoint (no 'fgssl_method' entry)")
     method = build(checkpoint["fgssl_method"], **{**checkpoint["hyper_parameters"], "pretrained": None})
@@ -178,7 +197,7 @@ def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
     last = directory / LAST
     ckpt_path = None
     if config.resume and last.is_file():
-        checkpoint = _read_checkpoint(last)
+        checkpoint = read_checkpoint(last)
         check_checkpoint(checkpoint, method, last)
         check_run_settings(checkpoint, config, last)
         epoch = _resume_epoch(checkpoint)
