@@ -89,6 +89,30 @@ def test_opencv_sources_find_the_object(name: str) -> None:
     assert pickle.loads(pickle.dumps(source)).name == name  # picklable for DataLoader workers
 
 
+@pytest.mark.parametrize("name", ["spectral_residual", "fine_grained"])
+@pytest.mark.parametrize(("height", "width", "value"), [(16, 16, 0), (17, 23, 128), (64, 64, 255), (30, 40, 1)])
+def test_opencv_sources_of_a_uniform_image_give_the_whole_image(name: str, height: int, width: int,
+                                                                value: int) -> None:
+    image = torch.full((3, height, width), value, dtype=torch.uint8)
+    saliency = build_saliency(name)(image)
+    assert (saliency == saliency[0, 0]).all()
+    assert best_box(saliency) == (0, 0, width, height)  # was a corner box, e.g. (0, 0, 1, 1) at 16 px
+
+
+class NearConstant(SaliencySource):
+    """A map of float noise around 1 (range 0.3 % of its value), like OpenCV's spectral residual of flat grey."""
+
+    name = "near_constant"
+
+    def compute(self, image: torch.Tensor, sample: dict | None) -> torch.Tensor:
+        return 1 - 0.003 * torch.rand(image.shape[1:], generator=torch.Generator().manual_seed(0))
+
+
+def test_a_near_constant_map_counts_as_constant() -> None:
+    saliency = NearConstant()(torch.zeros(3, 20, 30, dtype=torch.uint8))
+    assert (saliency == saliency[0, 0]).all() and best_box(saliency) == (0, 0, 30, 20)
+
+
 def test_centre_prior_peaks_in_the_centre_and_widens_with_sigma() -> None:
     image = torch.zeros(3, 21, 31, dtype=torch.uint8)
     narrow, wide = CentrePrior(sigma=0.1)(image), CentrePrior(sigma=0.5)(image)

@@ -23,13 +23,20 @@ from fgssl_lib.config import check_choice, resolve_device
 from fgssl_lib.data.sample import box_to_mask
 
 
+FLAT_TOLERANCE = 1e-2
+"""A map whose range ``max S - min S`` is at most this fraction of ``max |S|`` is constant (no contrast): OpenCV's
+spectral residual of a uniform grey image spans 0.997..1.0, float noise that min-max normalising would blow up."""
+
+
 def min_max_normalise(raw: torch.Tensor) -> torch.Tensor:
-    """``(S - min S) / (max S - min S)`` as float32; a constant map has no contrast and is clipped to ``[0, 1]``."""
+    """``(S - min S) / (max S - min S)`` as float32; a constant or near-constant map (:data:`FLAT_TOLERANCE`) has no
+    contrast and becomes its mean clipped to ``[0, 1]``, so :func:`~fgssl_lib.saliency.best_box` returns the whole
+    image."""
     raw = raw.to(torch.float32)
     low, high = raw.min(), raw.max()
-    if high > low:
+    if high - low > FLAT_TOLERANCE * max(abs(low), abs(high)):
         return (raw - low) / (high - low)
-    return raw.clamp(0, 1)
+    return torch.full_like(raw, float(raw.mean().clamp(0, 1)))
 
 
 class SaliencySource:
@@ -106,6 +113,8 @@ class OpenCVStaticSaliency(SaliencySource):
     factory: ClassVar[str] = ""
 
     def compute(self, image: torch.Tensor, sample: dict[str, Any] | None) -> np.ndarray:
+        if (image == image[:, :1, :1]).all():  # a uniform image has no salient region (OpenCV: corner artefacts)
+            return np.zeros(image.shape[1:], np.float32)
         bgr = np.ascontiguousarray(image.permute(1, 2, 0).numpy()[:, :, ::-1])  # HxWx3 uint8, OpenCV's channel order
         ok, saliency = getattr(cv2.saliency, self.factory)().computeSaliency(bgr)
         if not ok:
