@@ -156,3 +156,21 @@ def test_names_and_presets(tmp_path: Path) -> None:
     paper = TrainConfig.preset("paper", method="lcr")
     assert (paper.backbone, paper.image_size, paper.batch_size, paper.lr) == ("resnet50", 224, 128, 0.03)
     assert build("byol", **TrainConfig.preset("smoke").backbone_options()).backbone.name == "resnet_narrow"
+
+
+def test_a_resumed_history_equals_the_uninterrupted_one(tmp_path: Path) -> None:
+    def method(cls: type = BYOL) -> BYOL:
+        torch.manual_seed(0)
+        m = cls(**config(tmp_path).backbone_options(), hidden_dim=64, proj_dim=32)
+        m.method_name = "byol"
+        return m
+
+    settings = {"collapse_every": 3}  # measured at steps 3 and 6 of 8: the resumed epoch starts between two
+    _, straight = fit(config(tmp_path / "a", **settings), method=method(), dataset=TinySamples())
+    with pytest.raises(KeyError, match="simulated crash"):
+        fit(config(tmp_path / "b", **settings), method=method(Interrupted), dataset=TinySamples())
+    _, resumed = fit(config(tmp_path / "b", resume=True, **settings), dataset=TinySamples())
+    columns = ["epoch", "steps", "loss", "embedding_std"]
+    assert straight.steps["embedding_std"].notna().sum() == 2  # only the steps it was measured at
+    torch.testing.assert_close(torch.tensor(resumed.epochs[columns].to_numpy()),
+                               torch.tensor(straight.epochs[columns].to_numpy()), rtol=0, atol=1e-6)

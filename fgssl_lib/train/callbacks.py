@@ -39,7 +39,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class History(pl.Callback):
-    """Records every step's logged losses (``loss*``) and wall time, and per-epoch means.
+    """Records every step's logged losses (``loss*``) and wall time, the :class:`CollapseMonitor`'s
+    ``embedding_std`` at the steps it measured, and per-epoch means.
 
     ``steps`` / ``epochs`` are DataFrames; the records are saved in checkpoints, so a resumed run's history covers
     the whole run.
@@ -58,8 +59,13 @@ class History(pl.Callback):
         record = {"step": trainer.global_step, "epoch": trainer.current_epoch,
                   "time_s": time.perf_counter() - self._epoch_start}
         for name, value in trainer.callback_metrics.items():
-            if name.startswith("loss") or name == "embedding_std":
+            if name.startswith("loss"):
                 record[name] = float(value)
+        # embedding_std only at the steps it was measured: callback_metrics keeps the last value between
+        # measurements, and a resumed run has lost the one from before the interruption
+        for monitor in trainer.callbacks:
+            if isinstance(monitor, CollapseMonitor) and monitor.values and monitor.values[-1][0] == record["step"]:
+                record["embedding_std"] = monitor.values[-1][1]
         self.step_records.append(record)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
