@@ -8,7 +8,8 @@ leaves under ``--out`` (default ``_build/executed``, where the book build reads 
     <out>/<name>/results.json   what the notebook stored with :func:`fgssl_lib.notebook.record`
     <out>/outputs/              figures and checkpoints (``fgssl_lib.notebook.output_dir()``), shared by the run
 
-A failing notebook stops the run with a non-zero exit and a message naming the notebook, the cell and the error; the
+The ``-p`` names and value types are checked against the notebooks' ``parameters`` cells before any cell runs
+(:func:`check_parameters`). A failing notebook stops the run with a non-zero exit and a message naming the notebook, the cell and the error; the
 executed copies of the notebooks that ran, the failing one included, are kept.
 
 ``--stage DIR`` then copies the book's sources (``_config.yml``, ``_toc.yml`` and the folders the toc uses) to ``DIR``
@@ -24,6 +25,7 @@ import os
 import shutil
 import sys
 import time
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from fgssl_lib.config import PRESETS, check_choice
+from fgssl_lib.config import PRESETS, check_choice, matches_type, type_name
 from fgssl_lib.notebook import OUTPUT_ENV, RESULTS_ENV
 
 DEFAULT_OUT = Path("_build/executed")
@@ -102,6 +104,47 @@ def parse_parameters(pairs: Sequence[str]) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             parameters[key] = text.strip()
     return parameters
+
+
+def notebook_parameters(source: Path) -> dict[str, Any]:
+    """The parameters of notebook ``source``, name -> type hint: the type of each literal of its ``parameters`` cell
+    (``epochs = 3``: ``int``; an int also fits a float). A ``None`` default takes the type of the
+    :class:`~fgssl_lib.train.TrainConfig` field of that name, or ``None`` (``epochs = None``: ``int | None``), else
+    anything (``data_root = None``)."""
+    from fgssl_lib.train import TrainConfig
+
+    fields = typing.get_type_hints(TrainConfig)
+    cells = [c for c in nbformat.read(source, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+    types: dict[str, Any] = {}
+    for statement in ast.parse(cells[0].source if cells else "").body:
+        target = statement.targets[0] if isinstance(statement, ast.Assign) else None
+        if isinstance(target, ast.Name):
+            name = target.id
+            try:
+                default = ast.literal_eval(statement.value)
+            except ValueError:
+                default = None
+            types[name] = type(default) if default is not None else fields[name] | None if name in fields else Any
+    return types
+
+
+def check_parameters(parameters: dict[str, Any], notebooks: Sequence[Path]) -> None:
+    """Refuse, before any notebook runs, a ``-p`` name that none of ``notebooks`` has, and a value whose type does
+    not fit a notebook's parameter; the message lists the notebooks' parameters and their types."""
+    per_notebook = {nb: notebook_parameters(nb) for nb in notebooks}
+    known: dict[str, Any] = {}
+    for types in per_notebook.values():
+        for name, hint in types.items():
+            known.setdefault(name, hint)
+    listing = ", ".join(f"{name} ({'any' if hint is Any else type_name(hint)})" for name, hint in known.items())
+    for name, value in parameters.items():
+        if name not in known:
+            raise ValueError(f"unknown parameter -p {name}=...: the notebooks to run have the parameters {listing}")
+        for notebook, types in per_notebook.items():
+            if name in types and not matches_type(value, types[name]):
+                quote = f" (quote text: -p {name}=\"'{value}'\")" if matches_type("", types[name]) else ""
+                raise ValueError(f"-p {name}={value!r}: {name} is {type_name(types[name])} in {notebook}, not "
+                                 f"{type(value).__name__}{quote}; the notebooks' parameters: {listing}")
 
 
 @contextmanager
@@ -253,8 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.preset is not None:
             names = {nb.stem: nb for nb in notebooks}
             selected = {check_choice("notebook", name, names) for name in args.only} or set(names)
-            parameters = {**parse_parameters(args.parameters), "preset": args.preset}
-            runs = run_all([nb for nb in notebooks if nb.stem in selected], args.out, parameters)
+            chosen = [nb for nb in notebooks if nb.stem in selected]
+            parameters = parse_parameters(args.parameters)
+            check_parameters(parameters, chosen)
+            runs = run_all(chosen, args.out, {**parameters, "preset": args.preset})
             print(f"{len(runs)} notebook(s) ran at preset {args.preset!r}; results under {args.out}")
         if args.stage is not None:
             replaced = stage_book(args.toc.parent, args.out, args.stage)

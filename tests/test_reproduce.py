@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from fgssl_lib import notebook as nb_helpers
-from fgssl_lib.reproduce import main, parse_parameters, stage_book, toc_notebooks
+from fgssl_lib.reproduce import check_parameters, main, notebook_parameters, parse_parameters, stage_book, toc_notebooks
 
 TOC = """format: jb-book
 root: book/intro
@@ -23,9 +24,11 @@ chapters:
       - file: notebooks/c_after
 """
 
+PARAMETERS = 'preset = "cpu"\nfactor = 2\nepochs = None  # None: the preset\'s\nlr = 0.05\nroot = None'
+
 
 def _write_notebook(path: Path, *sources: str) -> None:
-    cells = [new_markdown_cell(f"# {path.stem}"), new_code_cell('preset = "cpu"\nfactor = 2', metadata={"tags": ["parameters"]})]
+    cells = [new_markdown_cell(f"# {path.stem}"), new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]})]
     cells += [new_code_cell(source) for source in sources]
     nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     nbformat.write(nb, path)
@@ -86,6 +89,31 @@ def test_unknown_notebook_name_lists_the_valid_ones(book: Path, capsys: pytest.C
 def test_unknown_preset_is_refused(book: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--preset", "huge", "--toc", str(book / "_toc.yml")]) == 1
     assert "valid presets: cpu, paper, smoke" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("pair", "message"), [
+    ("factr=3", ["unknown parameter -p factr=...: the notebooks to run have the parameters preset (str), factor (int), "
+                 "epochs (int | None), lr (float), root (any)"]),
+    ("factor=1.5", ["-p factor=1.5: factor is int in ", "a_record.ipynb, not float"]),
+    ("epochs=1.5", ["-p epochs=1.5: epochs is int | None in ", "a_record.ipynb, not float"]),
+    ("lr=fast", ["-p lr='fast': lr is float in ", "a_record.ipynb, not str"]),
+    ("preset=3", ["preset is str in ", ", not int (quote text: -p preset=\"'3'\")"]),
+])
+def test_unknown_or_mistyped_parameters_stop_before_any_cell_runs(book: Path, capsys: pytest.CaptureFixture[str],
+                                                                  pair: str, message: list[str]) -> None:
+    out = book / "out"
+    assert main(["--preset", "smoke", "--toc", str(book / "_toc.yml"), "--out", str(out), "-p", pair]) == 1
+    err = capsys.readouterr().err
+    assert all(part in err for part in message), err
+    assert not out.exists()
+
+
+def test_parameter_types_come_from_the_literals_of_the_parameters_cell(book: Path) -> None:
+    notebook = book / "notebooks" / "a_record.ipynb"
+    assert notebook_parameters(notebook) == {"preset": str, "factor": int, "epochs": int | None, "lr": float,
+                                             "root": Any}
+    check_parameters({"epochs": 3, "lr": 1, "root": "/data", "factor": 4}, [notebook])  # None and int fit too
+    check_parameters({"epochs": None, "root": 3}, [notebook])
 
 
 @pytest.mark.parametrize(
