@@ -9,8 +9,9 @@ leaves under ``--out`` (default ``_build/executed``, where the book build reads 
     <out>/outputs/              figures and checkpoints (``fgssl_lib.notebook.output_dir()``), shared by the run
 
 The ``-p`` names and value types are checked against the notebooks' ``parameters`` cells before any cell runs
-(:func:`check_parameters`). A failing notebook stops the run with a non-zero exit and a message naming the notebook, the cell and the error; the
-executed copies of the notebooks that ran, the failing one included, are kept.
+(:func:`check_parameters`). A failing notebook stops the run with a non-zero exit and a message naming the
+notebook, the cell and the error; the executed copies of the notebooks that ran, the failing one included, are
+kept.
 
 ``--stage DIR`` then copies the book's sources (``_config.yml``, ``_toc.yml`` and the folders the toc uses) to ``DIR``
 with each notebook replaced by its executed copy, ready for ``jupyter-book build DIR``; the committed notebooks stay

@@ -23,7 +23,7 @@ from torchvision.datasets import FGVCAircraft, StanfordCars
 import fixtures_real as fx
 from fgssl_lib.data import load_dataset
 from fgssl_lib.data import downloads as dl
-from fgssl_lib.data.annotated import CorruptImageError
+from fgssl_lib.data.annotated import BadBoxError, CorruptImageError
 from fgssl_lib.data.sample import box_to_mask
 
 
@@ -135,6 +135,85 @@ def test_corrupt_image_raises_naming_file_or_is_skipped_with_one_warning(cub_roo
     assert len(skipped) == 2 and skipped.labels == [0, 2] and skipped[1]["index"] == 1
     with pytest.raises(ValueError, match="valid on_corrupts: raise, skip"):
         load_dataset("cub", root=cub_root, on_corrupt="ignore")
+
+
+# --- bad annotations ----------------------------------------------------------------------------------------------
+def edit_line(path: Path, number: int, text: str | None) -> Path:
+    """Replace line ``number`` (1-based) of ``path`` by ``text``; ``number`` past the end appends it."""
+    lines = path.read_text().splitlines()
+    lines[number - 1:number] = [text]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("table", "number", "text", "message"), [
+    ("train_test_split.txt", 3, "3 2",
+     "train_test_split.txt, line 3: the split flag of image 3 is '2'; write 1 (train) or 0 (test)"),
+    ("image_class_labels.txt", 7, "1 2", "image_class_labels.txt, line 7: id 1 is listed again (first at line 1)"),
+    ("images.txt", 7, "3 002.Beta_bird/b_2.jpg", "images.txt, line 7: id 3 is listed again (first at line 3)"),
+    ("bounding_boxes.txt", 2, "2 nan 0.0 48.0 32.0", "bounding_boxes.txt, line 2: a box needs 4 finite numbers, got "
+                                                     "['nan', '0.0', '48.0', '32.0']; fix or remove the line"),
+    ("bounding_boxes.txt", 4, "4 5.0 six 7.0 8.0", "bounding_boxes.txt, line 4: a box needs 4 finite numbers"),
+])
+def test_cub_table_errors_name_the_file_and_line(cub_root: Path, table: str, number: int, text: str,
+                                                 message: str) -> None:
+    edit_line(cub_root / table, number, text)
+    with pytest.raises(ValueError) as error:
+        load_dataset("cub", root=cub_root)
+    assert f"{cub_root / message}" in str(error.value)
+
+
+def test_cub_images_txt_with_a_byte_order_mark_is_read(cub_root: Path) -> None:
+    expected = load_dataset("cub", root=cub_root)
+    images = cub_root / "images.txt"
+    images.write_bytes(b"\xef\xbb\xbf" + images.read_bytes())  # Windows Notepad's UTF-8
+    read = load_dataset("cub", root=cub_root)
+    assert read.labels == expected.labels and [r.path for r in read.records] == [r.path for r in expected.records]
+
+
+@pytest.mark.parametrize(("number", "text", "why"), [(1, "1 2.0 3.0 -10.0 20.0", "width -10 and height 20"),
+                                                     (5, "5 1.0 1.0 4.0 0.0", "width 4 and height 0")])
+def test_cub_boxes_without_area_are_an_error_or_skipped_and_counted(cub_root: Path, number: int, text: str,
+                                                                    why: str) -> None:
+    table = edit_line(cub_root / "bounding_boxes.txt", number, text)
+    with pytest.raises(BadBoxError, match=f"(?s){table}, line {number}: the box .* has {why}.*on_bad_box='skip'"):
+        load_dataset("cub", root=cub_root)
+    with pytest.warns(UserWarning, match="skipped 1 image\\(s\\) with an empty box of 3") as record:
+        train = load_dataset("cub", root=cub_root, on_bad_box="skip")
+    assert len(train) == 2 and len(train.skipped_boxes) == 1 and f"line {number}" in train.skipped_boxes[0]
+    assert sum(issubclass(w.category, UserWarning) for w in record) == 1
+
+
+def test_a_box_outside_its_image_is_an_error_when_read_or_skipped(cub_root: Path) -> None:
+    table = edit_line(cub_root / "bounding_boxes.txt", 3, "3 60.0 40.0 10.0 10.0")  # the image is 40 x 30
+    edit_line(table, 5, "5 10.2 1.0 0.2 4.0")  # a fifth of a pixel wide: no whole pixel
+    train = load_dataset("cub", root=cub_root)
+    with pytest.raises(BadBoxError, match=f"{table}, line 3: the box .* holds no pixel of its 48 x 32 image"):
+        train[1]
+    with pytest.warns(UserWarning, match="skipped 2 image"):
+        kept = load_dataset("cub", root=cub_root, on_bad_box="skip", segmentations=False)
+    assert kept.labels == [0] and [w.split(": ")[0] for w in kept.skipped_boxes] == [f"{table}, line 3",
+                                                                                      f"{table}, line 5"]
+    for dataset in (kept, load_dataset("cub", root=cub_root, split="test", segmentations=False)):
+        assert all(dataset[i]["mask"].sum() > 0 for i in range(len(dataset)))  # no view sees an all-zero box mask
+
+
+def test_bad_boxes_of_every_reader_name_their_file_and_line(tmp_path: Path) -> None:
+    aircraft = fx.build_aircraft(tmp_path / "aircraft")
+    table = edit_line(aircraft / "data" / "images_box.txt", 2, "0000002 20 3 5 10")
+    with pytest.raises(BadBoxError, match=f"{table}, line 2: the box .* has width -14"):
+        load_dataset("aircraft", root=aircraft)
+    folder = fx.build_folder(tmp_path / "folder")
+    (folder / "boxes.csv").write_text("path,x0,y0,x1,y1\nduck/d1.png,1,2,30,40\nsparrow/s2.jpg,4,5,10\n")
+    with pytest.raises(ValueError, match=f"{folder / 'boxes.csv'}, line 3: expected 5 values \\(path,x0,y0,x1,y1\\), "
+                                         "got 4"):
+        load_dataset("folder", root=folder)
+    (folder / "boxes.csv").write_text("path,x0,y0,x1,y1\nduck/d1.png,1,2,30,40\nduck/d1.png,9,2,3,40\n")
+    with pytest.raises(ValueError, match="line 3: duck/d1.png is listed again"):
+        load_dataset("folder", root=folder)
+    (folder / "boxes.csv").write_text("path,x0,y0,x1,y1\nduck/d1.png,9,2,3,40\n")
+    with pytest.raises(BadBoxError, match=f"{folder / 'boxes.csv'}, line 2: the box .* has width -6"):
+        load_dataset("folder", root=folder, split="all")
 
 
 # --- NABirds ------------------------------------------------------------------------------------------------------

@@ -21,7 +21,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.data.annotated import AnnotatedImageList, Record, read_table, require_files
+from fgssl_lib.data.annotated import (
+    AnnotatedImageList,
+    Record,
+    from_inclusive,
+    parse_box,
+    read_keyed,
+    require_files,
+)
 from fgssl_lib.data.downloads import default_root, how_to_get
 
 SPLITS = ("train", "val", "trainval", "test")
@@ -36,8 +43,10 @@ def load(
     annotation_level: str = "variant",
     crop_banner: bool = True,
     on_corrupt: str = "raise",
+    on_bad_box: str = "raise",
 ) -> AnnotatedImageList:
-    """FGVC-Aircraft ``split`` labelled at ``annotation_level``, boxes converted to our exclusive convention."""
+    """FGVC-Aircraft ``split`` labelled at ``annotation_level``, boxes converted to our exclusive convention;
+    ``on_corrupt`` / ``on_bad_box`` as in :mod:`fgssl_lib.data.annotated`."""
     root = Path(root).expanduser() if root is not None else default_root("aircraft")
     check_choice("split", split, SPLITS)
     check_choice("annotation_level", annotation_level, CLASS_FILES)
@@ -47,14 +56,16 @@ def load(
                          "data/images"), "FGVC-Aircraft", how_to_get("aircraft", root))
     classes = [line.strip() for line in (data / CLASS_FILES[annotation_level]).read_text().splitlines() if line.strip()]
     label_of = {name: index for index, name in enumerate(classes)}
-    boxes = {i: (float(x0) - 1, float(y0) - 1, float(x1), float(y1))
-             for i, x0, y0, x1, y1 in read_table(data / "images_box.txt", 5)}
+    box_rows = read_keyed(data / "images_box.txt", 5)
+    boxes = {i: from_inclusive(parse_box(row.values, row.where)) for i, row in box_rows.items()}
     records = []
-    for image_id, name in read_table(root / labels_file, 2):
+    for image_id, (_, (name,)) in read_keyed(root / labels_file, 2).items():
         if name not in label_of:
             raise ValueError(f"{root / labels_file}: class {name!r} of image {image_id} is not in "
                              f"{CLASS_FILES[annotation_level]}")
         if image_id not in boxes:
             raise ValueError(f"{data / 'images_box.txt'} has no box for image {image_id}")
-        records.append(Record(path=data / "images" / f"{image_id}.jpg", label=label_of[name], box=boxes[image_id]))
-    return AnnotatedImageList(records, classes, crop_bottom=BANNER_HEIGHT if crop_banner else 0, on_corrupt=on_corrupt)
+        records.append(Record(path=data / "images" / f"{image_id}.jpg", label=label_of[name], box=boxes[image_id],
+                              where=box_rows[image_id].where))
+    return AnnotatedImageList(records, classes, crop_bottom=BANNER_HEIGHT if crop_banner else 0, on_corrupt=on_corrupt,
+                              on_bad_box=on_bad_box)

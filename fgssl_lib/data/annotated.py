@@ -6,8 +6,12 @@ them to :class:`AnnotatedImageList`, which decodes images and yields the samples
 Conventions (the readers convert their formats to these):
 
 - ``Record.box`` is ``(x0, y0, x1, y1)`` in pixels of the image *as stored on disk*, 0-based, ``x1``/``y1``
-  exclusive, or ``None`` (the whole image). It is clipped to the image when a sample is read, so a box that runs
-  outside the image is never an error.
+  exclusive, or ``None`` (the whole image); ``Record.where`` names its annotation (file and line). It is clipped to
+  the image when a sample is read, so a box that runs partly outside the image is never an error. A box that is
+  empty (``x1 <= x0`` or ``y1 <= y0``, or no pixel left after clipping) would give an all-zero mask, a view of pure
+  background: with ``on_bad_box="raise"`` (the default) it is a :class:`BadBoxError` naming the annotation (at
+  construction, or when the sample is read for a box outside the image); with ``on_bad_box="skip"`` the image sizes
+  are read at construction and such images are left out, counted in one warning and listed in ``skipped_boxes``.
 - ``Record.mask_path`` points to a segmentation PNG (CUB ``segmentations/``). Segmentations may be soft (CUB averages
   several annotators, grey levels ``0, 51, ..., 255``): a pixel is foreground when ``value > mask_threshold * 255``;
   the default ``0.5`` keeps the pixels most annotators marked. Without a segmentation the mask is the box.
@@ -20,24 +24,32 @@ are removed and reported in a single warning that counts and names them.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.data.sample import Sample, box_to_mask, clip_box
+from fgssl_lib.data.sample import Sample, box_to_mask, clip_box, pixel_box
 
 ON_CORRUPT = ("raise", "skip")
+ON_BAD_BOX = ("raise", "skip")
 _MAX_LISTED = 10
 
 
 class CorruptImageError(RuntimeError):
     """An image file exists but cannot be decoded."""
+
+
+class BadBoxError(ValueError):
+    """An annotated box is empty: zero or negative width or height, or outside its image."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class Record:
     label: int
     box: tuple[float, float, float, float] | None = None
     mask_path: Path | None = None
+    where: str = "the annotations"
 
 
 def _listing(items: Sequence[object]) -> str:
@@ -65,17 +78,54 @@ def require_files(root: Path, names: Sequence[str], title: str, how_to_get: str)
         )
 
 
-def read_table(path: Path, fields: int) -> list[list[str]]:
-    """Rows of a whitespace-separated annotation file, each split into ``fields`` columns (the last keeps spaces)."""
+class Row(NamedTuple):
+    """One line of an annotation table: ``where`` is ``"<file>, line <n>"``, ``values`` its fields after the id."""
+
+    where: str
+    values: list[str]
+
+
+def read_rows(path: Path, fields: int) -> list[Row]:
+    """The lines of a whitespace-separated annotation file, each split into ``fields`` columns (the last keeps
+    spaces); a UTF-8 byte-order mark is ignored."""
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         row = line.split(maxsplit=fields - 1)
         if len(row) != fields:
-            raise ValueError(f"{path}, line {number}: expected {fields} fields, got {line!r}")
-        rows.append(row)
+            raise ValueError(f"{path}, line {number}: expected {fields} fields, got {line!r}; fix or remove the line")
+        rows.append(Row(f"{path}, line {number}", row))
     return rows
+
+
+def read_table(path: Path, fields: int) -> list[list[str]]:
+    """The fields of every line of :func:`read_rows`."""
+    return [row.values for row in read_rows(path, fields)]
+
+
+def read_keyed(path: Path, fields: int) -> dict[str, Row]:
+    """:func:`read_rows` keyed by the first column (an image or class id), in file order; an id listed twice is an
+    error naming both lines (a duplicate would silently keep its last label)."""
+    keyed: dict[str, Row] = {}
+    for row in read_rows(path, fields):
+        key, *values = row.values
+        if key in keyed:
+            raise ValueError(f"{row.where}: id {key} is listed again (first at {keyed[key].where.rsplit(', ', 1)[1]}); "
+                             "each id must appear once: remove one of the two lines")
+        keyed[key] = Row(row.where, values)
+    return keyed
+
+
+def parse_box(values: Sequence[object], where: str) -> tuple[float, float, float, float]:
+    """Four finite numbers of an annotated box, or a ``ValueError`` naming ``where`` (file and line)."""
+    try:
+        box = tuple(float(v) for v in values)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        box = ()
+    if len(box) != 4 or not all(math.isfinite(v) for v in box):
+        raise ValueError(f"{where}: a box needs 4 finite numbers, got {list(values)}; fix or remove the line")
+    return box  # type: ignore[return-value]
 
 
 def decode_rgb(path: Path) -> torch.Tensor:
@@ -95,6 +145,19 @@ def decode_segmentation(path: Path, threshold: float) -> torch.Tensor:
     return (grey.float() > threshold * 255).to(torch.uint8)
 
 
+def _bad_boxes_message(problems: Sequence[str]) -> str:
+    """The first empty box on the first line, then every one of them, and the two ways out."""
+    more = f"\n{len(problems)} empty boxes:\n{_listing(problems)}" if len(problems) > 1 else ""
+    return (f"{problems[0]}: its mask would be all background{more}\nFix or remove the line(s), or pass "
+            "on_bad_box='skip' to leave such images out (counted in a warning and in skipped_boxes)")
+
+
+def from_inclusive(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """A 1-based inclusive ``(xmin, ymin, xmax, ymax)`` (FGVC-Aircraft, Stanford Cars) as our 0-based exclusive box."""
+    x0, y0, x1, y1 = box
+    return (x0 - 1, y0 - 1, x1, y1)
+
+
 class AnnotatedImageList(Dataset):
     """A list of :class:`Record` s yielding ``dict(image, label, box, mask, index)`` samples.
 
@@ -110,8 +173,10 @@ class AnnotatedImageList(Dataset):
         crop_bottom: int = 0,
         mask_threshold: float = 0.5,
         on_corrupt: str = "raise",
+        on_bad_box: str = "raise",
     ) -> None:
         check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
+        check_choice("on_bad_box", on_bad_box, ON_BAD_BOX)
         if not 0.0 <= mask_threshold < 1.0:
             raise ValueError(f"mask_threshold must be in [0, 1), got {mask_threshold}")
         missing = [r.path for r in records if not r.path.is_file()]
@@ -130,6 +195,8 @@ class AnnotatedImageList(Dataset):
                 raise ValueError(f"label {r.label} of {r.path} is outside [0, {len(self.classes)})")
         if on_corrupt == "skip":
             self.records = self._drop_corrupt(self.records)
+        self.skipped_boxes: list[str] = []
+        self.records = self._drop_bad_boxes(self.records, skip=on_bad_box == "skip")
 
     def _drop_corrupt(self, records: list[Record]) -> list[Record]:
         kept, corrupt = [], []
@@ -148,6 +215,42 @@ class AnnotatedImageList(Dataset):
                 stacklevel=3,
             )
         return kept
+
+    def _empty_box(self, r: Record, size: tuple[int, int] | None) -> str | None:
+        """Why ``r``'s box is empty (``size``: its image's ``(width, height)`` once cropped, if known), or ``None``."""
+        if r.box is None:
+            return None
+        x0, y0, x1, y1 = r.box
+        if x1 <= x0 or y1 <= y0:
+            return (f"{r.where}: the box (x0, y0, x1, y1) = {r.box} of {r.path} has width {x1 - x0:g} and "
+                    f"height {y1 - y0:g}")
+        if size is not None:
+            px0, py0, px1, py1 = pixel_box(r.box, *size)
+            if px1 <= px0 or py1 <= py0:
+                return f"{r.where}: the box {r.box} of {r.path} holds no pixel of its {size[0]} x {size[1]} image"
+        return None
+
+    def _drop_bad_boxes(self, records: list[Record], skip: bool) -> list[Record]:
+        """``records`` without the empty boxes (``skip``, reading image sizes), or a :class:`BadBoxError` listing the
+        boxes that are empty whatever the image size."""
+        bad = [(r, self._empty_box(r, self._stored_size(r) if skip else None)) for r in records]
+        problems = [why for _, why in bad if why is not None]
+        if problems and not skip:
+            raise BadBoxError(_bad_boxes_message(problems))
+        if problems:
+            warnings.warn(f"skipped {len(problems)} image(s) with an empty box of {len(records)} "
+                          f"(on_bad_box='skip'; listed in skipped_boxes):\n{_listing(problems)}", stacklevel=3)
+            self.skipped_boxes = problems
+        return [r for r, why in bad if why is None]
+
+    def _stored_size(self, r: Record) -> tuple[int, int] | None:
+        """``(width, height)`` of ``r``'s image after ``crop_bottom``, from its header (``None`` if unreadable)."""
+        try:
+            with Image.open(r.path) as image:
+                width, height = image.size
+        except OSError:
+            return None  # a corrupt image: decoding it raises CorruptImageError when it is read
+        return width, height - self.crop_bottom
 
     @property
     def num_classes(self) -> int:
@@ -173,6 +276,9 @@ class AnnotatedImageList(Dataset):
             image = image[:, : image.shape[1] - self.crop_bottom]
             mask = None if mask is None else mask[: image.shape[1]]
         _, height, width = image.shape
+        why = self._empty_box(r, (width, height))
+        if why is not None:
+            raise BadBoxError(_bad_boxes_message([why]))
         box = clip_box(r.box if r.box is not None else (0, 0, width, height), width, height)  # (4,) float32
         if mask is None:
             mask = box_to_mask(box, height, width)  # HxW uint8

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.io
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.data.annotated import AnnotatedImageList, Record, require_files
+from fgssl_lib.data.annotated import AnnotatedImageList, Record, from_inclusive, parse_box, require_files
 from fgssl_lib.data.downloads import default_root, how_to_get
 
 SPLITS = ("train", "test")
@@ -34,8 +34,10 @@ def _annotation_file(root: Path, split: str) -> str:
     return in_devkit if (root / in_devkit).exists() else TEST_ANNOTATIONS
 
 
-def load(root: str | Path | None = None, split: str = "train", *, on_corrupt: str = "raise") -> AnnotatedImageList:
-    """Stanford Cars ``split`` (``train``/``test``) with 196 classes and the devkit boxes."""
+def load(root: str | Path | None = None, split: str = "train", *, on_corrupt: str = "raise",
+         on_bad_box: str = "raise") -> AnnotatedImageList:
+    """Stanford Cars ``split`` (``train``/``test``) with 196 classes and the devkit boxes; ``on_corrupt`` /
+    ``on_bad_box`` as in :mod:`fgssl_lib.data.annotated`."""
     root = Path(root).expanduser() if root is not None else default_root("cars")
     check_choice("split", split, SPLITS)
     annotations_file = _annotation_file(root, split)
@@ -45,12 +47,10 @@ def load(root: str | Path | None = None, split: str = "train", *, on_corrupt: st
     classes = [str(name) for name in np.atleast_1d(scipy.io.loadmat(root / "devkit/cars_meta.mat",
                                                                      squeeze_me=True)["class_names"])]
     annotations = np.atleast_1d(scipy.io.loadmat(root / annotations_file, squeeze_me=True)["annotations"])
-    records = [
-        Record(
-            path=images / str(a["fname"]),
-            label=int(a["class"]) - 1,
-            box=(float(a["bbox_x1"]) - 1, float(a["bbox_y1"]) - 1, float(a["bbox_x2"]), float(a["bbox_y2"])),
-        )
-        for a in annotations
-    ]
-    return AnnotatedImageList(records, classes, on_corrupt=on_corrupt)
+    records = []
+    for number, a in enumerate(annotations, start=1):
+        where = f"{root / annotations_file}, annotation {number}"
+        box = parse_box([a[f"bbox_{c}"] for c in ("x1", "y1", "x2", "y2")], where)
+        records.append(Record(path=images / str(a["fname"]), label=int(a["class"]) - 1, box=from_inclusive(box),
+                              where=where))
+    return AnnotatedImageList(records, classes, on_corrupt=on_corrupt, on_bad_box=on_bad_box)

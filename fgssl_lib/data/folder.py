@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.data.annotated import AnnotatedImageList, Record
+from fgssl_lib.data.annotated import AnnotatedImageList, Record, Row, parse_box
 from fgssl_lib.data.downloads import how_to_get
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
@@ -30,14 +30,26 @@ BOX_COLUMNS = ["path", "x0", "y0", "x1", "y1"]
 SPLIT_COLUMNS = ["path", "split"]
 
 
-def _read_csv(path: Path, columns: list[str], images: set[str]) -> list[dict[str, str]]:
-    """Rows of ``path`` with header ``columns``; every ``path`` must name one of ``images``."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames != columns:
-            raise ValueError(f"{path}: expected the header {','.join(columns)}, got {reader.fieldnames}")
-        rows = list(reader)
-    unknown = [row["path"] for row in rows if row["path"] not in images]
+def _read_csv(path: Path, columns: list[str], images: set[str]) -> dict[str, Row]:
+    """Image path -> the row's other values, for ``path`` with header ``columns``; every row must have one value per
+    column and name one of ``images``, once (errors name the file and line). A UTF-8 byte-order mark is ignored."""
+    rows: dict[str, Row] = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header != columns:
+            raise ValueError(f"{path}: expected the header {','.join(columns)}, got {header}")
+        for values in reader:
+            where = f"{path}, line {reader.line_num}"
+            if not values:
+                continue
+            if len(values) != len(columns):
+                raise ValueError(f"{where}: expected {len(columns)} values ({','.join(columns)}), got "
+                                 f"{len(values)}: {','.join(values)}; fix the row")
+            if values[0] in rows:
+                raise ValueError(f"{where}: {values[0]} is listed again; list each image once")
+            rows[values[0]] = Row(where, values[1:])
+    unknown = [p for p in rows if p not in images]
     if unknown:
         raise ValueError(f"{path} names {len(unknown)} image(s) that are not in the class folders, e.g. {unknown[:5]}")
     return rows
@@ -66,8 +78,10 @@ def load(
     test_fraction: float = 0.2,
     seed: int = 0,
     on_corrupt: str = "raise",
+    on_bad_box: str = "raise",
 ) -> AnnotatedImageList:
-    """The images under ``root/<class>/`` in ``split`` (``train``, ``test``, ``all``, or a name from ``split.csv``)."""
+    """The images under ``root/<class>/`` in ``split`` (``train``, ``test``, ``all``, or a name from ``split.csv``);
+    ``on_corrupt`` / ``on_bad_box`` as in :mod:`fgssl_lib.data.annotated`."""
     if root is None:
         raise ValueError("the folder dataset needs root=<folder with one sub-folder of images per class>")
     root = Path(root).expanduser()
@@ -82,12 +96,10 @@ def load(
         paths += [p.relative_to(root).as_posix() for p in images]
         labels += [label] * len(images)
     known = set(paths)
-    boxes: dict[str, tuple[float, float, float, float]] = {}
-    if (root / "boxes.csv").exists():
-        boxes = {row["path"]: (float(row["x0"]), float(row["y0"]), float(row["x1"]), float(row["y1"]))
-                 for row in _read_csv(root / "boxes.csv", BOX_COLUMNS, known)}
+    box_rows = _read_csv(root / "boxes.csv", BOX_COLUMNS, known) if (root / "boxes.csv").exists() else {}
+    boxes = {p: parse_box(row.values, row.where) for p, row in box_rows.items()}
     if (root / "split.csv").exists():
-        assigned = {row["path"]: row["split"] for row in _read_csv(root / "split.csv", SPLIT_COLUMNS, known)}
+        assigned = {p: row.values[0] for p, row in _read_csv(root / "split.csv", SPLIT_COLUMNS, known).items()}
         unassigned = [p for p in paths if p not in assigned]
         if unassigned:
             raise ValueError(f"{root / 'split.csv'} assigns no split to {len(unassigned)} image(s), "
@@ -99,8 +111,8 @@ def load(
         valid = {"train", "test", "all"}
     check_choice("split", split, valid)
     records = [
-        Record(path=root / p, label=l, box=boxes.get(p))
+        Record(path=root / p, label=l, box=boxes.get(p), where=box_rows[p].where if p in box_rows else Record.where)
         for p, l, s in zip(paths, labels, splits)
         if split in ("all", s)
     ]
-    return AnnotatedImageList(records, [d.name for d in class_dirs], on_corrupt=on_corrupt)
+    return AnnotatedImageList(records, [d.name for d in class_dirs], on_corrupt=on_corrupt, on_bad_box=on_bad_box)

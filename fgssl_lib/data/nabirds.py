@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fgssl_lib.data.annotated import AnnotatedImageList, Record, read_table
+from fgssl_lib.data.annotated import AnnotatedImageList, Record, read_keyed
 from fgssl_lib.data.cub import read_image_tables
 from fgssl_lib.data.downloads import default_root
 
@@ -49,11 +49,13 @@ def load(
     *,
     level: int | None = None,
     on_corrupt: str = "raise",
+    on_bad_box: str = "raise",
 ) -> NABirds:
-    """NABirds ``split`` (``train``/``test``); leaf labels, or depth-``level`` ancestors of the hierarchy."""
+    """NABirds ``split`` (``train``/``test``); leaf labels, or depth-``level`` ancestors of the hierarchy.
+    ``on_corrupt`` / ``on_bad_box`` as in :mod:`fgssl_lib.data.annotated`."""
     root = Path(root).expanduser() if root is not None else default_root("nabirds")
     tables = read_image_tables(root, split, "nabirds", "NABirds", ("hierarchy.txt",))
-    hierarchy = dict(read_table(root / "hierarchy.txt", 2))
+    hierarchy = {child: row.values[0] for child, row in read_keyed(root / "hierarchy.txt", 2).items()}
     if level is not None and level < 0:
         raise ValueError(f"level must be >= 0 (0 is the root of the hierarchy), got {level}")
     # Labels are defined over the whole dataset (train and test) so both splits share the same class indices.
@@ -63,7 +65,8 @@ def load(
     class_ids = sorted(set(label_class.values()), key=int)
     label_of = {c: index for index, c in enumerate(class_ids)}
     records = [
-        Record(path=root / "images" / tables.paths[i], label=label_of[label_class[i]], box=tables.boxes[i])
+        Record(path=root / "images" / tables.paths[i], label=label_of[label_class[i]], box=tables.boxes[i],
+               where=tables.box_lines[i])
         for i in tables.ids
     ]
     names = tables.class_names
@@ -74,4 +77,5 @@ def load(
         [names.get(hierarchy[c]) if c in hierarchy else None for c in class_ids],
         hierarchy,
         on_corrupt=on_corrupt,
+        on_bad_box=on_bad_box,
     )

@@ -35,9 +35,15 @@ def clip_box(box: torch.Tensor | tuple[float, float, float, float], width: int, 
     return b
 
 
+def pixel_box(box: torch.Tensor | tuple[float, float, float, float], width: int, height: int) -> tuple[int, ...]:
+    """``box`` clipped to a ``width x height`` image and rounded to whole pixels: the pixels :func:`box_to_mask`
+    sets (none when ``x1 <= x0`` or ``y1 <= y0``)."""
+    return tuple(int(round(float(v))) for v in clip_box(box, width, height))
+
+
 def box_to_mask(box: torch.Tensor | tuple[float, float, float, float], height: int, width: int) -> torch.Tensor:
     """``H x W`` uint8 mask that is 1 on the pixels of ``box`` (rounded to whole pixels, exclusive end)."""
-    x0, y0, x1, y1 = (int(round(float(v))) for v in clip_box(box, width, height))
+    x0, y0, x1, y1 = pixel_box(box, width, height)
     mask = torch.zeros(height, width, dtype=torch.uint8)
     mask[y0:y1, x0:x1] = 1
     return mask
