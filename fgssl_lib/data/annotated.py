@@ -99,11 +99,6 @@ def read_rows(path: Path, fields: int) -> list[Row]:
     return rows
 
 
-def read_table(path: Path, fields: int) -> list[list[str]]:
-    """The fields of every line of :func:`read_rows`."""
-    return [row.values for row in read_rows(path, fields)]
-
-
 def read_keyed(path: Path, fields: int) -> dict[str, Row]:
     """:func:`read_rows` keyed by the first column (an image or class id), in file order; an id listed twice is an
     error naming both lines (a duplicate would silently keep its last label)."""
