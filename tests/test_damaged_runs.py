@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,12 +31,13 @@ def run(finished: tuple[TrainConfig, Path], tmp_path: Path) -> tuple[TrainConfig
     return config, tmp_path / "runs" / path.name
 
 
-@pytest.mark.parametrize(("content", "reason"), [(b"", "0 bytes; EOFError"),
-                                                 (os.urandom(4096), "4096 bytes; UnpicklingError")])
-def test_a_damaged_checkpoint_says_delete_or_retrain(run: tuple[TrainConfig, Path], content: bytes,
+@pytest.mark.parametrize(("damage", "reason"), [(lambda data: b"", "0 bytes; EOFError"),
+                                                (lambda data: os.urandom(4096), "4096 bytes; UnpicklingError"),
+                                                (lambda data: data[: len(data) // 2], r"\d+ bytes; RuntimeError")])
+def test_a_damaged_checkpoint_says_delete_or_retrain(run: tuple[TrainConfig, Path], damage: Callable[[bytes], bytes],
                                                      reason: str) -> None:
     config, path = run
-    (path / "last.ckpt").write_bytes(content)
+    (path / "last.ckpt").write_bytes(damage((path / "last.ckpt").read_bytes()))
     for load in (lambda: load_method(path / "last.ckpt"), lambda: train_or_load(config, root=path.parent)):
         with pytest.raises(DamagedCheckpointError, match=f"is damaged \\({reason}.*retrain=True") as error:
             load()

@@ -78,6 +78,8 @@ def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except (EOFError, RuntimeError, pickle.UnpicklingError) as error:
+        if isinstance(error, RuntimeError) and "PytorchStreamReader" not in str(error):
+            raise  # not the file's fault (e.g. map_location names a missing GPU)
         reason = str(error).split(". ")[0] or "the file ends early"
         raise DamagedCheckpointError(
             f"checkpoint {path} is damaged ({path.stat().st_size} bytes; {type(error).__name__}: {reason}), e.g. by "
