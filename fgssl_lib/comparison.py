@@ -28,6 +28,7 @@ from fgssl_lib.eval import box_background_report, extract_features, retrieval_me
 from fgssl_lib.experiment import Run, evaluate, load_run, run_key, runs_root, train_or_load
 from fgssl_lib.study import EVALUATED_FROM
 from fgssl_lib.train import TrainConfig, fit_dual_stage, load_method
+from fgssl_lib.train.run_lock import run_lock
 
 
 def method_configs(methods: Sequence[str], preset: str, dataset: str = "synthetic", data_root: str | None = None,
@@ -123,9 +124,17 @@ def train_or_load_dual_stage(stage1: TrainConfig, stage2: TrainConfig, root: str
     ``retrain=True`` starts both stages again. The history has both stages' epochs with a ``stage`` column.
     """
     path = Path(root or runs_root()) / f"dual_stage-{run_key(stage1)}-{run_key(stage2)}"
+    with run_lock(path):  # one writer per run, as train_or_load
+        return _train_or_load_dual_stage(stage1, stage2, path, retrain)
+
+
+def _train_or_load_dual_stage(stage1: TrainConfig, stage2: TrainConfig, path: Path, retrain: bool) -> Run:
+    """:func:`train_or_load_dual_stage` in ``path``, under its lock."""
     done, history_csv = path / "done.json", path / "history.csv"
-    if retrain and path.exists():
-        shutil.rmtree(path)
+    if retrain:
+        done.unlink(missing_ok=True)
+        for stage in ("stage1", "stage2"):
+            shutil.rmtree(path / stage, ignore_errors=True)
     if done.exists():
         history = pd.read_csv(history_csv)
         return Run(load_method(path / "stage2" / "last.ckpt"), history, float(history["time_s"].sum()), path)
@@ -134,7 +143,9 @@ def train_or_load_dual_stage(stage1: TrainConfig, stage2: TrainConfig, root: str
     method, histories = fit_dual_stage(*stages)
     history = pd.concat([h.epochs.assign(stage=i) for i, h in enumerate(histories, start=1)], ignore_index=True)
     history.to_csv(history_csv, index=False)
-    done.write_text(json.dumps({"stage1": run_key(stage1), "stage2": run_key(stage2)}))
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"stage1": run_key(stage1), "stage2": run_key(stage2)}))
+    os.replace(tmp, done)
     return Run(method.eval(), history, float(history["time_s"].sum()), path)
 
 

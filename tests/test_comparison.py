@@ -114,3 +114,18 @@ def test_collapse_table_flags_a_run_whose_embedding_std_falls_below_the_threshol
     assert table.loc["healthy", "embedding_std_first"] == pytest.approx(0.9)
     assert math.isnan(table.loc["unmeasured", "embedding_std_min"])
     assert table.loc["healthy", "loss_last"] == pytest.approx(1.0)
+
+
+def test_the_dual_stage_pair_is_kept_as_one_locked_run_and_loaded_when_finished(monkeypatch, tmp_path):
+    import dataclasses
+
+    from fgssl_lib.comparison import train_or_load_dual_stage
+
+    stage1 = dataclasses.replace(TrainConfig.preset("smoke", method="byol"), max_steps=1)
+    stage2 = dataclasses.replace(TrainConfig.preset("smoke", method="cvsa"), max_steps=1)
+    run = train_or_load_dual_stage(stage1, stage2, root=tmp_path)
+    assert (run.path / "done.json").is_file() and not (run.path / "done.tmp").exists()
+    assert list(run.history["stage"]) == [1, 2] and not (run.path / ".lock").stat().st_size
+    monkeypatch.setattr(comparison, "fit_dual_stage", lambda *a, **k: pytest.fail("a finished pair must be loaded"))
+    again = train_or_load_dual_stage(stage1, stage2, root=tmp_path)
+    assert again.path == run.path and type(again.method).__name__ == "CVSA"
