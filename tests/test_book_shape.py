@@ -99,3 +99,17 @@ def test_citations_are_in_the_bibliography() -> None:
         for cited in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", page.read_text()):
             missing = {key.strip() for key in cited.split(",")} - keys
             assert not missing, f"{page.name} cites {missing}, not in book/references.bib"
+
+
+COLAB_RUN_PARAMETERS = {"runs_dir", "batch_size", "num_images", "precision", "checkpoint_minutes", "device", "epochs"}
+
+
+def test_every_training_notebook_can_keep_its_runs_on_drive_and_be_sized_down(notebook: nbformat.NotebookNode) -> None:
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    if not re.search(r"\b(train_methods|train_or_load)\(", code):
+        return  # trains nothing
+    (cell,) = _tagged(notebook, "parameters")
+    names = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets}
+    assert COLAB_RUN_PARAMETERS <= names, f"parameters cell lacks {sorted(COLAB_RUN_PARAMETERS - names)}"
+    assert "/content/drive/MyDrive" in cell.source, "say where runs_dir points on Colab (Google Drive)"
+    assert "checkpoint_dir" not in code, "runs_dir names where runs are kept (checkpoint_dir is one run's folder)"
