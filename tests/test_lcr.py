@@ -61,6 +61,43 @@ def test_gradcam_rejects_non_scalar_loss() -> None:
         ssl_gradcam(phi.sum(dim=(1, 2, 3)), [phi])
 
 
+def _gradcam_of_a_resnet50_sized_head(dtype: torch.dtype | None, old: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """G of a MoCo-like loss (GAP, linear head, cosine to fixed keys, mean over the batch of 128) on a 7x7x2048 map,
+    under CPU float16 autocast (``dtype``) or in float64 (``None``); ``old``: without the loss scale. Returns
+    (G, the gradient dL/dphi)."""
+    torch.manual_seed(0)
+    phi64 = torch.randn(128, 2048, 7, 7, dtype=torch.float64).relu()
+    head = nn.Linear(2048, 128).double()
+    keys = F.normalize(torch.randn(128, 128, dtype=torch.float64), dim=1)
+    phi = phi64.clone() if dtype is None else phi64.to(dtype)
+    phi.requires_grad_(True)
+    if dtype is not None:
+        head = head.float()
+        keys = keys.float()
+    with torch.autocast("cpu", dtype=dtype or torch.float16, enabled=dtype is not None):
+        loss = 2 - 2 * (F.normalize(head(phi.mean(dim=(2, 3))).float(), dim=1) * keys).sum(dim=1).mean()
+        (grad,) = torch.autograd.grad(loss, [phi], retain_graph=True)
+        if old:
+            gradcam = F.relu((grad * phi.detach()).sum(dim=1)).float()
+        else:
+            (gradcam,) = ssl_gradcam(loss, [phi])
+    return gradcam, grad
+
+
+def test_gradcam_under_float16_autocast_keeps_the_gradient_that_underflows() -> None:
+    """At batch 128 dL/dphi is about 1e-6, in float16's subnormal range: taken naively, part of it rounds to zero
+    and the rest loses most of its digits. ssl_gradcam scales the loss as a gradient scaler does."""
+    reference, grad64 = _gradcam_of_a_resnet50_sized_head(None)
+    naive, grad16 = _gradcam_of_a_resnet50_sized_head(torch.float16, old=True)
+    flushed = ((grad16 == 0) & (grad64 != 0)).double().mean().item()
+    assert flushed > 0.01, f"the example must underflow float16 (flushed {flushed:.4f})"
+    gradcam, _ = _gradcam_of_a_resnet50_sized_head(torch.float16)
+    assert gradcam.dtype == torch.float32
+    error = lambda g: ((g.double() - reference).abs().sum() / reference.abs().sum()).item()  # noqa: E731
+    assert error(naive) > 0.01
+    assert error(gradcam) < error(naive) / 5, (error(gradcam), error(naive))
+
+
 def _softmax(values: list[float], temperature: float) -> list[float]:
     exps = [math.exp(v / temperature) for v in values]
     return [e / sum(exps) for e in exps]

@@ -15,24 +15,41 @@ from torch import Tensor, nn
 NORMALISATION_EPS = 1e-7
 """The ``1e-7`` of LCR Eq. 8."""
 
+GRADCAM_LOSS_SCALE = 2.0**16
+"""Factor on the SSL loss before :func:`ssl_gradcam` differentiates it in float16 (a gradient scaler's initial
+scale), so that ``dL/dphi`` leaves float16's subnormal range."""
+
 
 def ssl_gradcam(loss: Tensor, phis: Sequence[Tensor], detach: bool = True) -> list[Tensor]:
-    """LCR Eq. 3: ``G = ReLU(sum_c (dL_CL/dphi)_c * phi_c)``, one NxHxW map per NxCxHxW map in ``phis`` (e.g. the
-    online last maps of both views), from the SSL loss ``L_CL`` (a scalar).
+    """LCR Eq. 3: ``G = ReLU(sum_c (dL_CL/dphi)_c * phi_c)``, one float32 NxHxW map per NxCxHxW map in ``phis`` (e.g.
+    the online last maps of both views), from the SSL loss ``L_CL`` (a scalar).
 
-    The gradients come from one ``torch.autograd.grad(loss, phis, retain_graph=True)``: autograd walks back only from
-    the loss to ``phis`` (through the projection head and pooling), never into the backbone that produced them, and
-    the graph is kept for the one training backward. The gradient is a constant (no ``create_graph``). With ``detach``
+    The gradients come from ``torch.autograd.grad(loss, phis, retain_graph=True)``: autograd walks back only from the
+    loss to ``phis`` (through the projection head and pooling), never into the backbone that produced them, and the
+    graph is kept for the one training backward. The gradient is a constant (no ``create_graph``). With ``detach``
     (default) ``G`` is a fixed fitting target; ``detach=False`` keeps the activations' graph in ``G`` as the authors'
     script does, so the KL gradient also flows through the ``phi_c`` factor of ``G``.
+
+    Under 16-mixed precision ``phi`` is float16 and ``dL/dphi`` (about 1e-6 at batch 128) lies in float16's subnormal
+    range, where much of it rounds to zero. As a gradient scaler does, the loss is then multiplied by
+    :data:`GRADCAM_LOSS_SCALE` before differentiating (divided by 2**8 until every gradient is finite) and the
+    gradient is unscaled in float32; the product and sum of Eq. 3 are always taken in float32.
     """
     if loss.dim() != 0:
         raise ValueError(f"the SSL loss must be a scalar to take its Grad-CAM, got shape {tuple(loss.shape)}")
     for phi in phis:
         if phi.dim() != 4:
             raise ValueError(f"phi must be an NxCxHxW last convolutional map, got shape {tuple(phi.shape)}")
-    grads = torch.autograd.grad(loss, list(phis), retain_graph=True)  # NxCxHxW each, no graph
-    return [F.relu((grad * (phi.detach() if detach else phi)).sum(dim=1)) for grad, phi in zip(grads, phis)]  # NxHxW
+    scale = GRADCAM_LOSS_SCALE if any(phi.dtype == torch.float16 for phi in phis) else 1.0
+    while True:
+        grads = torch.autograd.grad(loss.float() * scale, list(phis), retain_graph=True)  # NxCxHxW each, no graph
+        if scale == 1.0 or all(bool(torch.isfinite(grad).all()) for grad in grads):
+            break
+        scale = max(scale / 2**8, 1.0)
+    return [
+        F.relu(((grad.float() / scale) * (phi.detach() if detach else phi).float()).sum(dim=1))  # NxHxW
+        for grad, phi in zip(grads, phis)
+    ]
 
 
 class GradCAMFittingBranch(nn.Module):
