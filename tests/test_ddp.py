@@ -1,5 +1,7 @@
-"""DDP on a CPU (two gloo processes, Lightning's subprocess launcher): ``train_or_load`` must finish. Its run lock
-used to deadlock: rank 1 re-runs the script, waits for the lock that rank 0 holds while rank 0 waits for rank 1."""
+"""DDP on a CPU (two gloo processes, Lightning's subprocess launcher): ``train_or_load`` must finish (its run lock
+used to deadlock: rank 1 re-runs the script, waits for the lock that rank 0 holds while rank 0 waits for rank 1), and
+MoCo's queue must hold the keys of both ranks, the same on both (it used to hold each rank's own keys, and DDP's
+buffer broadcast overwrote rank 1's with rank 0's)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = textwrap.dedent("""
     import os, sys
@@ -43,3 +46,61 @@ def test_train_or_load_finishes_under_ddp_on_two_gloo_processes(tmp_path: Path, 
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "done.json").read_text())["train_seconds"] > 0  # written once, by rank 0
     assert (run / "last.ckpt").is_file() and not (run / "last.ckpt.tmp").exists()
+
+
+QUEUE_SCRIPT = textwrap.dedent("""
+    import sys
+    import pytorch_lightning as pl
+    import torch
+    from fgssl_lib.train import TrainConfig, fit
+
+    class RecordQueue(pl.Callback):
+        \"\"\"Each rank saves, after every step, its queue and the (normalised) keys it enqueued.\"\"\"
+        def __init__(self):
+            self.keys, self.states = [], []
+
+        def on_train_start(self, trainer, method):
+            bank = method.criterion.memory_bank
+            forward = bank.forward
+            def recording(output, *args, **kwargs):
+                self.keys.append(output.detach().clone())
+                return forward(output, *args, **kwargs)
+            bank.forward = recording
+
+        def on_train_batch_end(self, trainer, method, *args):
+            bank = method.criterion.memory_bank
+            self.states.append({"bank": bank.bank.detach().clone(), "ptr": int(bank.bank_ptr)})
+
+        def on_train_end(self, trainer, method):
+            torch.save({"keys": self.keys, "states": self.states}, f"{sys.argv[1]}/queue_rank{trainer.global_rank}.pt")
+
+    config = TrainConfig.preset("smoke", method=sys.argv[2], device="cpu", devices=2, strategy="ddp", max_steps=2,
+                                num_images=64, batch_size=8, checkpoint_dir=sys.argv[1] + "/run",
+                                method_options={"queue_size": 64})
+    fit(config, callbacks=[RecordQueue()])
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["mocov2", "lcr"])
+def test_moco_queue_holds_the_keys_of_both_ranks_and_is_the_same_on_both(tmp_path: Path, method: str) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(QUEUE_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path), method], capture_output=True, text=True,
+                          timeout=180, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"queue_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    steps = len(ranks[0]["states"])
+    assert steps == 2 and len(ranks[0]["keys"]) == len(ranks[1]["keys"]) == steps
+    per_rank = ranks[0]["keys"][0].shape[0]  # 8
+    for step in range(steps):
+        state0, state1 = (rank["states"][step] for rank in ranks)
+        torch.testing.assert_close(state0["bank"], state1["bank"], rtol=0, atol=0)
+        assert state0["ptr"] == state1["ptr"] == 2 * per_rank * (step + 1)
+        start = 2 * per_rank * step  # this step's keys: rank 0's, then rank 1's
+        for r, rank in enumerate(ranks):
+            rows = slice(start + r * per_rank, start + (r + 1) * per_rank)
+            torch.testing.assert_close(state0["bank"][rows], rank["keys"][step])

@@ -128,6 +128,26 @@ def test_loss_decreases_on_tiny_batches(name: str) -> None:
     assert sum(values[-4:]) / 4 < 0.9 * sum(values[2:6]) / 4, values
 
 
+def test_moco_key_encoder_sees_a_shuffled_batch_and_returns_keys_in_order() -> None:
+    """Shuffled BatchNorm (MoCo Sec. 3.3): the key encoder's input is a permutation of the batch, not the batch; the
+    keys come back in the batch's order, equal to the key encoder run on the unshuffled batch (train-mode BN is
+    permutation invariant on one device)."""
+    method = tiny("mocov2")
+    images = batch(n=16)["view2"]
+    seen = []
+    stem = next(m for m in method.momentum_encoder.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    stem.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    torch.manual_seed(0)
+    maps, keys = method.encode_target(images)
+    assert maps == {}
+    _, expected = method.momentum_encoder(images)
+    shuffled, in_order = seen  # what the stem saw: the shuffled batch, then the batch
+    assert not torch.equal(shuffled, in_order)
+    order = [next(j for j in range(16) if torch.equal(shuffled[i], in_order[j])) for i in range(16)]
+    assert sorted(order) == list(range(16))
+    torch.testing.assert_close(keys, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_moco_queue_is_saved_and_restored() -> None:
     method = tiny("mocov2")
     method.losses(batch())  # enqueues 8 keys

@@ -149,9 +149,15 @@ class SSLMethod(pl.LightningModule):
         return maps, maps["layer4"].mean(dim=(2, 3))
 
     def encode_target(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        """Momentum encoder (no grad): ``x`` -> (maps at ``self.stages`` + ``layer4``, projection ``N x d``)."""
+        """Momentum encoder (no grad): ``x`` -> (maps at ``self.stages`` + ``layer4``, projection ``N x d``). MoCo
+        wraps it in its batch shuffle; what it computes is :meth:`target_forward`."""
         if self.momentum_encoder is None:
             raise RuntimeError(f"{type(self).__name__} has no momentum encoder")
+        return self.target_forward(x)
+
+    @torch.no_grad()
+    def target_forward(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The momentum encoder's maps and projection of ``x`` (default: GAP then the momentum head)."""
         return self.momentum_encoder(x, self.stages)
 
     def contrastive_forward(self, batch: dict[str, Tensor]) -> PairOutput:

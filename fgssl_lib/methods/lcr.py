@@ -105,14 +105,14 @@ class LCR(SSLMethod):
             h = weighted_pool(maps["layer4"], maps[RATIONALE])  # NxD
         return maps, h
 
-    def encode_target(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    @torch.no_grad()
+    def target_forward(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """The baseline's momentum encoder; with ``train_pooling`` its projection pools with the branch's momentum
-        copy (so query and key are pooled the same way)."""
-        maps, z = super().encode_target(x)
+        copy (so query and key are pooled the same way). Runs inside MoCo's batch shuffle."""
+        maps, z = super().target_forward(x)
         if self.branch_target is not None:
-            with torch.no_grad():
-                phi = maps["layer4"]  # NxCxHxW
-                z = self.momentum_encoder.head(weighted_pool(phi, self.branch_target(phi)))  # Nxd
+            phi = maps["layer4"]  # NxCxHxW
+            z = self.momentum_encoder.head(weighted_pool(phi, self.branch_target(phi)))  # Nxd
         return maps, z
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:

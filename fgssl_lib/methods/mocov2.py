@@ -4,14 +4,21 @@ A query encoder (backbone + lightly's ``MoCoProjectionHead``, the v2 MLP) is con
 encoder and a queue of ``queue_size`` past keys: InfoNCE with temperature ``temperature`` (MoCo Eq. 1), which is
 lightly's ``NTXentLoss(temperature, memory_bank_size=(K, d))``. The key encoder's momentum is constant (``0.999``
 in the paper: ``momentum_start == momentum_end``). The queue is saved in checkpoints so a resumed run is identical.
+
+Across processes (DDP) the keys of every rank are gathered before they are enqueued (MoCo's ``concat_all_gather``;
+lightly's ``gather_distributed``), so every rank holds the same queue of the whole batch's keys and DDP's buffer
+broadcast from rank 0 changes nothing. The key encoder sees the batch shuffled (MoCo's shuffled BatchNorm, lightly's
+``batch_shuffle``; across ranks when distributed) so that a query and its key never share BatchNorm statistics.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch.distributed as dist
 from lightly.loss import NTXentLoss
 from lightly.models.modules import MoCoProjectionHead
+from lightly.models.utils import batch_shuffle, batch_unshuffle
 from torch import Tensor
 
 from fgssl_lib.methods.base import MomentumEncoder, PairOutput, SSLMethod
@@ -37,11 +44,22 @@ class MoCoV2(SSLMethod):
         self.symmetric = symmetric
         self.projection_head = MoCoProjectionHead(self.backbone.feature_dim, hidden_dim, proj_dim)
         self.momentum_encoder = MomentumEncoder(self.backbone, self.projection_head)
-        self.criterion = NTXentLoss(temperature=temperature, memory_bank_size=(queue_size, proj_dim))
+        self.criterion = NTXentLoss(
+            temperature=temperature, memory_bank_size=(queue_size, proj_dim), gather_distributed=True
+        )
+
+    def encode_target(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The key encoder on the shuffled batch (shuffled BatchNorm), its keys put back in order: ``x`` ``N x 3 x S x
+        S`` -> (``{}``, keys ``N x d``). No MoCo-based method reads the key encoder's maps, so they are not returned
+        (unshuffling them across ranks would gather every map)."""
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        shuffled, order = batch_shuffle(x, distributed=distributed)
+        _, key = super().encode_target(shuffled)  # Nxd in shuffled order
+        return {}, batch_unshuffle(key, order, distributed=distributed)
 
     def contrastive_forward(self, batch: dict[str, Tensor]) -> PairOutput:
         """InfoNCE of query ``q = g(f(view1))`` against key ``k = g'(f'(view2))`` and the queue (MoCo Eq. 1);
-        with ``symmetric`` also ``view2 -> view1``, averaged. Unused entries of ``maps``/``target_maps`` are ``{}``."""
+        with ``symmetric`` also ``view2 -> view1``, averaged. ``target_maps`` are ``{}``, as unused ``maps``."""
         views = (batch["view1"], batch["view2"])
         directions = ((0, 1), (1, 0)) if self.symmetric else ((0, 1),)
         maps: list[dict[str, Tensor]] = [{}, {}]
