@@ -1,0 +1,52 @@
+"""Every notebook's title cell states its cost: measured at smoke and cpu, a FLOP estimate at paper."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from fgssl_lib.cost import (
+    CPU_SECONDS,
+    MARKER,
+    SMOKE_SECONDS,
+    TRAINED_AT_PAPER,
+    cost_paragraph,
+    main,
+    stale_cost_paragraphs,
+    training_flops,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_every_title_cell_ends_with_its_cost() -> None:
+    assert {p.stem for p in NOTEBOOKS} == set(SMOKE_SECONDS) == set(CPU_SECONDS)
+    assert stale_cost_paragraphs(NOTEBOOKS) == [], "run `python -m fgssl_lib.cost`"
+    assert main(["--check"]) == 0
+    for path in NOTEBOOKS:
+        title = nbformat.read(path, as_version=4).cells[0].source
+        assert title.count(MARKER) == 1 and "`smoke`" in title and "`cpu`" in title and "`paper`" in title
+    assert "estimate from FLOPs" in cost_paragraph("04_train_lcr") and "A100" in cost_paragraph("04_train_lcr")
+
+
+def test_the_flop_estimate_follows_the_passes_and_the_presets_epochs() -> None:
+    # BYOL: 2 training passes (3 forwards each) + 2 momentum forwards per image, 800 epochs; MoCo v2: 3 + 1, 200
+    assert training_flops("byol", images=1) == pytest.approx(800 * 4.1e9 * 8)
+    assert training_flops("mocov2", images=1) == pytest.approx(200 * 4.1e9 * 4)
+    assert training_flops("lcr", images=1) == pytest.approx(100 * 4.1e9 * 4)
+    assert set(TRAINED_AT_PAPER) <= set(SMOKE_SECONDS)
+
+
+def test_a_stale_paragraph_is_found_and_replaced_not_repeated(tmp_path: Path) -> None:
+    copy = tmp_path / NOTEBOOKS[3].name
+    shutil.copy(NOTEBOOKS[3], copy)
+    notebook = nbformat.read(copy, as_version=4)
+    notebook.cells[0].source = notebook.cells[0].source.replace("at `smoke`", "at `smoke` (old)")
+    nbformat.write(notebook, copy)
+    assert stale_cost_paragraphs([copy], write=True) == [copy]
+    assert stale_cost_paragraphs([copy]) == []
+    assert nbformat.read(copy, as_version=4).cells[0].source.count(MARKER) == 1
