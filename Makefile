@@ -38,8 +38,10 @@ book: venv chromium
 
 # Tests: unit tests and every notebook at the smoke preset (executed copies kept in _build/smoke), then the book
 # built from those copies and checked in the browser. pytest's exit code (5 when nothing ran) is never masked.
+# Two pytest processes, one per core: the smoke notebooks stay together in one (they share their runs), the
+# paper-preset notebook test runs beside them in the other.
 test: venv chromium
-	FGSSL_TEST_EXECUTED=_build/smoke $(PY) -m pytest -q -m "not browser"
+	FGSSL_TEST_EXECUTED=_build/smoke $(PY) -m pytest -q -m "not browser" -n 2 --dist loadgroup
 	$(MAKE) html EXECUTED=_build/smoke
 	$(PY) -m pytest -q -m browser tests/test_browser.py
 

@@ -14,6 +14,7 @@ NOTEBOOKS = toc_notebooks(ROOT / "_toc.yml")
 
 
 @pytest.mark.notebooks
+@pytest.mark.xdist_group("notebooks")  # make test: one process for these (see the Makefile)
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_notebook_runs_at_smoke(notebook: Path, executed_dir: Path) -> None:
     run = run_notebook(notebook, executed_dir, {"preset": "smoke"})

@@ -56,6 +56,7 @@ def offline_imagenet_weights(torch_home: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.notebooks
+@pytest.mark.xdist_group("paper")  # make test: one process for these (see the Makefile)
 def test_every_notebook_runs_at_the_paper_preset_sized_down_on_a_cub_format_dataset(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     data = build_cub_dataset(tmp_path / "CUB_200_2011")
