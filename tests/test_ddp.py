@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -27,20 +28,31 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("method", ["byol", "lcr"])
-def test_train_or_load_finishes_under_ddp_on_two_gloo_processes(tmp_path: Path, method: str) -> None:
-    script = tmp_path / "train.py"
-    script.write_text(SCRIPT)
+def launch(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` as Lightning's DDP launcher runs it (rank 0 here, rank 1 spawned), with no rank variables
+    inherited and a free port of its own (two DDP tests at once under ``pytest -n 2`` must not meet on Lightning's
+    default port); fails the test if it hangs."""
+    path = tmp_path / "train.py"
+    path.write_text(script)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"):
         env.pop(name, None)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        env["MASTER_ADDR"], env["MASTER_PORT"] = "127.0.0.1", str(free.getsockname()[1])
     try:
-        done = subprocess.run([sys.executable, str(script), str(tmp_path / "runs"), method], capture_output=True,
-                              text=True, timeout=180, env=env, cwd=tmp_path)
+        done = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, timeout=180,
+                              env=env, cwd=tmp_path)
     except subprocess.TimeoutExpired as error:
-        pytest.fail(f"DDP train_or_load hung (deadlock?): {error.stdout}{error.stderr}")
+        pytest.fail(f"DDP run hung (deadlock?): {error.stdout}{error.stderr}")
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["byol", "lcr"])
+def test_train_or_load_finishes_under_ddp_on_two_gloo_processes(tmp_path: Path, method: str) -> None:
+    done = launch(tmp_path, SCRIPT, str(tmp_path / "runs"), method)
     finished = sorted(line.split()[1] for line in done.stdout.splitlines() if line.startswith("rank"))
     assert finished == ["0", "1"], done.stdout
     (run,) = (tmp_path / "runs").iterdir()
@@ -84,14 +96,7 @@ QUEUE_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["mocov2", "lcr"])
 def test_moco_queue_holds_the_keys_of_both_ranks_and_is_the_same_on_both(tmp_path: Path, method: str) -> None:
-    script = tmp_path / "train.py"
-    script.write_text(QUEUE_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"):
-        env.pop(name, None)
-    done = subprocess.run([sys.executable, str(script), str(tmp_path), method], capture_output=True, text=True,
-                          timeout=180, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    launch(tmp_path, QUEUE_SCRIPT, str(tmp_path), method)
     ranks = [torch.load(tmp_path / f"queue_rank{r}.pt", weights_only=True) for r in (0, 1)]
     steps = len(ranks[0]["states"])
     assert steps == 2 and len(ranks[0]["keys"]) == len(ranks[1]["keys"]) == steps

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from fgssl_lib.bench.methods import peak_rss_mib
 from fgssl_lib.config import PRESETS, resolve_device
 from fgssl_lib.train import TrainConfig, fit
 
@@ -57,7 +57,7 @@ class StepTimer(pl.Callback):
             torch.cuda.reset_peak_memory_stats(module.device)
             self._memory_before = torch.cuda.memory_allocated(module.device) / 2**20
         else:
-            self._memory_before = _peak_rss_mib()
+            self._memory_before = peak_rss_mib()
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
         self._start = self._now(module)
@@ -73,12 +73,7 @@ class StepTimer(pl.Callback):
         if module.device.type == "cuda":
             self.peak_mib = torch.cuda.max_memory_allocated(module.device) / 2**20 - self._memory_before
         else:
-            self.peak_mib = _peak_rss_mib() - self._memory_before
-
-
-def _peak_rss_mib() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+            self.peak_mib = peak_rss_mib() - self._memory_before
 
 
 def bench_config(name: str, args: argparse.Namespace, checkpoint_dir: str) -> TrainConfig:

@@ -55,7 +55,8 @@ def _batch(batch: int, size: int, device: torch.device) -> dict[str, torch.Tenso
     return {name: value.to(device) for name, value in cpu.items()}
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
@@ -111,10 +112,10 @@ def peak_memory(runner: StepRunner, steps: int) -> float:
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device) / 2**20
     else:
-        before = _peak_rss_mib()
+        before = peak_rss_mib()
     for _ in range(steps):
         runner()
-    after = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mib()
+    after = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mib()
     return after - before
 
 
