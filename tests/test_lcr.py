@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fgssl_lib.methods.rationale import (
+    FITTINGS,
     GradCAMFittingBranch,
     normalise_per_image,
     rationale_kl,
@@ -103,22 +104,31 @@ def _softmax(values: list[float], temperature: float) -> list[float]:
     return [e / sum(exps) for e in exps]
 
 
-def test_kl_direction_temperature_and_reduction_on_2x2_maps() -> None:
+def _min_max(values: list[float], eps: float = 1e-7) -> list[float]:
+    return [(v - min(values)) / (eps + max(values) - min(values)) for v in values]
+
+
+@pytest.mark.parametrize("normalise_gradcam", [True, False])
+def test_kl_direction_temperature_normalisation_and_reduction_on_2x2_maps(normalise_gradcam: bool) -> None:
     branch = [[[0.0, 1.0], [2.0, 0.5]], [[1.0, 1.0], [0.0, 3.0]]]
     gradcam = [[[3.0, 0.0], [0.0, 0.2]], [[0.0, 2.0], [1.0, 1.0]]]
     tau = 0.4
     expected_per_image = []
     for a_map, g_map in zip(branch, gradcam):
-        a_bar = _softmax(sum(a_map, []), tau)
-        g_bar = _softmax(sum(g_map, []), tau)
+        a_bar = _softmax(_min_max(sum(a_map, [])), tau)  # A is always min-max normalised per image
+        g_values = sum(g_map, [])
+        g_bar = _softmax(_min_max(g_values, eps=0.0) if normalise_gradcam else g_values, tau)
         expected_per_image.append(sum(g * math.log(g / a) for g, a in zip(g_bar, a_bar)))
-    expected = sum(expected_per_image) / 2  # summed over the 4 positions, averaged over the batch of 2
-
-    value = rationale_kl(torch.tensor(branch), torch.tensor(gradcam), temperature=tau)
-    assert value.item() == pytest.approx(expected, rel=1e-5)
-    reversed_kl = rationale_kl(torch.tensor(gradcam), torch.tensor(branch), temperature=tau)
-    assert abs(reversed_kl.item() - expected) > 1e-2, "KL(G || A) and KL(A || G) must differ on this example"
-    assert abs(rationale_kl(torch.tensor(branch), torch.tensor(gradcam), temperature=1.0).item() - expected) > 1e-2
+    a, g = torch.tensor(branch), torch.tensor(gradcam)
+    value = rationale_kl(a, g, temperature=tau, normalise_gradcam=normalise_gradcam)
+    assert value.item() == pytest.approx(sum(expected_per_image) / 2, rel=1e-5)  # mean over the batch of 2
+    summed = rationale_kl(a, g, temperature=tau, normalise_gradcam=normalise_gradcam, reduction="sum")
+    assert summed.item() == pytest.approx(sum(expected_per_image), rel=1e-5)
+    reversed_kl = rationale_kl(g, a, temperature=tau, normalise_gradcam=normalise_gradcam)
+    assert abs(reversed_kl.item() - value.item()) > 1e-2, "KL(G || A) and KL(A || G) must differ on this example"
+    assert abs(rationale_kl(a, g, temperature=1.0, normalise_gradcam=normalise_gradcam).item() - value.item()) > 1e-2
+    with pytest.raises(ValueError, match="valid KL reduction over the batch"):
+        rationale_kl(a, g, reduction="batchmean")
 
 
 def test_kl_rejects_mismatched_maps() -> None:
@@ -151,7 +161,8 @@ def test_per_image_normalisation_makes_features_independent_of_the_batch() -> No
     torch.testing.assert_close(alone, in_batch)
     normalised = normalise_per_image(maps)
     assert torch.allclose(normalised.amin(dim=(1, 2)), torch.zeros(3))
-    expected = (maps[0] - maps[0].min()) / (1e-7 + maps[0].max())
+    expected = (maps[0] - maps[0].min()) / (1e-7 + maps[0].max() - maps[0].min())
+    torch.testing.assert_close(normalised.amax(dim=(1, 2)), torch.ones(3))  # each map spans [0, 1]
     torch.testing.assert_close(normalised[0], expected)
     torch.testing.assert_close(alone, (expected * phi[0]).mean(dim=(1, 2))[None])
 
@@ -183,7 +194,7 @@ def test_training_loss_backpropagates_through_the_backbone_once(name: str, optio
     method.backbone.stem[0].weight.register_hook(lambda grad: calls.append(1))
     losses = method.losses(_batch())
     assert set(losses) == {"loss", "loss_ctr", "loss_kl"} and not calls
-    torch.testing.assert_close(losses["loss"], losses["loss_ctr"] + 0.01 * losses["loss_kl"])
+    torch.testing.assert_close(losses["loss"], losses["loss_ctr"] + method.kl_weight * losses["loss_kl"])
     losses["loss"].backward()
     assert len(calls) == 1
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.branch.parameters())
@@ -251,3 +262,83 @@ def test_positional_base_picks_the_same_class_as_the_keyword() -> None:
     from fgssl_lib.methods.lcr import BYOLLCR, LCR
 
     assert type(LCR("byol", **TINY)) is BYOLLCR
+
+
+def _first_view_target(method, batch: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+    """The fitting target of view 1's first image when ``method`` (copied: the forward moves the MoCo queue) sees
+    the first ``n`` images of ``batch``, as ``HW`` probabilities."""
+    import copy
+
+    from fgssl_lib.methods.rationale import fitting_distribution
+
+    method = copy.deepcopy(method)
+    out = method.contrastive_forward({key: value[:n] for key, value in batch.items()})
+    loss = out.loss_ctr * (method.authors_loss_scale if method.fitting.authors_loss else 1.0)
+    gradcam = ssl_gradcam(loss, [out.maps[0]["layer4"]])[0]  # NxHxW
+    eps = 0.0 if method.fitting.gradcam == "per_image" else None
+    return fitting_distribution(gradcam, method.kl_temperature, eps)[0].exp()
+
+
+@pytest.mark.parametrize(("name", "options"), [("lcr", TINY_MOCO), ("byol_lcr", TINY)])
+def test_an_images_fitting_target_is_the_same_at_batch_8_and_batch_128(name: str, options: dict) -> None:
+    from fgssl_lib.methods import build
+
+    torch.manual_seed(0)
+    batch = _batch(128)
+    targets = {}
+    for fitting in ("fgssl", "authors"):
+        method = build(name, fitting=fitting, **options).eval()  # eval: BatchNorm does not mix the batch
+        targets[fitting] = _first_view_target(method, batch, 8), _first_view_target(method, batch, 128)
+    torch.testing.assert_close(*targets["fgssl"], rtol=1e-4, atol=1e-6)
+    assert targets["fgssl"][1].max() > 2 * targets["fgssl"][1].min()
+    # the authors' raw G shrinks as 1 / B through the loss's batch mean: their target is nearly uniform, and its
+    # distance from uniform is 16 times smaller at batch 128 than at batch 8
+    uniform = 1 / targets["authors"][0].numel()
+    distance = [float((target - uniform).abs().max()) for target in targets["authors"]]
+    assert distance[0] < 1e-3 * uniform and distance[0] / distance[1] == pytest.approx(16, rel=0.1)
+
+
+def test_the_fitting_target_is_far_from_uniform_on_a_trained_smoke_model(tmp_path) -> None:
+    from fgssl_lib.train import TrainConfig, fit
+
+    config = TrainConfig.preset("smoke", method="lcr", checkpoint_dir=str(tmp_path))
+    method, _ = fit(config)
+    batch = _batch(32, size=32)
+    for fitting, floor in (("fgssl", 2.0), ("authors", None)):
+        method.fitting = FITTINGS[fitting]
+        method.kl_temperature = method.fitting.temperature
+        target = _first_view_target(method.eval(), batch, 32)
+        ratio = float(target.max() / target.min())
+        if floor is not None:
+            assert ratio > floor, f"{fitting}: the most likely position is only {ratio:.3f} x the least likely"
+        else:
+            assert ratio < 1.05, f"the authors' raw target should be nearly uniform here, got a ratio of {ratio:.3f}"
+
+
+@pytest.mark.parametrize(("name", "options", "scale"), [("lcr", TINY_MOCO, 1.0), ("byol_lcr", TINY, 0.25)])
+def test_the_authors_fitting_computes_the_authors_loss_on_the_same_tensors(name: str, options: dict,
+                                                                            scale: float) -> None:
+    """The authors' code, written out here: L = L_CL + 0.01 * sum_n KL(softmax(G_n) || softmax(A'_n)) with G raw and
+    not detached, A' = A min-max normalised (per image: our fix of their per-batch one), no temperature, view 1 only,
+    and BYOL's loss as mean_v(-cos) (a quarter of ours)."""
+    import copy
+
+    from fgssl_lib.methods import build
+
+    torch.manual_seed(0)
+    method = build(name, fitting="authors", **options)
+    reference = copy.deepcopy(method)
+    batch = _batch(8)
+    losses = method.losses(batch)
+
+    out = reference.contrastive_forward(batch)
+    loss_cl = out.loss_ctr * scale
+    phi = out.maps[0]["layer4"]
+    (grad,) = torch.autograd.grad(loss_cl, phi, retain_graph=True)
+    gradcam = F.relu((phi * grad).sum(dim=1)).flatten(1)  # keeps phi's graph, as their script does
+    branch = reference.branch(phi).flatten(1)
+    branch = (branch - branch.amin(1, keepdim=True)) / (1e-7 + branch.amax(1, keepdim=True) - branch.amin(1, keepdim=True))
+    loss_cam = F.kl_div(branch.softmax(dim=1).log(), gradcam.softmax(dim=1), reduction="sum")
+    torch.testing.assert_close(losses["loss_kl"], loss_cam)
+    torch.testing.assert_close(losses["loss"], loss_cl + 0.01 * loss_cam)
+    assert losses["loss_kl"].requires_grad

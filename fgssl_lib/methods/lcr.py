@@ -5,7 +5,10 @@ of every view that went through the online encoder and ``L_CL`` the baseline's c
 
 - ``G = ReLU(sum_c (dL_CL/dphi)_c phi_c)`` (Eq. 3), by :func:`~fgssl_lib.methods.rationale.ssl_gradcam`;
 - ``A = GradCAMFittingBranch(phi)`` (Eq. 4), K 1x1 filters and a max-out;
-- ``L = lambda L_CL + nu KL(softmax(G/tau) || softmax(A/tau))`` (Eqs. 5-7; ``lambda = 1``, ``nu = 0.01``, ``tau = 0.4``);
+- ``L = lambda L_CL + nu KL(softmax(G/tau) || softmax(A/tau))`` (Eqs. 5-7; ``lambda = 1``), with ``A`` (and, by
+  default, ``G``) min-max normalised per image first; :data:`~fgssl_lib.methods.rationale.FITTINGS` holds fgssl's
+  fitting (``tau = 0.4``, ``nu = 1.28`` on the batch mean) and the authors' (``fitting="authors"``: ``G`` raw,
+  ``tau = 1``, ``nu = 0.01`` on the batch sum, view 1 only, the authors' loss scale);
 - ``embed``: the per-image weighted pooling of Eq. 8, L2-normalised.
 
 Why the Grad-CAM costs no second backbone backward: Lightning's automatic optimisation runs ``loss.backward()`` after
@@ -20,7 +23,7 @@ pools with a momentum copy of the branch).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +34,7 @@ from fgssl_lib.methods.base import SSLMethod, momentum_copy
 from fgssl_lib.methods.byol import BYOL
 from fgssl_lib.methods.mocov2 import MoCoV2
 from fgssl_lib.methods.rationale import (
+    FITTINGS,
     GradCAMFittingBranch,
     normalise_per_image,
     rationale_kl,
@@ -46,12 +50,13 @@ class LCR(SSLMethod):
     """LCR on the baseline ``base`` (``"mocov2"`` or ``"byol"``). Args:
 
     - ``num_filters``: K of the fitting branch (32);
-    - ``kl_temperature``: tau of Eqs. 5-6 (0.4);
-    - ``ssl_weight`` / ``kl_weight``: lambda / nu of Eq. 7 (1 / 0.01);
+    - ``kl_temperature``: tau of Eqs. 5-6 (``None``: the fitting's, the paper's 0.4 for fgssl's, 1 for the authors');
+    - ``fitting``: ``"fgssl"`` or ``"authors"`` (:class:`~fgssl_lib.methods.rationale.Fitting`: how ``G`` and
+      ``A`` enter the KL, its reduction, the views fitted, the loss scale);
+    - ``ssl_weight`` / ``kl_weight``: lambda / nu of Eq. 7 (1 / ``None``: the fitting's, 1.28 for fgssl's batch mean,
+      0.01 for the authors' batch sum);
     - ``detach_branch_input``: the branch sees ``phi.detach()``, so the KL trains the branch only (the authors'
       code lets it reach the backbone: ``False``);
-    - ``detach_gradcam``: ``G`` is a constant fitting target (default); ``False`` keeps ``phi``'s graph in it as the
-      authors' script does;
     - ``train_pooling``: weighted pooling in training too (DualPooling); ``test_pooling``: weighted pooling in
       ``embed`` (``False``: MultiTask);
     - the base method's options (e.g. ``queue_size``, ``temperature`` for MoCo v2; ``hidden_dim``, ``proj_dim``).
@@ -59,6 +64,9 @@ class LCR(SSLMethod):
     ``LCR(base=...)`` returns an instance of the subclass that combines LCR with that baseline (``MoCoV2LCR`` or
     ``BYOLLCR``), so ``LCR`` is both the registry's class and an ``isinstance`` check for every variant.
     """
+
+    authors_loss_scale: ClassVar[float]
+    """The factor that puts the baseline's ``L_CL`` on the authors' scale (``fitting="authors"``)."""
 
     def __new__(cls, base: str = "mocov2", *args: Any, **options: Any) -> LCR:
         if cls is LCR:
@@ -69,26 +77,26 @@ class LCR(SSLMethod):
         self,
         base: str = "mocov2",
         num_filters: int = 32,
-        kl_temperature: float = 0.4,
+        kl_temperature: float | None = None,
+        fitting: str = "fgssl",
         ssl_weight: float = 1.0,
-        kl_weight: float = 0.01,
+        kl_weight: float | None = None,
         detach_branch_input: bool = False,
-        detach_gradcam: bool = True,
         train_pooling: bool = False,
         test_pooling: bool = True,
         **base_options: Any,
     ) -> None:
         super().__init__(**base_options)
-        if kl_temperature <= 0:
-            raise ValueError(f"kl_temperature (tau of LCR Eqs. 5-6) must be > 0, got {kl_temperature}")
         self.base = base
         self.branch = GradCAMFittingBranch(self.backbone.feature_dim, num_filters)
         self.branch_target = momentum_copy(self.branch) if train_pooling else None
-        self.kl_temperature = kl_temperature
+        self.fitting = FITTINGS[check_choice("LCR fitting", fitting, FITTINGS)]
+        self.kl_temperature = self.fitting.temperature if kl_temperature is None else kl_temperature
+        if self.kl_temperature <= 0:
+            raise ValueError(f"kl_temperature (tau of LCR Eqs. 5-6) must be > 0, got {kl_temperature}")
         self.ssl_weight = ssl_weight
-        self.kl_weight = kl_weight
+        self.kl_weight = self.fitting.kl_weight if kl_weight is None else kl_weight
         self.detach_branch_input = detach_branch_input
-        self.detach_gradcam = detach_gradcam
         self.train_pooling = train_pooling
         self.test_pooling = test_pooling
 
@@ -123,17 +131,22 @@ class LCR(SSLMethod):
         return pairs
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``loss_ctr`` (``L_CL``), ``loss_kl`` (Eqs. 5-6, averaged over the views with online maps) and ``loss``."""
+        """``loss_ctr`` (``L_CL``, on the authors' scale with their fitting), ``loss_kl`` (Eqs. 5-6, averaged over
+        the fitted views) and ``loss`` (Eq. 7)."""
         out = self.contrastive_forward(batch)
+        loss_ctr = out.loss_ctr * (self.authors_loss_scale if self.fitting.authors_loss else 1.0)
         online = [maps for maps in out.maps if maps]  # the views that went through the online encoder
-        phis = [maps["layer4"] for maps in online]  # NxCxHxW each
-        gradcams = ssl_gradcam(out.loss_ctr, phis, detach=self.detach_gradcam)  # NxHxW each
-        branch_maps = [maps[RATIONALE] if RATIONALE in maps else self.rationale(maps["layer4"]) for maps in online]
+        fitted = online[:1] if self.fitting.views == "first" else online
+        phis = [maps["layer4"] for maps in fitted]  # NxCxHxW each
+        gradcams = ssl_gradcam(loss_ctr, phis, detach=self.fitting.detach_gradcam)  # NxHxW each
+        branch_maps = [maps[RATIONALE] if RATIONALE in maps else self.rationale(maps["layer4"]) for maps in fitted]
+        normalise = self.fitting.gradcam == "per_image"
         loss_kl = sum(
-            rationale_kl(a.float(), g.float(), self.kl_temperature) for a, g in zip(branch_maps, gradcams)
-        ) / len(online)
-        loss = self.ssl_weight * out.loss_ctr + self.kl_weight * loss_kl
-        return {"loss": loss, "loss_ctr": out.loss_ctr, "loss_kl": loss_kl}
+            rationale_kl(a.float(), g.float(), self.kl_temperature, normalise, self.fitting.reduction)
+            for a, g in zip(branch_maps, gradcams)
+        ) / len(fitted)
+        loss = self.ssl_weight * loss_ctr + self.kl_weight * loss_kl
+        return {"loss": loss, "loss_ctr": loss_ctr, "loss_kl": loss_kl}
 
     def embed_features(self, images: Tensor) -> Tensor:
         """Eq. 8: ``f = mean_ij A'_ij phi_ij`` with the per-image normalised branch map, L2-normalised, ``N x D``;
@@ -145,14 +158,14 @@ class LCR(SSLMethod):
 
     @torch.no_grad()
     def saliency(self, images: Tensor) -> Tensor:
-        """The branch map ``A`` upsampled (bilinear) to the image size and normalised per image (Eq. 8),
+        """The branch map ``A`` upsampled (bicubic, as wsolevaluation) to the image size and normalised per image (Eq. 8),
         ``N x S x S`` in [0, 1]."""
         was_training = self.training
         self.eval()
         try:
             images = images.to(self.device)
             phi = self.backbone.forward_maps(images, ("layer4",))["layer4"]  # NxDxHxW
-            maps = F.interpolate(self.branch(phi)[:, None], size=images.shape[-2:], mode="bilinear")[:, 0]
+            maps = F.interpolate(self.branch(phi)[:, None], size=images.shape[-2:], mode="bicubic")[:, 0]
             return normalise_per_image(maps.float().clamp_min(0))  # NxSxS
         finally:
             self.train(was_training)
@@ -161,9 +174,15 @@ class LCR(SSLMethod):
 class MoCoV2LCR(LCR, MoCoV2):
     """LCR on MoCo v2 (the paper's setting)."""
 
+    authors_loss_scale = 1.0
+    """The authors' MoCo loss is fgssl's (the InfoNCE mean over the batch)."""
+
 
 class BYOLLCR(LCR, BYOL):
     """LCR on BYOL."""
+
+    authors_loss_scale = 0.25
+    """The authors' BYOL loss ``mean_v(-cos)`` is a quarter of fgssl's ``sum_v (2 - 2 cos)`` (up to a constant)."""
 
 
 _WITH_BASE: dict[str, type[LCR]] = {"mocov2": MoCoV2LCR, "byol": BYOLLCR}

@@ -1,5 +1,5 @@
 """LCR's common-rationale parts: the SSL-loss Grad-CAM, the Grad-CAM fitting branch, the KL fitting loss and the
-per-image weighted pooling (LCR Eqs. 3-6 and 8; ``../shared/METHODS.md``).
+per-image weighted pooling (LCR Eqs. 3-6 and 8; the book's LCR theory page).
 
 ``phi`` is the last convolutional map of the online backbone, NxCxHxW.
 """
@@ -7,10 +7,13 @@ per-image weighted pooling (LCR Eqs. 3-6 and 8; ``../shared/METHODS.md``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from fgssl_lib.config import check_choice
 
 NORMALISATION_EPS = 1e-7
 """The ``1e-7`` of LCR Eq. 8."""
@@ -70,22 +73,71 @@ class GradCAMFittingBranch(nn.Module):
         return self.projections(phi).amax(dim=1)  # NxKxHxW -> NxHxW
 
 
-def rationale_kl(branch_map: Tensor, gradcam: Tensor, temperature: float = 0.4) -> Tensor:
-    """LCR Eqs. 5-6: ``KL(G_bar || A_bar)`` with ``X_bar = softmax(X / tau)`` over all H*W positions of each map,
-    summed over positions and averaged over the batch. ``branch_map`` ``A`` and ``gradcam`` ``G``: NxHxW."""
+@dataclass(frozen=True)
+class Fitting:
+    """How LCR's fitting loss (Eqs. 5-7) reads ``G`` and ``A``: the settings where fgssl and the authors' code differ
+    (the LCR theory page's table names each). Both normalise ``A`` per image to [0, 1] before the softmax (the
+    authors' code normalises per batch: a bug, fixed in both).
+
+    - ``gradcam``: ``"per_image"`` min-max normalises ``G`` per image, so an image's target is the same at any batch
+      size and loss scale; ``"raw"`` takes ``G`` as it comes (its size shrinks as 1/B with a batch-mean loss);
+    - ``reduction``: the per-image KL ``"mean"`` or ``"sum"`` over the batch;
+    - ``views``: fit every online view (``"all"``) or view 1 only (``"first"``);
+    - ``detach_gradcam``: ``G`` is a constant target, or keeps ``phi``'s graph;
+    - ``authors_loss``: ``L_CL`` on the authors' scale (BYOL: ``mean_v(-cos)``, a quarter of fgssl's
+      ``sum_v (2 - 2 cos)``), for the Grad-CAM and Eq. 7;
+    - ``kl_weight``: the default ``nu`` of Eq. 7 (the authors' 0.01 on a batch sum is 1.28 on a mean at their
+      batch of 128);
+    - ``temperature``: the default ``tau`` of Eqs. 5-6 (the paper's 0.4; the authors' code has none, i.e. 1).
+    """
+
+    gradcam: str
+    reduction: str
+    views: str
+    detach_gradcam: bool
+    authors_loss: bool
+    kl_weight: float
+    temperature: float
+
+
+FITTINGS = {
+    "fgssl": Fitting(gradcam="per_image", reduction="mean", views="all", detach_gradcam=True, authors_loss=False,
+                     kl_weight=1.28, temperature=0.4),
+    "authors": Fitting(gradcam="raw", reduction="sum", views="first", detach_gradcam=False, authors_loss=True,
+                       kl_weight=0.01, temperature=1.0),
+}
+"""The two fittings: fgssl's default and the authors' code (``GANPerf/LCR``) on the same inputs."""
+
+
+def fitting_distribution(maps: Tensor, temperature: float, eps: float | None = NORMALISATION_EPS) -> Tensor:
+    """LCR Eqs. 5-6: ``softmax(X / tau)`` over all H*W positions of each NxHxW map, as ``N x HW`` log-probabilities;
+    the map is first min-max normalised per image (:func:`normalise_per_image` with ``eps``), or taken raw with
+    ``eps=None``."""
+    maps = normalise_per_image(maps, eps) if eps is not None else maps
+    return F.log_softmax(maps.flatten(1) / temperature, dim=1)  # N x HW
+
+
+def rationale_kl(branch_map: Tensor, gradcam: Tensor, temperature: float = 0.4, normalise_gradcam: bool = True,
+                 reduction: str = "mean") -> Tensor:
+    """LCR Eqs. 5-6: ``KL(G_bar || A_bar)`` with the distributions of :func:`fitting_distribution` (``A`` always
+    normalised per image as Eq. 8, ``G`` scale-free if ``normalise_gradcam``), summed over positions and averaged (``reduction="mean"``)
+    or summed (``"sum"``) over the batch. ``branch_map`` ``A`` and ``gradcam`` ``G``: NxHxW."""
     if branch_map.shape != gradcam.shape:
         raise ValueError(f"A and G must have the same NxHxW shape, got {tuple(branch_map.shape)} and {tuple(gradcam.shape)}")
-    log_a = F.log_softmax(branch_map.flatten(1) / temperature, dim=1)  # N x HW
-    log_g = F.log_softmax(gradcam.flatten(1) / temperature, dim=1)  # N x HW
-    return F.kl_div(log_a, log_g, log_target=True, reduction="batchmean")
+    check_choice("KL reduction over the batch", reduction, ("mean", "sum"))
+    log_a = fitting_distribution(branch_map, temperature)  # N x HW
+    log_g = fitting_distribution(gradcam, temperature, 0.0 if normalise_gradcam else None)  # N x HW
+    return F.kl_div(log_a, log_g, log_target=True, reduction="batchmean" if reduction == "mean" else "sum")
 
 
-def normalise_per_image(branch_map: Tensor) -> Tensor:
-    """LCR Eq. 8, per image: ``A' = (A - min A) / (1e-7 + max A)`` with min and max over each image's own map (NxHxW),
-    so that a feature never depends on the rest of its batch (the authors' code normalises per batch)."""
-    low = branch_map.amin(dim=(1, 2), keepdim=True)  # Nx1x1
-    high = branch_map.amax(dim=(1, 2), keepdim=True)  # Nx1x1
-    return (branch_map - low) / (NORMALISATION_EPS + high)
+def normalise_per_image(maps: Tensor, eps: float = NORMALISATION_EPS) -> Tensor:
+    """LCR Eq. 8, per image: ``A' = (A - min A) / (eps + max(A - min A))`` with min and max over each image's own map
+    (NxHxW), so each map spans [0, 1] and a feature never depends on the rest of its batch (the authors' code
+    normalises per batch). ``eps=0`` makes it scale-free (a constant map becomes 0), as a Grad-CAM target needs: its
+    size moves with the batch size and the loss scale, and Eq. 8's 1e-7 is not small beside ``G`` at batch 128."""
+    low = maps.amin(dim=(1, 2), keepdim=True)  # Nx1x1
+    high = maps.amax(dim=(1, 2), keepdim=True)  # Nx1x1
+    return (maps - low) / (eps + high - low).clamp_min(torch.finfo(maps.dtype).tiny)
 
 
 def weighted_pool(phi: Tensor, branch_map: Tensor) -> Tensor:
