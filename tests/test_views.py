@@ -45,11 +45,13 @@ def red_pixels(view: torch.Tensor) -> torch.Tensor:
     return (view[0] - view[1]) > 0.5  # red minus green: red object vs blue or grey backgrounds
 
 
-def border_band(mask: torch.Tensor) -> torch.Tensor:
-    """Pixels within one pixel of the mask's border or of the view's edge (where resampling may disagree)."""
+def border_band(mask: torch.Tensor, width: int = 1) -> torch.Tensor:
+    """Pixels within ``width`` pixels of the mask's border or of the view's edge (where resampling may disagree:
+    an antialiased downscale spreads an edge over about one pixel per 2x of zoom)."""
     m = (mask > 0.5).float()[None, None]
-    dilated = nnf.max_pool2d(nnf.pad(m, (1, 1, 1, 1), value=1.0), 3, 1)[0, 0] > 0
-    eroded = -nnf.max_pool2d(nnf.pad(-m, (1, 1, 1, 1), value=0.0), 3, 1)[0, 0] > 0
+    pad, kernel = (width,) * 4, 2 * width + 1
+    dilated = nnf.max_pool2d(nnf.pad(m, pad, value=1.0), kernel, 1)[0, 0] > 0
+    eroded = -nnf.max_pool2d(nnf.pad(-m, pad, value=0.0), kernel, 1)[0, 0] > 0
     return dilated & ~eroded
 
 
@@ -144,17 +146,46 @@ def test_copy_paste_replaces_only_the_background():
     for k in (1, 2):
         outside = (out[f"mask{k}"] == 0) & ~border_band(out[f"mask{k}"])
         assert torch.allclose(out[f"view{k}"][:, outside], torch.tensor(128 / 255))
-        outside = (base[f"mask{k}"] == 0) & ~border_band(base[f"mask{k}"])
+        outside = (base[f"mask{k}"] == 0) & ~border_band(base[f"mask{k}"], width=2)
         assert torch.allclose(base[f"view{k}"][:, outside], torch.tensor([0.0, 0.0, 1.0])[:, None])
 
 
-def test_copy_paste_gaussian_blending_softens_the_border():
-    sample = make_sample(40, 40, rectangle(40, 40, 10, 10, 30, 30))
-    views = build_views("copy_paste", size=32, p=1.0, blending="gaussian", backgrounds=GreyBackgrounds(0, 0),
-                        scale=(1.0, 1.0), ratio=(1.0, 1.0), photometric="none", flip_p=0.0)
-    red = views(sample)["view1"][0]
-    levels = red[(red > 0.02) & (red < 0.98)]
-    assert levels.numel() > 0, "a Gaussian-blended paste has intermediate values at the object border"
+def _paste_alpha(views, sample: dict) -> torch.Tensor:
+    """The blend weight ``S`` of view 1 at S x S, read back from a paste of a white object onto black."""
+    sample = dict(sample, image=torch.full_like(sample["image"], 255))
+    return views(sample)["view1"][0]
+
+
+def _whole_image_views(size: int, **options):
+    """Copy-paste views whose crop is the whole (square) image, so the view is the image resized to ``size``."""
+    return build_views("copy_paste", size=size, p=1.0, backgrounds=GreyBackgrounds(0, 0), scale=(1.0, 1.0),
+                       ratio=(1.0, 1.0), photometric="none", flip_p=0.0, seed=0, **options)
+
+
+@pytest.mark.parametrize("paste_map", ["saliency", "mask"])
+def test_copy_paste_blends_with_the_soft_saliency_map_or_the_binary_mask(paste_map: str) -> None:
+    sample = make_sample(32, 32, rectangle(32, 32, 8, 8, 24, 24))
+    sample["saliency"] = torch.linspace(0, 1, 32)[None].expand(32, 32).clone()  # a soft map unlike the mask
+    alpha = _paste_alpha(_whole_image_views(16, blending="none", paste_map=paste_map), sample)
+    source = sample["saliency"] if paste_map == "saliency" else sample["mask"].float()
+    expected = F.resize(source[None], [16, 16], antialias=True)[0]
+    torch.testing.assert_close(alpha, expected, atol=1e-5, rtol=0)
+    out = _whole_image_views(16, blending="none", paste_map=paste_map)(sample)
+    torch.testing.assert_close(out["mask1"], F.resize(sample["mask"][None], [16, 16],
+                                                      interpolation=F.InterpolationMode.NEAREST)[0].float())
+
+
+def test_copy_paste_blurs_the_map_at_the_source_resolution_before_the_crop() -> None:
+    from fgssl_lib.views.copy_paste import BLUR_RADIUS, blur_at_source
+
+    sample = make_sample(512, 512, rectangle(512, 512, 0, 0, 256, 512))  # a vertical edge at x = 256
+    alpha = _paste_alpha(_whole_image_views(128, blending="gaussian"), sample)
+    blurred = blur_at_source(sample["mask"].float())  # sigma = BLUR_RADIUS * 512 = 6.8 px at the source
+    torch.testing.assert_close(alpha, F.resize(blurred[None], [128, 128], antialias=True)[0], atol=1e-5, rtol=0)
+    hard = _paste_alpha(_whole_image_views(128, blending="none"), sample)
+    soft_columns, hard_columns = (int(((a[0] > 0.02) & (a[0] < 0.98)).sum()) for a in (alpha, hard))
+    # the view's border is the source blur seen through a 4x downscale: about 6 sigma / 4 columns wide
+    assert soft_columns >= hard_columns + round(6 * BLUR_RADIUS * 512 / 4) - 4 > hard_columns
 
 
 def test_patch_area_within_crop_scale_and_inside_box():

@@ -1,19 +1,25 @@
-"""DiLo copy-paste views (Zhao et al. 2021, "Copy-and-paste for Background Augmentation"; METHODS.md "Views").
+"""DiLo copy-paste views (Zhao et al. 2021, "Distilling Localization for Self-Supervised Representation Learning";
+the DiLo theory page).
 
-With probability ``p`` per view the background is replaced, ``view = S * x + (1 - S) * bg`` where ``S`` is the
-saliency mask, before the usual RandomResizedCrop / flip / photometric ops. Blending (DiLo Table 2d):
+With probability ``p`` per view the background is replaced, ``view = S * x + (1 - S) * bg``, before the usual
+RandomResizedCrop / flip / photometric ops. ``S`` is the **soft saliency map** of the configured source: the sample's
+``saliency`` where the data carries one (:class:`~fgssl_lib.saliency.SaliencyDataset`), else its mask (data whose
+ground-truth mask is the saliency source, as the synthetic benchmark's silhouettes); ``paste_map="mask"`` pastes
+with the binary mask instead (on real data, the best box: the background inside the box is never replaced).
 
-- ``none``: ``S`` is the binary mask (hard paste);
-- ``gaussian``: ``S`` is the mask blurred by a Gaussian (radius 5 px at 224 px, scaled with the view size), a soft
-  border;
+Blending (DiLo Table 2d): ``S`` is blurred by a Gaussian at the **source image's resolution, before the crop**, as
+the authors do (radius, i.e. sigma, 5 px on ImageNet-sized images: :data:`BLUR_RADIUS` of the shorter side), so a
+view's border is as soft as its zoom makes it:
+
+- ``none``: never blurred (hard paste);
+- ``gaussian``: always blurred;
 - ``mix``: each paste blurs with probability 0.5 (the authors' code; the best row of Table 2d).
 
 Backgrounds (DiLo Table 2c) come from a pool of :mod:`fgssl_lib.data.backgrounds`: ``grey`` (a random grey level, the
-code's choice and the default), ``texture``, or ``ImageFolderBackgrounds`` for crops of other images.
-
-The paste is defined before the crop; because crop-and-resize acts on image, mask and background alike, we crop and
-resize image and mask first (one resize each) and blend at ``S x S`` with a background drawn at ``S x S``. The result
-is the same view up to resampling at the mask border, at ``O(S^2)`` instead of ``O(H W)`` cost.
+code's choice and the default), ``texture``, or ``ImageFolderBackgrounds`` for crops of other images. Image, mask and
+``S`` share one crop (``S`` resampled bilinearly, the mask by nearest); the blend is taken at ``S x S`` with a
+background drawn at ``S x S``: the same view as blending at the source resolution, up to resampling, at ``O(S^2)``
+instead of ``O(H W)`` cost. Every random choice comes from the sample's seeded generator.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torchvision import tv_tensors
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.views.base import as_float_image, resolve_backgrounds
@@ -30,9 +37,24 @@ from fgssl_lib.views.photometric import separable_gaussian_blur
 from fgssl_lib.views.standard import StandardViews
 
 BLENDINGS = {"none": 0.0, "gaussian": 1.0, "mix": 0.5}
-"""Blending name -> probability that a paste blurs its mask."""
-BLUR_RADIUS = 5 / 224
-"""DiLo's mask blur (Gaussian radius, i.e. sigma, 5 px at 224 px) as a fraction of the view size."""
+"""Blending name -> probability that a paste blurs its map."""
+BLUR_RADIUS = 5 / 375
+"""DiLo's map blur (Gaussian radius, i.e. sigma, 5 px on an ImageNet-sized image, about 500 x 375) as a fraction of
+the source image's shorter side."""
+PASTE_MAPS = ("saliency", "mask")
+
+
+def soft_map(sample: Mapping[str, Any], paste_map: str) -> torch.Tensor:
+    """The ``H x W`` float map ``S`` a paste blends with: the sample's ``saliency`` (else its mask), or its mask."""
+    if paste_map == "saliency" and "saliency" in sample:
+        return sample["saliency"].float()
+    return sample["mask"].float()
+
+
+def blur_at_source(soft: torch.Tensor) -> torch.Tensor:
+    """``S`` (HxW) blurred with sigma :data:`BLUR_RADIUS` of its shorter side (at least half a pixel)."""
+    sigma = max(BLUR_RADIUS * min(soft.shape), 0.5)
+    return separable_gaussian_blur(soft[None].contiguous(), 2 * math.ceil(3 * sigma) + 1, sigma)[0]
 
 
 class CopyPaste(StandardViews):
@@ -43,28 +65,31 @@ class CopyPaste(StandardViews):
         p: probability per view of replacing the background (paper 0.3-0.5, code 0.3).
         backgrounds: a ``BackgroundPool`` or a name (``grey``, ``texture``).
         blending: ``none``, ``gaussian`` or ``mix`` (see the module docstring).
+        paste_map: ``saliency`` (the soft map, default) or ``mask`` (the binary mask).
         **kwargs: ``scale``, ``ratio`` of :class:`~fgssl_lib.views.standard.StandardViews`; ``photometric``,
             ``flip_p``, ``seed`` of the base class.
     """
 
-    def __init__(self, size: int, p: float = 0.3, backgrounds: Any = "grey", blending: str = "mix", **kwargs: Any):
+    def __init__(self, size: int, p: float = 0.3, backgrounds: Any = "grey", blending: str = "mix",
+                 paste_map: str = "saliency", **kwargs: Any):
         super().__init__(size, **kwargs)
         if not 0 <= p <= 1:
             raise ValueError(f"p is the probability of a copy-paste per view and must lie in [0, 1], got {p}")
         self.p = float(p)
         self.blending = check_choice("blending", blending, BLENDINGS)
+        self.paste_map = check_choice("paste map", paste_map, PASTE_MAPS)
         self.backgrounds = resolve_backgrounds(backgrounds)
-        self.blur_sigma = BLUR_RADIUS * size
-        self.blur_kernel = 2 * math.ceil(3 * self.blur_sigma) + 1
 
     def layout(self, sample: Mapping[str, Any], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """RandomResizedCrop view; with probability ``p`` blended onto a background: ``S x + (1 - S) bg``."""
-        image, mask = super().layout(sample, generator)
-        if float(torch.rand(())) >= self.p:
-            return image, mask
+        if float(torch.rand((), generator=generator)) >= self.p:
+            return super().layout(sample, generator)
+        soft = soft_map(sample, self.paste_map)  # HxW in [0, 1]
+        if float(torch.rand((), generator=generator)) < BLENDINGS[self.blending]:
+            soft = blur_at_source(soft)
+        image, mask, soft = self.crop(tv_tensors.Image(sample["image"]), tv_tensors.Mask(sample["mask"]),
+                                      tv_tensors.Image(soft[None]))  # one crop for all three: 3xSxS, SxS, 1xSxS
         background = self.backgrounds.draw(self.size, self.size, generator).to(image.device)
-        soft = mask.as_subclass(torch.Tensor).float()[None]  # 1xSxS
-        if float(torch.rand(())) < BLENDINGS[self.blending]:
-            soft = separable_gaussian_blur(soft, self.blur_kernel, self.blur_sigma)
-        blended = torch.lerp(as_float_image(background), as_float_image(image.as_subclass(torch.Tensor)), soft)
+        blended = torch.lerp(as_float_image(background), as_float_image(image.as_subclass(torch.Tensor)),
+                             soft.as_subclass(torch.Tensor).clamp(0, 1))
         return blended, mask
