@@ -74,3 +74,36 @@ def test_dataset_cams_give_maxboxacc_inputs_for_a_split():
                                device="cpu")
     assert cams.shape == (5, 16, 16) and len(boxes) == 5 and boxes[1] == [(3.0, 3.0, 12.0, 10.0)]
     assert max_box_acc(cams, boxes)[0] == pytest.approx(100.0)
+
+
+def test_cams_are_upsampled_bicubically_and_normalised_as_wsolevaluation():
+    import cv2
+    import numpy as np
+
+    from fgssl_lib.eval.cams import upsample_cams
+
+    cams = torch.rand(150, 7, 7, generator=torch.Generator().manual_seed(0))
+    ours = upsample_cams(cams, (224, 224))
+    for cam, mine in zip(cams.numpy(), ours):
+        cam = (cam - cam.min()) / (1e-7 + cam.max() - cam.min())  # their per-image scaling before the resize
+        resized = cv2.resize(cam, (224, 224), interpolation=cv2.INTER_CUBIC)
+        reference = (resized - resized.min()) / (1e-7 + resized.max() - resized.min())
+        np.testing.assert_allclose(mine.numpy(), reference, atol=2e-5)
+    bilinear = torch.nn.functional.interpolate(cams[:, None], size=(224, 224), mode="bilinear")[:, 0]
+    assert (ours - upsample_cams(bilinear, (224, 224))).abs().max() > 0.05  # the kernel matters
+
+
+def test_gradcam_maps_are_the_feature_resolution_cam_upsampled_bicubically():
+    from pytorch_grad_cam import GradCAM
+
+    from fgssl_lib.eval.cams import EmbeddingSimilarityTarget, _Pooled, upsample_cams
+
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    encoder = _Encoder()
+    with torch.no_grad():
+        embeddings = encoder(images)
+    targets = [EmbeddingSimilarityTarget(e, normalize=False) for e in embeddings]
+    with GradCAM(model=_Pooled(encoder), target_layers=[encoder.layer4]) as cam:
+        cam.get_target_width_height = lambda _: (8, 8)  # the 8x8 map of layer4, not resized
+        low = torch.from_numpy(cam(input_tensor=images, targets=targets))
+    torch.testing.assert_close(gradcam_maps(encoder, images), upsample_cams(low, (16, 16)))

@@ -10,6 +10,9 @@
     similarity of ``f(x)`` to its class prototype, as for a nearest-class-mean classifier.
 - :func:`saliency_maps`: a method's own map (``method.saliency``: the LCR branch map, the CVSA intensity map),
   resized to image size.
+
+Both come to image size through :func:`upsample_cams`: bicubic, then min-max per image, as wsolevaluation (Choe et
+al. 2020) prepares CAMs for MaxBoxAcc.
 - :func:`dataset_cams`: either source over a whole split, with the GT boxes, for MaxBoxAcc.
 """
 
@@ -38,6 +41,25 @@ class EmbeddingSimilarityTarget:
         if self.normalize:
             return F.cosine_similarity(embedding, self.reference.to(embedding.device), dim=0)
         return (embedding * self.reference.to(embedding.device)).sum()
+
+
+def upsample_cams(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``N x h x w`` CAMs to ``N x H x W`` in [0, 1]: bicubic (``cv2.INTER_CUBIC``'s kernel, a = -0.75, half-pixel
+    centres), then ``(C - min C) / (1e-7 + max(C - min C))`` per image, as wsolevaluation does before MaxBoxAcc."""
+    cams = cams.float()
+    if tuple(cams.shape[-2:]) != tuple(size):
+        cams = F.interpolate(cams[:, None], size=size, mode="bicubic", align_corners=False)[:, 0]
+    low = cams.amin(dim=(1, 2), keepdim=True)  # Nx1x1
+    high = cams.amax(dim=(1, 2), keepdim=True)  # Nx1x1
+    return (cams - low) / (1e-7 + high - low)
+
+
+class _FeatureResolutionGradCAM(GradCAM):
+    """pytorch-grad-cam's Grad-CAM at the target layer's resolution (its maps min-max scaled, not resized), so that
+    :func:`upsample_cams` resizes them bicubically instead of its bilinear ``cv2.resize``."""
+
+    def get_target_width_height(self, input_tensor: torch.Tensor) -> None:
+        return None
 
 
 def encoder_of(model: nn.Module) -> nn.Module:
@@ -87,11 +109,11 @@ def gradcam_maps(
             )
         targets = [EmbeddingSimilarityTarget(target[int(y)], normalize=True) for y in labels]
     try:
-        with GradCAM(model=net, target_layers=[last_stage(encoder, stage)]) as cam:
-            maps = cam(input_tensor=images, targets=targets)  # NxSxS numpy, each scaled to [0, 1]
+        with _FeatureResolutionGradCAM(model=net, target_layers=[last_stage(encoder, stage)]) as cam:
+            maps = cam(input_tensor=images, targets=targets)  # Nxhxw numpy, each scaled to [0, 1]
     finally:
         encoder.train(was_training)
-    return torch.from_numpy(np.ascontiguousarray(maps)).float()
+    return upsample_cams(torch.from_numpy(np.ascontiguousarray(maps)), images.shape[-2:])  # NxSxS
 
 
 class _Pooled(nn.Module):
@@ -112,9 +134,7 @@ def saliency_maps(method: nn.Module, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(method).__name__} has no saliency(images); use gradcam_maps for it")
     with torch.no_grad():
         maps = method.saliency(images)  # N x h x w
-    if maps.shape[-2:] != images.shape[-2:]:
-        maps = F.interpolate(maps[:, None].float(), size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    return maps.float().cpu().clamp(0, 1)
+    return upsample_cams(maps.float().cpu(), images.shape[-2:])  # NxSxS
 
 
 def dataset_cams(

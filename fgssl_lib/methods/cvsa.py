@@ -102,7 +102,7 @@ class CVSA(BYOL):
         training, where the second view shares the object but not the background; the intensity does not depend on the
         order of view 2's locations, so the flip only gives a second, slightly different reading of the same content.
         Under ``softmax_max`` locations whose features are distinctive (a good match for one location) score high and
-        look-alike background scores low. Upsampled (bilinear) to the image size and min-max normalised per image.
+        look-alike background scores low. Upsampled (bicubic, as wsolevaluation) to the image size and min-max normalised per image.
         """
         if self.alignment is None:
             raise NotImplementedError("CVSA with align_weight=0 (BYOL+SS) has no alignment branch, so no saliency map")
@@ -116,7 +116,7 @@ class CVSA(BYOL):
             z = self.conv_projector_target(target)  # NxdxHxW
             attention = cross_view_attention(p, z, self.alignment.temperature)  # N x HW x HW
             intensity = correspondence_intensity(attention, self.alignment.intensity).float()  # N x HW
-            maps = F.interpolate(intensity.view(-1, 1, *p.shape[-2:]), size=images.shape[-2:], mode="bilinear")[:, 0]
+            maps = F.interpolate(intensity.view(-1, 1, *p.shape[-2:]), size=images.shape[-2:], mode="bicubic")[:, 0]
             low, high = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
             return (maps - low) / (high - low).clamp_min(1e-12)  # NxSxS
         finally:
