@@ -65,6 +65,11 @@ def _rows() -> list[dict[str, object]]:
     return rows
 
 
+INIT = "imagenet"
+"""How the runs behind every number here started: ImageNet-supervised ResNet-50 weights (LCR Sec. 4, stated for
+Tables 2 and 3; Table 4's re-runs of DiLo and CVSA are taken to share the setting). An
+:data:`~fgssl_lib.train.config.INITS` key, so a run can start the same way."""
+
 REPORTED = pd.DataFrame(_rows())
 """One row per reported number: ``dataset, method, metric, value, source``."""
 

@@ -40,3 +40,33 @@ def test_a_real_dataset_does_not_inherit_the_synthetic_options_of_a_preset(tmp_p
         options = TrainConfig.preset(preset, dataset="cub", dataset_options={"segmentations": False})
         assert options.dataset_options == {"segmentations": False}
     assert TrainConfig.preset("smoke", dataset_options={"rho": 0.5}).dataset_options == {"image_size": 32, "rho": 0.5}
+
+
+def test_the_paper_preset_starts_each_method_as_its_paper_does() -> None:
+    from fgssl_lib.methods import METHODS
+    from fgssl_lib.train.config import PAPER_INIT
+
+    expected = {  # (pretrained, freeze_early): LCR and all it compares with from ImageNet, CVSA dual stage, DiLo scratch
+        "lcr": ("imagenet", False), "lcr_multitask": ("imagenet", False), "lcr_dual_pooling": ("imagenet", False),
+        "byol_lcr": ("imagenet", False), "mocov2": ("imagenet", False), "simclr": ("imagenet", False),
+        "supervised": ("imagenet", False), "byol": ("imagenet", True), "byol_ss": ("imagenet", True),
+        "cvsa": ("imagenet", True), "cvsa_sigmoid_max": ("imagenet", True), "byol_dilo": (None, False),
+        "mocov2_dilo": (None, False),
+    }
+    assert set(PAPER_INIT) == set(METHODS) == set(expected)
+    for method, (pretrained, frozen) in expected.items():
+        config = TrainConfig.preset("paper", method=method)
+        assert (config.pretrained, config.method_options["freeze_early"]) == (pretrained, frozen), method
+    cvsa = TrainConfig.preset("paper", method="cvsa")
+    scratch = cvsa.with_init("scratch")
+    assert scratch.pretrained is None and scratch.method_options == {**cvsa.method_options, "freeze_early": False}
+    with pytest.raises(ValueError, match="valid initialisations: dual_stage, imagenet, scratch"):
+        cvsa.with_init("coco")
+
+
+def test_dual_stage_refuses_a_stage_1_that_freezes_the_early_stages(tmp_path) -> None:
+    from fgssl_lib.train import fit_dual_stage
+
+    stage = TrainConfig.preset("smoke", method="byol", checkpoint_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="stage 1 of the dual-stage recipe trains the whole network"):
+        fit_dual_stage(stage.with_init("dual_stage"), stage)

@@ -3,12 +3,12 @@
 ``TrainConfig.preset("smoke" | "cpu" | "paper", method=..., **overrides)``; ``fit`` writes ``last.ckpt`` (atomic,
 every epoch) and ``logs/version_<n>/metrics.csv`` to the run directory, resumes with ``resume=True``, warns on representation
 collapse and stops on a NaN loss; ``load_method(path)`` rebuilds a trained method; ``fit_dual_stage`` runs CVSA's
-two-stage recipe. DDP: set ``devices``, ``num_nodes``, ``strategy`` and ``sync_batchnorm``; nothing else changes.
+two-stage recipe; ``INITS`` / ``PAPER_INIT``: how a run starts, and how each paper starts it. DDP: set ``devices``, ``num_nodes``, ``strategy`` and ``sync_batchnorm``; nothing else changes.
 """
 
 from fgssl_lib.train.callbacks import CollapseMonitor, History, NonFiniteLossError, embedding_std
-from fgssl_lib.train.config import TrainConfig
+from fgssl_lib.train.config import INITS, PAPER_INIT, TrainConfig
 from fgssl_lib.train.fit import build_method, check_checkpoint, fit, fit_dual_stage, load_method
 
-__all__ = ["CollapseMonitor", "History", "NonFiniteLossError", "TrainConfig", "build_method", "check_checkpoint",
+__all__ = ["INITS", "PAPER_INIT", "CollapseMonitor", "History", "NonFiniteLossError", "TrainConfig", "build_method", "check_checkpoint",
            "embedding_std", "fit", "fit_dual_stage", "load_method"]

@@ -107,6 +107,12 @@ class TrainConfig:
                             f"{', '.join(f.name for f in dataclasses.fields(cls))}")
         return cls(**{"method": method, **settings, **overrides})
 
+    def with_init(self, init: str) -> TrainConfig:
+        """This config started as :data:`INITS` ``[init]`` says (``imagenet``, ``dual_stage`` or ``scratch``)."""
+        settings = INITS[check_choice("initialisation", init, INITS)]
+        return dataclasses.replace(self, pretrained=settings["pretrained"],
+                                   method_options={**self.method_options, **settings["method_options"]})
+
     def identity(self) -> dict[str, Any]:
         """The settings that make the trained weights what they are (not the hardware, the logging, or where the
         data lies): the run key hashes them and a resumed run must match them. ``data_root`` counts only for
@@ -194,38 +200,51 @@ def _cpu_settings(method: str) -> dict[str, Any]:
     }
 
 
+INITS: dict[str, dict[str, Any]] = {
+    "imagenet": {"pretrained": "imagenet", "method_options": {"freeze_early": False}},
+    "dual_stage": {"pretrained": "imagenet", "method_options": {"freeze_early": True}},
+    "scratch": {"pretrained": None, "method_options": {"freeze_early": False}},
+}
+"""How a run starts: torchvision's ImageNet-supervised weights; CVSA's dual stage (stage 1 on a coarse dataset,
+then stem + layer1 + layer2 frozen; at ``paper`` the ImageNet-supervised weights stand in for CVSA's stage-1 BYOL on
+ImageNet, which no single GPU session trains); or random weights. :meth:`TrainConfig.with_init` applies one."""
+
+PAPER_INIT: dict[str, str] = {
+    # LCR Sec. 4 and Tables 2-4: LCR, its variants and every baseline it reports start from ImageNet weights
+    **dict.fromkeys(("lcr", "lcr_multitask", "lcr_dual_pooling", "byol_lcr", "mocov2", "simclr", "supervised"),
+                    "imagenet"),
+    # CVSA Sec. 4: BYOL, BYOL+SS and CVSA as its dual-stage second stage
+    **dict.fromkeys(("byol", "byol_ss", "cvsa", "cvsa_sigmoid_max"), "dual_stage"),
+    # DiLo trains from scratch (its Sec. 4: MoCo / BYOL pre-training from random weights)
+    **dict.fromkeys(("byol_dilo", "mocov2_dilo"), "scratch"),
+}
+"""The initialisation of each method at the ``paper`` preset: the one its paper starts from (an :data:`INITS` key)."""
+
+
 def _paper_settings(method: str) -> dict[str, Any]:
     """GPU: ResNet-50 at 224 px with the papers' hyper-parameters.
 
     - MoCo v2 family: MoCo v2 (Chen et al. 2020b) and LCR Sec. 4 ("Implementation details"): SGD lr 0.03,
       momentum 0.9, weight decay 1e-4, momentum encoder 0.999, queue K = 65536, tau = 0.2, cosine schedule; LCR
-      uses batch 128, 100 epochs and ImageNet initialisation, its head 2048-2048-256.
+      uses batch 128, 100 epochs, its head 2048-2048-256.
+    - Initialisation: :data:`PAPER_INIT` (ImageNet weights for LCR and what it compares with, CVSA's dual stage,
+      DiLo from scratch).
     - BYOL family: CVSA Sec. 4 / App. A ("we follow the exact experimental setup in BYOL", 800 epochs on the
       small fine-grained datasets, MoCo v2 augmentations); BYOL (Grill et al. 2020): heads 4096/256, target momentum
       0.996 -> 1 (cosine). BYOL's LARS at batch 4096 is replaced by SGD (lr 0.05 x batch/256, weight decay 1e-4 as
       in MoCo v2): the fine-grained training sets hold ~6-10k images, so batch 256 keeps ~25-40 steps per epoch.
     """
+    init = INITS[PAPER_INIT[check_choice("method with a paper initialisation", method, PAPER_INIT)]]
     common = {"dataset": "cub", "image_size": 224, "backbone": "resnet50", "optimizer": "sgd", "weight_decay": 1e-4,
-              "num_workers": data_workers(), "log_every": 50, "collapse_every": 200}
+              "num_workers": data_workers(), "log_every": 50, "collapse_every": 200, "pretrained": init["pretrained"]}
     if _family(method) == "moco":
         lcr = method.startswith("lcr")
-        return {
-            **common,
-            "epochs": 100 if lcr else 200,
-            "batch_size": 128 if lcr else 256,
-            "lr": 0.03,
-            "pretrained": "imagenet" if lcr else None,
-            "method_options": {"hidden_dim": 2048, "proj_dim": 256 if lcr else 128, "queue_size": 65536,
-                               "temperature": 0.2, "momentum_start": 0.999},
-        }
+        options = {"hidden_dim": 2048, "proj_dim": 256 if lcr else 128, "queue_size": 65536, "temperature": 0.2,
+                   "momentum_start": 0.999}
+        return {**common, "epochs": 100 if lcr else 200, "batch_size": 128 if lcr else 256, "lr": 0.03,
+                "method_options": {**options, **init["method_options"]}}
     if method == "supervised":
-        return {**common, "epochs": 100, "batch_size": 256, "lr": 0.1}
-    return {
-        **common,
-        "epochs": 800,
-        "batch_size": 256,
-        "lr": 0.05,
-        "warmup_epochs": 10,
-        "method_options": {} if method == "simclr" else {"hidden_dim": 4096, "proj_dim": 256,
-                                                          "momentum_start": 0.996},
-    }
+        return {**common, "epochs": 100, "batch_size": 256, "lr": 0.1, "method_options": init["method_options"]}
+    options = {} if method == "simclr" else {"hidden_dim": 4096, "proj_dim": 256, "momentum_start": 0.996}
+    return {**common, "epochs": 800, "batch_size": 256, "lr": 0.05, "warmup_epochs": 10,
+            "method_options": {**options, **init["method_options"]}}

@@ -265,11 +265,14 @@ def fit_dual_stage(
     stage1: TrainConfig, stage2: TrainConfig, datasets: tuple[Dataset | None, Dataset | None] = (None, None)
 ) -> tuple[SSLMethod, tuple[History, History]]:
     """CVSA's dual-stage recipe: ``stage1`` (BYOL on a coarse dataset), then ``stage2`` (CVSA on the target
-    dataset) initialised from stage 1 with the stem + layer1 + layer2 frozen (METHODS.md, "dual-stage").
+    dataset) initialised from stage 1 with the stem + layer1 + layer2 frozen (CVSA Sec. 4; the CVSA theory page).
 
     Every stage-2 tensor whose name and shape match stage 1's (backbone, heads, momentum encoder) is copied; the
     others (CVSA's conv projector/predictor) start fresh. ``datasets`` replaces the configs' datasets.
     """
+    if stage1.method_options.get("freeze_early"):
+        raise ValueError("stage 1 of the dual-stage recipe trains the whole network, but its config freezes the early "
+                         "stages: build it with freeze_early=False, e.g. config.with_init('scratch')")
     first, history1 = fit(stage1, dataset=datasets[0])
     stage2 = replace(stage2, method_options={**stage2.method_options, "freeze_early": True})
     target_data = datasets[1] if datasets[1] is not None else training_set(stage2)
