@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fgssl_lib.config import check_preset, resolve_device
+from fgssl_lib.config import check_choice, check_preset, resolve_device
 from fgssl_lib.data import data_home, load_dataset
 from fgssl_lib.data.synthetic import RENDER_VERSION
 from fgssl_lib.eval import (
@@ -145,12 +145,14 @@ def _train_or_load(config: TrainConfig, path: Path, retrain: bool, callbacks: Se
     return Run(method.eval(), epochs, seconds, path)
 
 
-def synthetic_splits(config: TrainConfig, preset: str) -> dict[str, Dataset]:
-    """The training split (as trained on) and the five test variants of the synthetic benchmark for ``config``."""
+def synthetic_splits(config: TrainConfig, preset: str, stream: str = "test") -> dict[str, Dataset]:
+    """The training split (as trained on) and the five variants of the synthetic benchmark's ``stream`` (``test``,
+    or ``val`` to choose settings on) for ``config``."""
     check_preset(preset)
+    check_choice("evaluation stream", stream, ("val", "test"))
     options = dict(config.dataset_options)
     train = load_dataset("synthetic", split="train", num_images=config.num_images, **options)
-    tests = {v: load_dataset("synthetic", split=f"test_{v}", num_images=SYNTHETIC_TEST_IMAGES[preset], **options)
+    tests = {v: load_dataset("synthetic", split=f"{stream}_{v}", num_images=SYNTHETIC_TEST_IMAGES[preset], **options)
              for v in SYNTHETIC_VARIANTS}
     return {"train": train, **tests}
 
@@ -177,15 +179,16 @@ def localization_maps(method: SSLMethod, dataset: Dataset, image_size: int, batc
 
 def evaluate(method: SSLMethod, config: TrainConfig, preset: str,
              metrics: Sequence[str] = ("knn", "linear", "retrieval", "maxboxacc"),
-             cache_dir: str | os.PathLike | None = None) -> dict[str, float]:
-    """The study's metrics (percentages) of ``method`` on the synthetic benchmark of ``config``.
+             cache_dir: str | os.PathLike | None = None, stream: str = "test") -> dict[str, float]:
+    """The study's metrics (percentages) of ``method`` on the synthetic benchmark of ``config``, on its ``test``
+    stream or, to choose a setting without reading test, its ``val`` stream.
 
     ``knn_<variant>`` (DINO kNN, train as gallery) for every test variant and ``bg_gap`` = mixed_same - mixed_rand;
     ``linear_mixed_rand`` (linear probe fit on train, 100 % labels); ``retrieval_rank1`` / ``retrieval_mAP`` on
     mixed_rand (leave-one-out, LCR protocol); ``maxboxacc`` (V1) on original, with ``maxboxacc_source`` telling
     which map was used.
     """
-    splits = synthetic_splits(config, preset)
+    splits = synthetic_splits(config, preset, stream)
     options = dict(image_size=config.image_size, device=config.device, cache_dir=cache_dir)
     feats = {name: extract_features(method, ds, **options) for name, ds in splits.items()}
     train = feats["train"]
