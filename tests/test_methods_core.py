@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 
 import pytest
@@ -174,3 +176,53 @@ def test_supervised_is_cross_entropy_on_view1() -> None:
 def test_unknown_optimizer_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="adam, adamw, sgd"):
         tiny("byol", optimizer="lars")
+
+
+def test_split_batchnorm_normalises_each_group_in_training_and_keeps_eval_outputs() -> None:
+    from fgssl_lib.models import build_backbone
+
+    torch.manual_seed(0)
+    plain = build_backbone("resnet_narrow", small_input=True)
+    plain.train()
+    plain(torch.rand(8, 3, 16, 16))  # move the running statistics off their initial values
+    split = copy.deepcopy(plain)
+    split.split_batchnorm(2)
+    images = torch.rand(8, 3, 16, 16)
+    plain.eval(), split.eval()
+    torch.testing.assert_close(split(images), plain(images))  # eval: the statistics it had
+    plain.train(), split.train()
+    groups = torch.empty(8, plain.feature_dim)  # lightly's groups interleave: images 0, 2, 4, 6 and 1, 3, 5, 7
+    groups[0::2], groups[1::2] = plain(images[0::2]), plain(images[1::2])  # each normalised by its own statistics
+    torch.testing.assert_close(split(images), groups, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(plain(images), groups, atol=1e-3)
+    with pytest.raises(ValueError, match="at least 2"):
+        split.split_batchnorm(1)
+
+
+@pytest.mark.parametrize(("bn_splits", "changes"), [(0, False), (2, True)])
+def test_the_key_shuffle_changes_the_keys_only_with_split_batchnorm(bn_splits: int, changes: bool) -> None:
+    """On one device the shuffle is a no-op for one BatchNorm group; with groups it takes a key's statistics from
+    other images than its query's, as MoCo's shuffle across GPUs does."""
+    method = tiny("mocov2", bn_splits=bn_splits)
+    images = batch(n=16)["view2"]
+    torch.manual_seed(0)
+    _, shuffled = method.encode_target(images)
+    _, unshuffled = method.target_forward(images)
+    assert torch.allclose(shuffled, unshuffled, rtol=1e-4, atol=1e-5) != changes
+
+
+def test_split_batchnorm_needs_even_groups_and_no_sync_batchnorm(tmp_path) -> None:
+    from fgssl_lib.train import TrainConfig
+    from fgssl_lib.train.config import moco_bn_splits
+    from fgssl_lib.train.fit import check_bn_splits
+
+    method = tiny("mocov2", bn_splits=4)
+    config = TrainConfig.preset("smoke", method="mocov2", batch_size=30, checkpoint_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="batch_size 30 does not split into bn_splits=4"):
+        check_bn_splits(method, config)
+    with pytest.raises(ValueError, match="sync_batchnorm"):
+        check_bn_splits(method, dataclasses.replace(config, batch_size=32, sync_batchnorm=True))
+    assert [moco_bn_splits(b) for b in (16, 64, 100, 128, 256)] == [0, 2, 2, 4, 8]
+    for method_name, batch_size, splits in (("mocov2", None, 8), ("lcr", None, 4), ("lcr", 64, 2), ("lcr", 8, 0)):
+        sized = {"batch_size": batch_size} if batch_size else {}
+        assert TrainConfig.preset("paper", method=method_name, **sized).method_options["bn_splits"] == splits

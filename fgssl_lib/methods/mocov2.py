@@ -8,7 +8,10 @@ in the paper: ``momentum_start == momentum_end``). The queue is saved in checkpo
 Across processes (DDP) the keys of every rank are gathered before they are enqueued (MoCo's ``concat_all_gather``;
 lightly's ``gather_distributed``), so every rank holds the same queue of the whole batch's keys and DDP's buffer
 broadcast from rank 0 changes nothing. The key encoder sees the batch shuffled (MoCo's shuffled BatchNorm, lightly's
-``batch_shuffle``; across ranks when distributed) so that a query and its key never share BatchNorm statistics.
+``batch_shuffle``; across ranks when distributed) so that a query and its key never share BatchNorm statistics. On
+one device a shuffle alone changes nothing (one BatchNorm group holds the whole batch), so ``bn_splits`` normalises
+the backbones' BatchNorm in that many groups, as that many GPUs would (lightly's ``SplitBatchNorm``, as MoCo's
+single-GPU demo does); the ``paper`` preset sets 32 images per group, MoCo's per-GPU batch.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from fgssl_lib.methods.base import MomentumEncoder, PairOutput, SSLMethod
 class MoCoV2(SSLMethod):
     """MoCo v2. Args: ``hidden_dim`` / ``proj_dim`` (paper 2048 / 128), ``queue_size`` K (paper 65536),
     ``temperature`` tau (paper 0.2), ``symmetric`` (also contrast view 2's query with view 1's key: twice the
-    compute, as in MoCo v3 / solo-learn's "MoCo v2+"); see :class:`SSLMethod`."""
+    compute, as in MoCo v3 / solo-learn's "MoCo v2+"), ``bn_splits`` (0: one BatchNorm group per device; ``g >= 2``:
+    ``g`` groups, so the key encoder's shuffle puts a query and its key in different groups; the batch size must be a
+    multiple of ``g``); see :class:`SSLMethod`."""
 
     def __init__(
         self,
@@ -36,12 +41,16 @@ class MoCoV2(SSLMethod):
         queue_size: int = 65536,
         temperature: float = 0.2,
         symmetric: bool = False,
+        bn_splits: int = 0,
         **base_options: Any,
     ) -> None:
         base_options.setdefault("momentum_start", 0.999)
         base_options.setdefault("momentum_end", base_options["momentum_start"])
         super().__init__(**base_options)
         self.symmetric = symmetric
+        self.bn_splits = bn_splits
+        if bn_splits:
+            self.backbone.split_batchnorm(bn_splits)  # before the key encoder copies it
         self.projection_head = MoCoProjectionHead(self.backbone.feature_dim, hidden_dim, proj_dim)
         self.momentum_encoder = MomentumEncoder(self.backbone, self.projection_head)
         self.criterion = NTXentLoss(

@@ -105,7 +105,10 @@ class TrainConfig:
         if unknown:
             raise TypeError(f"unknown TrainConfig fields {unknown}; valid fields: "
                             f"{', '.join(f.name for f in dataclasses.fields(cls))}")
-        return cls(**{"method": method, **settings, **overrides})
+        config = cls(**{"method": method, **settings, **overrides})
+        if "bn_splits" in settings.get("method_options", {}) and "bn_splits" not in overrides.get("method_options", {}):
+            config.method_options["bn_splits"] = moco_bn_splits(config.batch_size)  # follows a resized batch
+        return config
 
     def with_init(self, init: str) -> TrainConfig:
         """This config started as :data:`INITS` ``[init]`` says (``imagenet``, ``dual_stage`` or ``scratch``)."""
@@ -221,12 +224,23 @@ PAPER_INIT: dict[str, str] = {
 """The initialisation of each method at the ``paper`` preset: the one its paper starts from (an :data:`INITS` key)."""
 
 
+MOCO_GPU_BATCH = 32
+"""Images per BatchNorm group in MoCo's runs (256 on 8 GPUs; LCR's 128 on 4): the ``paper`` preset's ``bn_splits``
+is the batch over this, so one GPU normalises as they did."""
+
+
+def moco_bn_splits(batch_size: int) -> int:
+    """The most BatchNorm groups of at least :data:`MOCO_GPU_BATCH` images that split ``batch_size`` evenly; 0 (one
+    group) when fewer than two fit."""
+    return next((g for g in range(batch_size // MOCO_GPU_BATCH, 1, -1) if batch_size % g == 0), 0)
+
+
 def _paper_settings(method: str) -> dict[str, Any]:
     """GPU: ResNet-50 at 224 px with the papers' hyper-parameters.
 
     - MoCo v2 family: MoCo v2 (Chen et al. 2020b) and LCR Sec. 4 ("Implementation details"): SGD lr 0.03,
       momentum 0.9, weight decay 1e-4, momentum encoder 0.999, queue K = 65536, tau = 0.2, cosine schedule; LCR
-      uses batch 128, 100 epochs, its head 2048-2048-256.
+      uses batch 128, 100 epochs, its head 2048-2048-256. Shuffled BatchNorm in groups of 32 (:data:`MOCO_GPU_BATCH`).
     - Initialisation: :data:`PAPER_INIT` (ImageNet weights for LCR and what it compares with, CVSA's dual stage,
       DiLo from scratch).
     - BYOL family: CVSA Sec. 4 / App. A ("we follow the exact experimental setup in BYOL", 800 epochs on the
@@ -239,9 +253,10 @@ def _paper_settings(method: str) -> dict[str, Any]:
               "num_workers": data_workers(), "log_every": 50, "collapse_every": 200, "pretrained": init["pretrained"]}
     if _family(method) == "moco":
         lcr = method.startswith("lcr")
+        batch_size = 128 if lcr else 256
         options = {"hidden_dim": 2048, "proj_dim": 256 if lcr else 128, "queue_size": 65536, "temperature": 0.2,
-                   "momentum_start": 0.999}
-        return {**common, "epochs": 100 if lcr else 200, "batch_size": 128 if lcr else 256, "lr": 0.03,
+                   "momentum_start": 0.999, "bn_splits": moco_bn_splits(batch_size)}
+        return {**common, "epochs": 100 if lcr else 200, "batch_size": batch_size, "lr": 0.03,
                 "method_options": {**options, **init["method_options"]}}
     if method == "supervised":
         return {**common, "epochs": 100, "batch_size": 256, "lr": 0.1, "method_options": init["method_options"]}

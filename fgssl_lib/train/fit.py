@@ -164,6 +164,17 @@ def _trainer_devices(config: TrainConfig) -> Any:
     return config.devices
 
 
+def check_bn_splits(method: SSLMethod, config: TrainConfig) -> None:
+    """A method with split BatchNorm (MoCo's ``bn_splits``) needs batches that split evenly and no SyncBatchNorm."""
+    splits = getattr(method, "bn_splits", 0)
+    if splits and config.batch_size % splits:
+        raise ValueError(f"batch_size {config.batch_size} does not split into bn_splits={splits} equal BatchNorm groups: "
+                         f"use a multiple of {splits}, or set method_options['bn_splits'] to a divisor of it (0: off)")
+    if splits and config.sync_batchnorm:
+        raise ValueError("sync_batchnorm=True would merge the BatchNorm groups of bn_splits across GPUs: under DDP each "
+                         "GPU's batch is already a group, so set method_options['bn_splits']=0 or sync_batchnorm=False")
+
+
 def fit(
     config: TrainConfig, method: SSLMethod | None = None, dataset: Dataset | None = None,
     callbacks: Sequence[pl.Callback] = (),
@@ -187,6 +198,7 @@ def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
     pl.seed_everything(config.seed, workers=True, verbose=False)
     full = dataset if dataset is not None else training_set(config)
     method = method if method is not None else build_method(config, full)
+    check_bn_splits(method, config)
     train_set = random_subset(full, config.num_images, config.seed)
     view_options = {"seed": config.seed, **method.view_params, **config.view_params}
     if method.views == "saliency_swap" and view_options.get("mode", "same") == "same":
