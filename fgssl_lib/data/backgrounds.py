@@ -1,6 +1,6 @@
 """Background pools for SaliencySwap mode ``other`` (CVSA) and copy-paste (DiLo): ``draw(H, W, generator)``.
 
-DiLo's copy-paste ``view = S·x + (1−S)·bg`` (METHODS.md, "Copy-paste") takes ``bg`` from a random grey level (the
+DiLo's copy-paste ``view = S·x + (1−S)·bg`` (the DiLo theory page) takes ``bg`` from a random grey level (the
 authors' code), a texture or another image; SaliencySwap mode ``other`` pastes the object patch onto such a ``bg``.
 ``draw`` is called twice per training sample, so each pool renders or crops one ``3 x H x W`` uint8 image directly.
 """

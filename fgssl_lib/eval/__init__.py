@@ -1,4 +1,4 @@
-"""Evaluation protocols of the three papers (METHODS.md "Evaluation"), as plain functions over tensors.
+"""Evaluation protocols of the three papers (the book's benchmark page), as plain functions over tensors.
 
 Features: :func:`extract_features` (cached). Classification: :func:`linear_probe`, :func:`knn_accuracy`,
 :func:`fine_tune`. Retrieval: :func:`retrieval_metrics`. Localisation: :func:`max_box_acc` over CAMs from

@@ -1,4 +1,4 @@
-"""Background-bias report (Xiao et al. 2020, "Noise or Signal"; METHODS.md "Evaluation").
+"""Background-bias report (Xiao et al. 2020, "Noise or Signal").
 
 Synthetic benchmark: a kNN classifier (train features as gallery) and a linear probe (trained on the ``train``
 features) are evaluated on the test variants ``original``, ``only_fg``, ``only_bg``, ``mixed_same``, ``mixed_rand``;

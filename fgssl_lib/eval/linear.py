@@ -1,4 +1,4 @@
-"""Linear probe on frozen features (METHODS.md "Evaluation"): top-1 / top-5 at label fractions 100 / 50 / 20 %.
+"""Linear probe on frozen features (LCR Table 2's protocol): top-1 / top-5 at label fractions 100 / 50 / 20 %.
 
 Features are L2-normalised, then standardised with the mean / std of the training subset; a multinomial logistic
 regression (one ``nn.Linear``, cross-entropy) is trained with large-batch SGD (batches of ``BATCH_SIZE``, momentum 0.9,

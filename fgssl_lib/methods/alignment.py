@@ -1,6 +1,6 @@
 """CVSA cross-view saliency alignment: cross-view attention, correspondence intensity and the alignment loss.
 
-Our formulation of CVSA Eqs. 3-5 (``../shared/METHODS.md``; the paper's equations were lost in our copy of its text):
+Our formulation of CVSA Eqs. 3-5 (the CVSA theory page; the paper's equations were lost in our copy of its text):
 
 - Eq. 3, cross-view attention ``A_{1->2} = P1^T Z2 / tau_a`` between the online prediction map ``P1`` of view 1 and
   the momentum projection map ``Z2`` of view 2, both L2-normalised along channels (so ``A`` holds cosine similarities
@@ -23,7 +23,7 @@ from fgssl_lib.config import check_choice
 from fgssl_lib.precision import full_precision
 
 INTENSITIES = ("softmax_max", "sigmoid_max")
-"""Readings of CVSA Eq. 4; ``softmax_max`` is the default (METHODS.md explains why it departs from the prose)."""
+"""Readings of CVSA Eq. 4; ``softmax_max`` is the default (the CVSA theory page explains why it departs from the prose)."""
 
 PROBABILITY_EPS = 1e-4
 """``softmax_max`` probabilities are clamped to ``[eps, 1 - eps]`` before the BCE (Eq. 5)."""

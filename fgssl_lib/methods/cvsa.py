@@ -1,6 +1,6 @@
 """CVSA (Wu et al.): BYOL on SaliencySwap views plus a cross-view saliency alignment loss on the stage-k map.
 
-Our formulation of CVSA Eqs. 3-7 (``../shared/METHODS.md``). The global branch is BYOL, unchanged
+Our formulation of CVSA Eqs. 3-7 (the CVSA theory page). The global branch is BYOL, unchanged
 (:meth:`BYOL.contrastive_forward` gives ``L_ctr``, Eq. 6). The local branch: a conv projector ``g_c`` and a conv
 predictor ``q_c`` (each conv1x1 -> BN -> ReLU -> conv1x1) on the online stage-k maps ``F1, F2`` give
 ``P_v = q_c(g_c(F_v))``; the momentum twin ``g_c'`` on the target stage-k maps gives ``Z_v = g_c'(F_v')``; the

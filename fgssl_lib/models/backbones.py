@@ -32,7 +32,7 @@ from fgssl_lib.config import check_choice
 BACKBONES = ("resnet18", "resnet50", "resnet_narrow")
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 EARLY_STAGES = ("stem", "layer1", "layer2")
-"""Frozen in the second stage of CVSA's dual-stage recipe (METHODS.md, "dual-stage")."""
+"""Frozen in the second stage of CVSA's dual-stage recipe (CVSA Sec. 4)."""
 
 NARROW_WIDTHS = (16, 32, 64, 128)
 """Channels of ``layer1..layer4`` of ``resnet_narrow`` (the stem has ``NARROW_WIDTHS[0]``)."""

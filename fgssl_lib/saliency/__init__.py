@@ -1,4 +1,4 @@
-"""Saliency: where the object is, as a map ``S`` in ``[0, 1]`` and the box derived from it (METHODS.md).
+"""Saliency: where the object is, as a map ``S`` in ``[0, 1]`` and the box derived from it (the DiLo and CVSA theory pages).
 
 - :mod:`~fgssl_lib.saliency.sources`: ``SaliencySource`` and its subclasses (ground-truth box and mask, OpenCV
   spectral residual and fine-grained saliency, centre prior, any model's map), built by name with

@@ -1,9 +1,9 @@
-"""The best box of a saliency map: CVSA Eq. 2 in the contrast form of METHODS.md ("Best box").
+"""The best box of a saliency map: CVSA Eq. 2 in the contrast form of the CVSA theory page ("Best box").
 
 Among the axis-aligned boxes ``B`` whose corners lie on a coarse grid, pick ``B* = argmax_B score(B)`` with one of two
 parameter-free objectives (``objective=``):
 
-- ``"contrast"`` (METHODS.md's literal form): ``mean_{p in B} S(p) - mean_{p not in B} S(p)``;
+- ``"contrast"`` (the literal form of our formulation): ``mean_{p in B} S(p) - mean_{p not in B} S(p)``;
 - ``"covariance"`` (**default**): ``Cov(S, 1_B) = mean_p (S(p) - mean S) 1_B(p) = a (1 - a) (mean_in - mean_out)`` with ``a`` the
   box's area fraction: the saliency mass above the image mean that the box collects.
 
@@ -11,7 +11,7 @@ The contrast form prefers small boxes on smooth or peaked maps (a box at the max
 ``mean_out`` barely moves): on the synthetic benchmark its boxes cover ~0.5% of the image for OpenCV and CAM-like
 maps. The covariance form weights the same contrast by ``a (1 - a)``, so the box grows while it gains above-average
 pixels (IoU with the ground-truth box ~0.6 vs 0.02 for spectral residual; ``python -m fgssl_lib.bench saliency``).
-Both return the box itself for a box-indicator map. The default departs from METHODS.md for this measured reason
+Both return the box itself for a box-indicator map. The default departs from that form for this measured reason
 (the book's benchmark page shows it); ``objective="contrast"`` keeps the literal form.
 
 Conventions (all exact, no hyper-parameter other than the grid):

@@ -1,4 +1,4 @@
-"""Saliency sources behind one interface (METHODS.md, "Saliency sources").
+"""Saliency sources behind one interface (the DiLo theory page, "Where the saliency comes from").
 
 A source maps an image to a saliency map ``S`` in ``[0, 1]`` at image size::
 

@@ -1,7 +1,7 @@
 """Saliency snapshots: the method's own map on a fixed batch of images, before training and after every epoch.
 
-CVSA's map is the correspondence intensity of Eq. 4 (METHODS.md, "CVSA"), LCR's the output of its localization
-branch (METHODS.md, "LCR"); a snapshot series shows how that map moves onto the object while the method trains.
+CVSA's map is the correspondence intensity of Eq. 4 (the CVSA theory page), LCR's the output of its localization
+branch (the LCR theory page); a snapshot series shows how that map moves onto the object while the method trains.
 :class:`SaliencySnapshots` is the Lightning callback that records the series (and keeps it in the run's checkpoint,
 so a resumed run's series covers the whole run). :func:`fgssl_lib.experiment.train_or_load` trains every run with
 it, on the first :data:`SNAPSHOT_IMAGES` training images (:func:`run_snapshot_images`), and keeps the series at

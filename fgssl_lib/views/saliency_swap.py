@@ -1,4 +1,4 @@
-"""SaliencySwap views (CVSA §2.1, our formulation in METHODS.md "Views").
+"""SaliencySwap views (CVSA §2.1; our formulation on the CVSA theory page).
 
 For the foreground image ``x_f`` with box ``B_f``, each view crops a random patch of ``B_f`` whose area is a fraction
 ``s ~ U(s_min, s_max)`` of ``B_f`` (same aspect ratio as ``B_f``, random position inside it), then
