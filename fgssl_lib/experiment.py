@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from fgssl_lib.config import check_choice, check_preset, resolve_device
 from fgssl_lib.data import data_home, load_dataset
 from fgssl_lib.data.synthetic import RENDER_VERSION
+from fgssl_lib.methods import TRAINING_VERSION
 from fgssl_lib.eval import (
     extract_features,
     gradcam_maps,
@@ -60,8 +61,8 @@ def run_key(config: TrainConfig) -> str:
     """``<method>-seed<seed>-<hash>``: the hash covers every setting that changes the trained weights
     (:meth:`TrainConfig.identity`: the data by name, split and image count, not by path, so data moved from Drive to
     local disk keeps its runs), and for the synthetic benchmark the version of its drawing code (a redrawn benchmark
-    must not load runs of the old one)."""
-    settings = config.identity()
+    must not load runs of the old one), and the methods' :data:`~fgssl_lib.methods.TRAINING_VERSION`."""
+    settings = {**config.identity(), "training_version": TRAINING_VERSION}
     if config.dataset == "synthetic":
         settings["synthetic_render_version"] = RENDER_VERSION
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]

@@ -70,3 +70,14 @@ def test_reproduce_out_at_a_file_is_refused(tmp_path: Path, capsys: pytest.Captu
         reproduce(["--preset", "smoke", "--out", str(tmp_path / "file" / below)])
     assert exit_.value.code != 0
     assert f"{tmp_path / 'file'} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_fgssl_version_says_retrain(run: tuple[TrainConfig, Path]) -> None:
+    import torch
+
+    _, path = run
+    checkpoint = torch.load(path / "last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["detach_gradcam"] = True  # an option an older LCR had
+    torch.save(checkpoint, path / "last.ckpt")
+    with pytest.raises(ValueError, match="written by another version of fgssl.*retrain=True"):
+        load_method(path / "last.ckpt")

@@ -28,6 +28,8 @@ def test_run_key_changes_when_the_synthetic_benchmark_is_redrawn(monkeypatch):
     redrawn = run_key(real)
     monkeypatch.undo()
     assert run_key(real) == redrawn  # a real dataset's key does not depend on the synthetic drawing code
+    monkeypatch.setattr(experiment, "TRAINING_VERSION", experiment.TRAINING_VERSION + 1)
+    assert run_key(real) != redrawn  # newer method code never loads an older code's run
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,11 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
 }
 METHODS = tuple(_REGISTRY)
 
+TRAINING_VERSION = 2
+"""Version of what the methods train: part of every run key, so a run trained by older method code is never loaded
+as this code's. Bump it with any change that alters a method's trained weights. 2: LCR's normalised fitting target,
+DiLo's soft paste before the crop, MoCo's split BatchNorm."""
+
 
 def method_class(name: str) -> type[SSLMethod]:
     """The class behind registry name ``name`` (imports its module)."""
@@ -48,5 +53,5 @@ def build(name: str, **options: Any) -> SSLMethod:
     return method
 
 
-__all__ = ["METHODS", "MomentumEncoder", "PairOutput", "SSLMethod", "build", "method_class", "method_defaults",
+__all__ = ["METHODS", "TRAINING_VERSION", "MomentumEncoder", "PairOutput", "SSLMethod", "build", "method_class", "method_defaults",
            "momentum_copy"]

@@ -144,7 +144,12 @@ def load_method(path: str | Path, map_location: str | torch.device = "cpu") -> S
     checkpoint = read_checkpoint(path, map_location)
     if "fgssl_method" not in checkpoint:
         raise ValueError(f"{path} is not an fgssl checkpoint (no 'fgssl_method' entry)")
-    method = build(checkpoint["fgssl_method"], **{**checkpoint["hyper_parameters"], "pretrained": None})
+    try:
+        method = build(checkpoint["fgssl_method"], **{**checkpoint["hyper_parameters"], "pretrained": None})
+    except TypeError as error:
+        raise ValueError(f"{path} was written by another version of fgssl: its hyper-parameters do not build "
+                         f"{checkpoint['fgssl_method']!r} here ({error}); train the run again (train_or_load(..., "
+                         "retrain=True))") from error
     check_checkpoint(checkpoint, method, path)
     method.load_state_dict(checkpoint["state_dict"])
     method.on_load_checkpoint(checkpoint)
