@@ -24,7 +24,8 @@ SCRIPT = textwrap.dedent("""
     config = TrainConfig.preset("smoke", method=sys.argv[2], device="cpu", devices=2, strategy="ddp", max_steps=2,
                                 num_images=64, batch_size=16)
     run = train_or_load(config, root=sys.argv[1])
-    print("rank", os.environ.get("LOCAL_RANK", "0"), "finished", run.path.name, flush=True)
+    # one write of under PIPE_BUF bytes: both ranks share the pipe, and separate writes would interleave
+    os.write(1, f"rank {os.environ.get('LOCAL_RANK', '0')} finished {run.path.name}\\n".encode())
 """)
 
 

@@ -211,20 +211,21 @@ def test_detach_branch_input_keeps_the_kl_off_the_backbone() -> None:
         assert any(p.grad is not None for p in method.backbone.layer4.parameters()) == reaches_backbone
 
 
-def test_lcr_picks_its_baseline_and_rebuilds_from_its_hyperparameters() -> None:
-    from fgssl_lib.methods import build
+def test_each_lcr_name_is_its_baseline_class_and_rebuilds_from_its_hyperparameters() -> None:
+    from fgssl_lib.methods import build, method_class
     from fgssl_lib.methods.byol import BYOL
-    from fgssl_lib.methods.lcr import LCR
+    from fgssl_lib.methods.lcr import BYOLLCR, LCR, MoCoV2LCR
     from fgssl_lib.methods.mocov2 import MoCoV2
 
+    assert [method_class(n) for n in ("lcr", "lcr_multitask", "lcr_dual_pooling", "byol_lcr")] == [
+        MoCoV2LCR, MoCoV2LCR, MoCoV2LCR, BYOLLCR]
     byol_lcr, lcr = build("byol_lcr", **TINY), build("lcr", **TINY_MOCO)
     assert isinstance(byol_lcr, LCR) and isinstance(byol_lcr, BYOL) and not isinstance(byol_lcr, MoCoV2)
     assert isinstance(lcr, LCR) and isinstance(lcr, MoCoV2)
-    rebuilt = LCR(**dict(byol_lcr.hparams))
-    assert type(rebuilt) is type(byol_lcr)
+    rebuilt = BYOLLCR(**dict(byol_lcr.hparams))
     assert rebuilt.state_dict().keys() == byol_lcr.state_dict().keys()
-    with pytest.raises(ValueError, match="valid LCR bases: byol, mocov2"):
-        LCR(base="simclr", **TINY)
+    with pytest.raises(TypeError, match="LCR needs a baseline"):
+        LCR(**TINY)
 
 
 def test_embed_uses_per_image_weighted_pooling_unless_multitask() -> None:
@@ -256,12 +257,6 @@ def test_smoke_training_run_completes(name: str, tmp_path) -> None:
     assert len(steps) == 2 and steps["loss"].notna().all() and steps["loss_kl"].notna().all()
     assert any(tmp_path.rglob("last.ckpt"))
     assert method.embed(torch.rand(2, 3, 32, 32)).shape[0] == 2
-
-
-def test_positional_base_picks_the_same_class_as_the_keyword() -> None:
-    from fgssl_lib.methods.lcr import BYOLLCR, LCR
-
-    assert type(LCR("byol", **TINY)) is BYOLLCR
 
 
 def _first_view_target(method, batch: dict[str, torch.Tensor], n: int) -> torch.Tensor:

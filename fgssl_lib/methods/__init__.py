@@ -22,10 +22,10 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
     "byol_ss": ("fgssl_lib.methods.cvsa:CVSA", {"align_weight": 0.0}),
     "cvsa": ("fgssl_lib.methods.cvsa:CVSA", {}),
     "cvsa_sigmoid_max": ("fgssl_lib.methods.cvsa:CVSA", {"intensity": "sigmoid_max"}),
-    "lcr": ("fgssl_lib.methods.lcr:LCR", {"base": "mocov2"}),
-    "lcr_multitask": ("fgssl_lib.methods.lcr:LCR", {"base": "mocov2", "test_pooling": False}),
-    "lcr_dual_pooling": ("fgssl_lib.methods.lcr:LCR", {"base": "mocov2", "train_pooling": True}),
-    "byol_lcr": ("fgssl_lib.methods.lcr:LCR", {"base": "byol"}),
+    "lcr": ("fgssl_lib.methods.lcr:MoCoV2LCR", {}),
+    "lcr_multitask": ("fgssl_lib.methods.lcr:MoCoV2LCR", {"test_pooling": False}),
+    "lcr_dual_pooling": ("fgssl_lib.methods.lcr:MoCoV2LCR", {"train_pooling": True}),
+    "byol_lcr": ("fgssl_lib.methods.lcr:BYOLLCR", {}),
 }
 METHODS = tuple(_REGISTRY)
 

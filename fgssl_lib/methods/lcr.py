@@ -1,6 +1,6 @@
 """LCR (Shu et al., CVPR 2023): learn the common rationale by fitting the Grad-CAM of the SSL loss.
 
-On MoCo v2 (``base="mocov2"``, the paper's) or BYOL (``base="byol"``). With ``phi`` the online last map (``layer4``)
+On MoCo v2 (:class:`MoCoV2LCR`, the paper's) or BYOL (:class:`BYOLLCR`). With ``phi`` the online last map (``layer4``)
 of every view that went through the online encoder and ``L_CL`` the baseline's contrastive loss:
 
 - ``G = ReLU(sum_c (dL_CL/dphi)_c phi_c)`` (Eq. 3), by :func:`~fgssl_lib.methods.rationale.ssl_gradcam`;
@@ -47,7 +47,8 @@ RATIONALE = "rationale"
 
 
 class LCR(SSLMethod):
-    """LCR on the baseline ``base`` (``"mocov2"`` or ``"byol"``). Args:
+    """LCR's parts on top of a baseline; combined with it as :class:`MoCoV2LCR` or :class:`BYOLLCR` (``LCR`` itself
+    is the ``isinstance`` check for both). Args:
 
     - ``num_filters``: K of the fitting branch (32);
     - ``kl_temperature``: tau of Eqs. 5-6 (``None``: the fitting's, the paper's 0.4 for fgssl's, 1 for the authors');
@@ -60,22 +61,13 @@ class LCR(SSLMethod):
     - ``train_pooling``: weighted pooling in training too (DualPooling); ``test_pooling``: weighted pooling in
       ``embed`` (``False``: MultiTask);
     - the base method's options (e.g. ``queue_size``, ``temperature`` for MoCo v2; ``hidden_dim``, ``proj_dim``).
-
-    ``LCR(base=...)`` returns an instance of the subclass that combines LCR with that baseline (``MoCoV2LCR`` or
-    ``BYOLLCR``), so ``LCR`` is both the registry's class and an ``isinstance`` check for every variant.
     """
 
     authors_loss_scale: ClassVar[float]
     """The factor that puts the baseline's ``L_CL`` on the authors' scale (``fitting="authors"``)."""
 
-    def __new__(cls, base: str = "mocov2", *args: Any, **options: Any) -> LCR:
-        if cls is LCR:
-            cls = _WITH_BASE[check_choice("LCR base", base, _WITH_BASE)]
-        return super().__new__(cls)
-
     def __init__(
         self,
-        base: str = "mocov2",
         num_filters: int = 32,
         kl_temperature: float | None = None,
         fitting: str = "fgssl",
@@ -86,8 +78,9 @@ class LCR(SSLMethod):
         test_pooling: bool = True,
         **base_options: Any,
     ) -> None:
+        if type(self) is LCR:
+            raise TypeError("LCR needs a baseline: build MoCoV2LCR or BYOLLCR (registry names lcr, byol_lcr)")
         super().__init__(**base_options)
-        self.base = base
         self.branch = GradCAMFittingBranch(self.backbone.feature_dim, num_filters)
         self.branch_target = momentum_copy(self.branch) if train_pooling else None
         self.fitting = FITTINGS[check_choice("LCR fitting", fitting, FITTINGS)]
@@ -184,5 +177,3 @@ class BYOLLCR(LCR, BYOL):
     authors_loss_scale = 0.25
     """The authors' BYOL loss ``mean_v(-cos)`` is a quarter of fgssl's ``sum_v (2 - 2 cos)`` (up to a constant)."""
 
-
-_WITH_BASE: dict[str, type[LCR]] = {"mocov2": MoCoV2LCR, "byol": BYOLLCR}

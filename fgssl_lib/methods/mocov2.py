@@ -29,8 +29,7 @@ from fgssl_lib.methods.base import MomentumEncoder, PairOutput, SSLMethod
 
 class MoCoV2(SSLMethod):
     """MoCo v2. Args: ``hidden_dim`` / ``proj_dim`` (paper 2048 / 128), ``queue_size`` K (paper 65536),
-    ``temperature`` tau (paper 0.2), ``symmetric`` (also contrast view 2's query with view 1's key: twice the
-    compute, as in MoCo v3 / solo-learn's "MoCo v2+"), ``bn_splits`` (0: one BatchNorm group per device; ``g >= 2``:
+    ``temperature`` tau (paper 0.2), ``bn_splits`` (0: one BatchNorm group per device; ``g >= 2``:
     ``g`` groups, so the key encoder's shuffle puts a query and its key in different groups; the batch size must be a
     multiple of ``g``); see :class:`SSLMethod`."""
 
@@ -40,14 +39,12 @@ class MoCoV2(SSLMethod):
         proj_dim: int = 128,
         queue_size: int = 65536,
         temperature: float = 0.2,
-        symmetric: bool = False,
         bn_splits: int = 0,
         **base_options: Any,
     ) -> None:
         base_options.setdefault("momentum_start", 0.999)
         base_options.setdefault("momentum_end", base_options["momentum_start"])
         super().__init__(**base_options)
-        self.symmetric = symmetric
         self.bn_splits = bn_splits
         if bn_splits:
             self.backbone.split_batchnorm(bn_splits)  # before the key encoder copies it
@@ -67,21 +64,13 @@ class MoCoV2(SSLMethod):
         return {}, batch_unshuffle(key, order, distributed=distributed)
 
     def contrastive_forward(self, batch: dict[str, Tensor]) -> PairOutput:
-        """InfoNCE of query ``q = g(f(view1))`` against key ``k = g'(f'(view2))`` and the queue (MoCo Eq. 1);
-        with ``symmetric`` also ``view2 -> view1``, averaged. ``target_maps`` are ``{}``, as unused ``maps``."""
-        views = (batch["view1"], batch["view2"])
-        directions = ((0, 1), (1, 0)) if self.symmetric else ((0, 1),)
-        maps: list[dict[str, Tensor]] = [{}, {}]
-        target_maps: list[dict[str, Tensor]] = [{}, {}]
-        losses = []
-        for q_view, k_view in directions:
-            maps[q_view], h = self.encode(views[q_view])  # h: NxD
-            query = self.projection_head(h)  # Nxd
-            target_maps[k_view], key = self.encode_target(views[k_view])  # Nxd, no grad
-            losses.append(self.criterion(query, key))
-        loss = sum(losses) / len(losses)
-        features = maps[0]["layer4"].mean(dim=(2, 3))
-        return PairOutput((maps[0], maps[1]), (target_maps[0], target_maps[1]), features, loss)
+        """InfoNCE of query ``q = g(f(view1))`` against key ``k = g'(f'(view2))`` and the queue (MoCo Eq. 1); only view 1
+        goes through the online encoder, so view 2's ``maps`` are ``{}``, as the unused ``target_maps``."""
+        maps, h = self.encode(batch["view1"])  # h: NxD
+        query = self.projection_head(h)  # Nxd
+        _, key = self.encode_target(batch["view2"])  # Nxd, no grad
+        loss = self.criterion(query, key)
+        return PairOutput((maps, {}), ({}, {}), maps["layer4"].mean(dim=(2, 3)), loss)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Also save the queue (lightly keeps it as a non-persistent buffer)."""
