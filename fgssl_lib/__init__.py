@@ -3,4 +3,4 @@
 Subpackages follow the data flow: ``data`` -> ``saliency`` -> ``views`` -> ``methods`` / ``train`` -> ``eval`` / ``viz``.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
