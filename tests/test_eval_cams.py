@@ -54,26 +54,28 @@ def test_saliency_maps_are_resized_to_image_size():
         saliency_maps(_Encoder(), images)
 
 
-def test_dataset_cams_give_maxboxacc_inputs_for_a_split():
-    from functools import partial
-
+def test_localization_maps_give_maxboxacc_inputs_for_a_split_and_fall_back_to_gradcam():
     from torch.utils.data import Dataset
 
-    from fgssl_lib.eval import dataset_cams, max_box_acc
+    from fgssl_lib.eval import localization_maps, max_box_acc
 
     class _Boxes(Dataset):
         def __len__(self):
             return 5
 
         def __getitem__(self, i):
-            image = torch.zeros(3, 16, 16)
-            image[:, 2 + i : 9 + i, 3:12] = 1  # bright object inside the box
-            return {"image": image, "label": 0, "box": torch.tensor([3.0, 2.0 + i, 12.0, 9.0 + i])}
+            image = torch.zeros(3, 16, 16, dtype=torch.uint8)
+            image[:, 2 + i : 9 + i, 3:12] = 255  # bright object inside the box
+            box = torch.tensor([3.0, 2.0 + i, 12.0, 9.0 + i])
+            return {"image": image, "label": 0, "box": box, "mask": torch.zeros(16, 16, dtype=torch.uint8),
+                    "index": i}
 
-    cams, boxes = dataset_cams(partial(saliency_maps, _Method()), _Boxes(), transform=lambda s: s, batch_size=2,
-                               device="cpu")
-    assert cams.shape == (5, 16, 16) and len(boxes) == 5 and boxes[1] == [(3.0, 3.0, 12.0, 10.0)]
-    assert max_box_acc(cams, boxes)[0] == pytest.approx(100.0)
+    maps, boxes, source = localization_maps(_Method(), _Boxes(), image_size=16, batch_size=2, device="cpu")
+    assert source == "saliency" and maps.shape == (5, 16, 16) and len(boxes) == 5
+    torch.testing.assert_close(boxes[1], torch.tensor([3.0, 3.0, 12.0, 10.0]))
+    assert max_box_acc(maps, boxes)[0] == pytest.approx(100.0)
+    maps, _, source = localization_maps(_Encoder(), _Boxes(), image_size=16, batch_size=2, device="cpu")
+    assert source == "gradcam" and maps.shape == (5, 16, 16)
 
 
 def test_cams_are_upsampled_bicubically_and_normalised_as_wsolevaluation():

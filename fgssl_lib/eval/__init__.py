@@ -7,7 +7,7 @@ Features: :func:`extract_features` (cached). Classification: :func:`linear_probe
 """
 
 from fgssl_lib.eval.background_bias import BoxVariant, background_bias_report, box_background_report
-from fgssl_lib.eval.cams import dataset_cams, gradcam_maps, saliency_maps
+from fgssl_lib.eval.cams import gradcam_maps, localization_maps, saliency_maps
 from fgssl_lib.eval.features import Features, extract_features
 from fgssl_lib.eval.finetune import fine_tune
 from fgssl_lib.eval.knn import knn_accuracy, top_k_accuracy
@@ -21,13 +21,13 @@ __all__ = [
     "background_bias_report",
     "box_background_report",
     "class_balanced_subset",
-    "dataset_cams",
     "extract_features",
     "fine_tune",
     "fit_linear",
     "gradcam_maps",
     "knn_accuracy",
     "linear_probe",
+    "localization_maps",
     "max_box_acc",
     "retrieval_metrics",
     "saliency_maps",

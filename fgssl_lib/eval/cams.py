@@ -13,12 +13,11 @@
 
 Both come to image size through :func:`upsample_cams`: bicubic, then min-max per image, as wsolevaluation (Choe et
 al. 2020) prepares CAMs for MaxBoxAcc.
-- :func:`dataset_cams`: either source over a whole split, with the GT boxes, for MaxBoxAcc.
+- :func:`localization_maps`: the method's own map, else its Grad-CAM, over a whole split with the GT boxes, for
+  MaxBoxAcc.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fgssl_lib.config import resolve_device
-from fgssl_lib.eval.features import _Mapped
+from fgssl_lib.views import eval_view
 
 
 class EmbeddingSimilarityTarget:
@@ -137,27 +136,24 @@ def saliency_maps(method: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return upsample_cams(maps.float().cpu(), images.shape[-2:])  # NxSxS
 
 
-def dataset_cams(
-    cam_fn: Callable[[torch.Tensor], torch.Tensor],
-    dataset: Dataset,
-    transform: Callable[[dict], dict] | None = None,
-    batch_size: int = 32,
-    device: str | torch.device = "auto",
-    image_size: int = 224,
-) -> tuple[torch.Tensor, list[list[tuple[float, ...]]]]:
-    """CAMs of a whole split and the GT boxes at view size, ready for :func:`fgssl_lib.eval.max_box_acc`.
-
-    ``cam_fn`` maps images ``N x 3 x S x S`` to ``N x S x S`` maps, e.g. ``partial(gradcam_maps, model)`` or
-    ``partial(saliency_maps, method)``; ``transform`` defaults to ``eval_view(image_size)`` (whole image resized, so
-    the box stays inside the view). Returns ``(cams N x S x S, [[box], ...])``.
-    """
-    if transform is None:
-        from fgssl_lib.views import eval_view
-
-        transform = eval_view(image_size)
-    device = resolve_device(device)
-    cams, boxes = [], []
-    for batch in DataLoader(_Mapped(dataset, transform), batch_size=batch_size, shuffle=False):
-        cams.append(torch.as_tensor(cam_fn(batch["image"].to(device))).float().cpu())
-        boxes += [[tuple(float(v) for v in box)] for box in batch["box"].reshape(-1, 4)]
-    return torch.cat(cams), boxes
+def localization_maps(method: nn.Module, dataset: Dataset, image_size: int, batch_size: int = 64,
+                      device: str | torch.device = "auto") -> tuple[torch.Tensor, list[torch.Tensor], str]:
+    """Maps for MaxBoxAcc over a whole ``dataset`` (each sample through ``eval_view(image_size)``, the whole image
+    resized so the box stays inside the view): the method's own :func:`saliency_maps` where it has one, else
+    :func:`gradcam_maps` of its embedding. Returns ``(maps N x S x S in [0, 1], GT boxes (4,) in the view frame,
+    source name "saliency" | "gradcam")``, ready for :func:`fgssl_lib.eval.max_box_acc`."""
+    dev = resolve_device(device)
+    method = method.to(dev).eval()
+    view = eval_view(image_size)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=lambda samples: [view(s) for s in samples])
+    maps, boxes, source = [], [], "saliency"
+    for samples in loader:
+        images = torch.stack([s["image"] for s in samples]).to(dev)  # Nx3xSxS
+        try:
+            batch_maps = saliency_maps(method, images)
+        except NotImplementedError:
+            source = "gradcam"
+            batch_maps = gradcam_maps(method, images)
+        maps.append(batch_maps.detach().float().cpu())
+        boxes += [s["box"] for s in samples]
+    return torch.cat(maps), boxes, source
