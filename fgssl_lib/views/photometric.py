@@ -13,6 +13,7 @@ is blurred as much, relative to its content, as a 224 px one. Inputs and outputs
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -23,8 +24,47 @@ from torchvision.transforms import v2
 from fgssl_lib.config import check_choice
 
 PHOTOMETRIC = ("mocov2", "byol", "none")
-_REFERENCE_SIZE = 224
-_BLUR_SIGMA = (0.1, 2.0)
+REFERENCE_SIZE = 224
+"""View size at which the blur's kernel and sigma are specified."""
+BLUR_SIGMA = (0.1, 2.0)
+"""Range of the blur's sigma at :data:`REFERENCE_SIZE`."""
+SOLARIZE_THRESHOLD = 0.5
+"""Solarize inverts the values at or above this threshold (images in [0, 1])."""
+
+
+@dataclass(frozen=True)
+class PhotometricSpec:
+    """One view's photometric ops: colour-jitter strengths (factors drawn from ``U(1 - s, 1 + s)``, hue from
+    ``U(-hue, hue)``) and the probability of each op. Read by the per-sample pipelines here and by the batched ones
+    (:mod:`fgssl_lib.views.batched`), so both draw from the same ranges."""
+
+    saturation: float
+    blur_p: float
+    solarize_p: float = 0.0
+    brightness: float = 0.4
+    contrast: float = 0.4
+    hue: float = 0.1
+    jitter_p: float = 0.8
+    grayscale_p: float = 0.2
+
+
+PHOTOMETRIC_SPECS: dict[str, tuple[PhotometricSpec, PhotometricSpec] | None] = {
+    "mocov2": (PhotometricSpec(saturation=0.4, blur_p=0.5),) * 2,
+    "byol": (PhotometricSpec(saturation=0.2, blur_p=1.0), PhotometricSpec(saturation=0.2, blur_p=0.1, solarize_p=0.2)),
+    "none": None,
+}
+"""Name -> the specs of ``(view 1, view 2)``; ``None`` is the identity."""
+
+
+def blur_kernel_size(size: int) -> int:
+    """The blur's kernel side at view ``size``: about 10% of it (23 at 224 px), odd, at least 3."""
+    return max(3, 2 * int(0.05 * size) + 1)
+
+
+def blur_sigma_range(size: int) -> tuple[float, float]:
+    """The blur's sigma range at view ``size``: :data:`BLUR_SIGMA` scaled by ``size / REFERENCE_SIZE``."""
+    scale = size / REFERENCE_SIZE
+    return BLUR_SIGMA[0] * scale, BLUR_SIGMA[1] * scale
 
 
 def separable_gaussian_blur(image: torch.Tensor, kernel_size: int, sigma: float) -> torch.Tensor:
@@ -60,32 +100,25 @@ class SeparableGaussianBlur(v2.GaussianBlur):
 
 def gaussian_blur(size: int, p: float) -> v2.Transform:
     """Random Gaussian blur with probability ``p``, kernel ~ 10% of ``size`` (23 at 224 px) and sigma scaled likewise."""
-    kernel = max(3, 2 * int(0.05 * size) + 1)
-    scale = size / _REFERENCE_SIZE
-    return v2.RandomApply([SeparableGaussianBlur(kernel, sigma=(_BLUR_SIGMA[0] * scale, _BLUR_SIGMA[1] * scale))], p=p)
+    return v2.RandomApply([SeparableGaussianBlur(blur_kernel_size(size), sigma=blur_sigma_range(size))], p=p)
 
 
-def _pipeline(size: int, saturation: float, blur_p: float, solarize_p: float) -> v2.Compose:
+def _pipeline(size: int, spec: PhotometricSpec) -> v2.Compose:
     ops: list[v2.Transform] = [
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, saturation, 0.1)], p=0.8),
-        v2.RandomGrayscale(p=0.2),
+        v2.RandomApply([v2.ColorJitter(spec.brightness, spec.contrast, spec.saturation, spec.hue)], p=spec.jitter_p),
+        v2.RandomGrayscale(p=spec.grayscale_p),
     ]
-    if blur_p > 0:
-        ops.append(gaussian_blur(size, blur_p))
-    if solarize_p > 0:
-        ops.append(v2.RandomSolarize(threshold=0.5, p=solarize_p))
+    if spec.blur_p > 0:
+        ops.append(gaussian_blur(size, spec.blur_p))
+    if spec.solarize_p > 0:
+        ops.append(v2.RandomSolarize(threshold=SOLARIZE_THRESHOLD, p=spec.solarize_p))
     return v2.Compose(ops)
 
 
 def build_photometric(name: str, size: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], ...]:
     """The photometric pipelines ``(for view 1, for view 2)`` of ``name`` in ``mocov2 byol none`` at view ``size``."""
-    check_choice("photometric", name, PHOTOMETRIC)
-    if name == "none":
+    specs = PHOTOMETRIC_SPECS[check_choice("photometric", name, PHOTOMETRIC)]
+    if specs is None:
         return (v2.Identity(), v2.Identity())
-    if name == "mocov2":
-        pipeline = _pipeline(size, saturation=0.4, blur_p=0.5, solarize_p=0.0)
-        return (pipeline, pipeline)
-    return (
-        _pipeline(size, saturation=0.2, blur_p=1.0, solarize_p=0.0),
-        _pipeline(size, saturation=0.2, blur_p=0.1, solarize_p=0.2),
-    )
+    first = _pipeline(size, specs[0])
+    return (first, first if specs[1] == specs[0] else _pipeline(size, specs[1]))
