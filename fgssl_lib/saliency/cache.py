@@ -12,12 +12,13 @@ The root is ``$FGSSL_CACHE/saliency`` when ``FGSSL_CACHE`` is set, else ``~/.cac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +38,45 @@ FINGERPRINT_SAMPLES = 8
 MASK_MODES = ("box", "threshold")
 
 
-def cache_root() -> Path:
-    """``$FGSSL_CACHE/saliency`` if the variable is set, else ``~/.cache/fgssl/saliency``."""
+def cache_root(kind: str = "saliency") -> Path:
+    """``$FGSSL_CACHE/<kind>`` if the variable is set, else ``~/.cache/fgssl/<kind>``."""
     base = os.environ.get("FGSSL_CACHE")
-    return Path(base).expanduser() / "saliency" if base else Path("~/.cache/fgssl/saliency").expanduser()
+    return Path(base).expanduser() / kind if base else Path("~/.cache/fgssl").expanduser() / kind
 
 
-def dataset_fingerprint(dataset: Dataset) -> str:
-    """Identity of a dataset: its type, length and the pixels of ``FINGERPRINT_SAMPLES`` evenly spaced images."""
+def dataset_fingerprint(dataset: Dataset, keys: Sequence[str] = ("image",)) -> str:
+    """Identity of a dataset: its type, length and the sample entries ``keys`` (those present; default the pixels)
+    of ``FINGERPRINT_SAMPLES`` evenly spaced samples."""
     n = len(dataset)  # type: ignore[arg-type]
     digest = hashlib.sha256(f"{type(dataset).__module__}.{type(dataset).__qualname__}:{n}".encode())
     for index in sorted({int(i) for i in np.linspace(0, n - 1, FINGERPRINT_SAMPLES)} if n else ()):
-        image = dataset[index]["image"]
-        digest.update(f"{index}:{tuple(image.shape)}".encode())
-        digest.update(image.contiguous().numpy().tobytes())
+        sample = dataset[index]
+        for key in (k for k in keys if k in sample):
+            value = torch.as_tensor(sample[key]).contiguous()
+            tag = "" if key == "image" else f"{key}:{value.dtype}:"  # the pixels alone hash as they always did
+            digest.update(f"{tag}{index}:{tuple(value.shape)}".encode())
+            digest.update(value.numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def atomic_directory(path: Path, complete: str) -> Iterator[Path]:
+    """Yield a fresh temporary directory next to ``path``; when the block succeeds, rename it to ``path``.
+
+    Readers never see a half-written entry. A concurrent writer that finished first wins (its entry holds the file
+    ``complete``); the temporary directory is removed in every case.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not (path / complete).exists():  # not a concurrent writer that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cache_key(dataset_key: str, source: SaliencySource) -> str:
@@ -112,9 +137,7 @@ class SaliencyCache:
         self, path: Path, dataset: Dataset, source: SaliencySource, dataset_key: str, progress: bool
     ) -> None:
         """Compute every map into a temporary directory next to ``path``, then rename it into place."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=self.root))
-        try:
+        with atomic_directory(path, "index.npz") as tmp:
             shapes, offsets = [], [0]
             indices = range(len(dataset))  # type: ignore[arg-type]
             if progress:
@@ -131,13 +154,6 @@ class SaliencyCache:
             )
             meta = {"dataset": dataset_key, "source": source.name, "params": source.params(), "maps": len(shapes)}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-            try:
-                os.rename(tmp, path)
-            except OSError:
-                if not (path / "index.npz").exists():  # not a concurrent writer that finished first
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def clear(self, dataset: Dataset, source: SaliencySource, dataset_key: str | None = None) -> None:
         """Remove the entry for ``dataset`` and ``source`` (no-op if absent)."""

@@ -1,0 +1,227 @@
+"""The training set as one uint8 store, decoded once, from which batched views are made on the training device.
+
+Each sample is decoded once and resized so that its shorter side is ``side`` (``None``: as decoded), with its mask,
+box and, where the data carries one, its saliency map (the soft map of DiLo's paste, the DiLo theory page). An entry
+``<root>/<key>/`` (root ``$FGSSL_CACHE/store``, else ``~/.cache/fgssl/store``; the key hashes the dataset's
+fingerprint, the subset's indices, ``side`` and :data:`STORE_VERSION`) is written atomically, as the saliency cache
+is (:func:`fgssl_lib.saliency.cache.atomic_directory`), and read back memory-mapped. It holds
+
+- ``image.npy`` ``N x 3 x H x W``, ``mask.npy`` ``N x H x W`` ({0, 1}) and, where the samples carry ``saliency``,
+  ``saliency.npy`` ``N x H x W`` (``round(255 S)``), all uint8, each row top-left aligned and zero-padded to the
+  largest stored ``H x W``;
+- ``rows.npz``: ``box`` ``N x 4`` float32 (``x0, y0, x1, y1`` exclusive, stored pixels), ``hw`` ``N x 2`` int64
+  (each row's valid height and width), ``label`` and ``index`` (the sample's own ``index``) ``N`` int64;
+- ``meta.json``, for humans.
+
+:meth:`TrainingStore.batch` gathers rows into the batch form the batched view generators take
+(:func:`fgssl_lib.views.build_batched_views`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+from tqdm.auto import tqdm
+
+from fgssl_lib.saliency.cache import atomic_directory, cache_root, dataset_fingerprint
+from fgssl_lib.views.base import check_sample
+
+STORE_VERSION = 1
+"""Part of the key: bump it whenever a change here changes what an entry holds."""
+ARRAYS = ("image", "mask", "saliency")
+"""The per-pixel uint8 arrays of an entry (``saliency`` only where the samples carry one)."""
+ROWS = ("box", "hw", "label", "index")
+"""The per-row arrays of an entry."""
+FINGERPRINT_KEYS = ("image", "mask", "box", "label", "index", "saliency")
+"""The sample entries whose values enter the dataset's key (a new saliency source changes boxes, not pixels)."""
+
+
+class StoreError(ValueError):
+    """The samples cannot be stored (they break the sample contract, or carry ``saliency`` only sometimes)."""
+
+
+def stored_shape(height: int, width: int, side: int | None) -> tuple[int, int]:
+    """``(h, w)`` of an ``height x width`` image resized so its shorter side is ``side`` (``None``: unchanged)."""
+    if side is None or min(height, width) == side:
+        return height, width
+    scale = side / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def stored_sample(sample: dict[str, Any], side: int | None) -> dict[str, torch.Tensor]:
+    """One sample as stored: image ``3 x h x w`` (antialiased bilinear), mask ``h x w`` (nearest), saliency
+    ``h x w`` uint8 ``round(255 S)`` (bilinear; where present) and the box scaled with the image."""
+    try:
+        check_sample(sample)
+    except ValueError as error:
+        raise StoreError(f"sample {sample.get('index')} cannot be stored: {error}") from error
+    image = sample["image"]
+    height, width = image.shape[-2:]
+    h, w = stored_shape(height, width, side)
+    box = torch.as_tensor(sample["box"], dtype=torch.float32) * torch.tensor([w / width, h / height] * 2)
+    out = {"box": box, "image": image, "mask": sample["mask"].to(torch.uint8)}
+    if (h, w) != (height, width):
+        out["image"] = F.resize(image, [h, w], antialias=True)
+        out["mask"] = F.resize(out["mask"][None], [h, w], interpolation=InterpolationMode.NEAREST)[0]
+    if "saliency" in sample:
+        saliency = torch.as_tensor(sample["saliency"], dtype=torch.float32)
+        if saliency.shape != (height, width):
+            raise StoreError(f"sample {sample['index']}: saliency is {tuple(saliency.shape)} but the image is "
+                             f"{height} x {width}; a saliency map covers its image pixel for pixel")
+        if (h, w) != (height, width):
+            saliency = F.resize(saliency[None], [h, w], antialias=True)[0]
+        out["saliency"] = (saliency.clamp(0, 1) * 255).round().to(torch.uint8)
+    return out
+
+
+def dataset_key(dataset: Dataset) -> str:
+    """The dataset's identity for the store: its fingerprint over :data:`FINGERPRINT_KEYS` and, for a ``Subset``,
+    its indices."""
+    key = dataset_fingerprint(dataset, FINGERPRINT_KEYS)
+    indices = getattr(dataset, "indices", None)
+    if indices is not None:
+        key += "-" + hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:12]
+    return key
+
+
+def store_key(dataset: Dataset, side: int | None) -> str:
+    """The entry's directory name: a hash of :func:`dataset_key`, ``side`` and :data:`STORE_VERSION`."""
+    identity = json.dumps({"dataset": dataset_key(dataset), "side": side, "version": STORE_VERSION}, sort_keys=True)
+    return f"store-{hashlib.sha256(identity.encode()).hexdigest()[:20]}"
+
+
+def _write(path: Path, dataset: Dataset, side: int | None, progress: bool) -> None:
+    """Store every sample of ``dataset`` in a temporary directory, then rename it to ``path``.
+
+    Rows are written one after another to a scratch file first (their sizes are known only at the end), then laid
+    out zero-padded in the ``.npy`` arrays.
+    """
+    with atomic_directory(path, "rows.npz") as tmp:
+        rows: dict[str, list[Any]] = {name: [] for name in ROWS}
+        names: tuple[str, ...] | None = None
+        indices = tqdm(range(len(dataset)), desc="store") if progress else range(len(dataset))
+        with open(tmp / "scratch.u8", "wb") as scratch:
+            for position in indices:
+                sample = dataset[position]
+                stored = stored_sample(sample, side)
+                present = tuple(name for name in ARRAYS if name in stored)
+                if names is not None and present != names:
+                    raise StoreError(f"sample {position} carries {present}, but sample 0 carries {names}: every "
+                                     "sample must carry a saliency map, or none")
+                names = present
+                for name in names:
+                    scratch.write(stored[name].contiguous().numpy().tobytes())
+                rows["box"].append(stored["box"].numpy())
+                rows["hw"].append(stored["image"].shape[-2:])
+                rows["label"].append(int(sample["label"]))
+                rows["index"].append(int(sample["index"]))
+        if names is None:
+            raise StoreError("the dataset is empty: there is nothing to store")
+        hw = np.array(rows["hw"], dtype=np.int64).reshape(-1, 2)
+        height, width = (int(v) for v in hw.max(axis=0))
+        scratch = np.memmap(tmp / "scratch.u8", dtype=np.uint8, mode="r")
+        arrays = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=np.uint8,
+                                                  shape=(len(hw), 3, height, width) if name == "image"
+                                                  else (len(hw), height, width)) for name in names}
+        offset = 0
+        for row, (h, w) in enumerate(hw):
+            for name in names:
+                shape = (*arrays[name].shape[1:-2], h, w)  # 3 x h x w or h x w
+                size = int(np.prod(shape))
+                arrays[name][row, ..., :h, :w] = scratch[offset:offset + size].reshape(shape)
+                offset += size
+        for array in arrays.values():
+            array.flush()
+        del arrays, scratch
+        (tmp / "scratch.u8").unlink()
+        np.savez(tmp / "rows.npz", box=np.array(rows["box"], dtype=np.float32).reshape(-1, 4), hw=hw,
+                 label=np.array(rows["label"], dtype=np.int64), index=np.array(rows["index"], dtype=np.int64))
+        meta = {"rows": len(hw), "side": side, "height": height, "width": width, "arrays": list(names),
+                "version": STORE_VERSION}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+
+
+class TrainingStore:
+    """The rows of one store entry as tensors: memory-mapped on the host until :meth:`to` moves them.
+
+    ``len(store)`` rows; ``store.batch(positions)`` is a batch dict (``image`` ``B x 3 x H x W``, ``mask``,
+    ``saliency`` ``B x H x W`` uint8, ``box`` ``B x 4``, ``hw`` ``B x 2``, ``label``, ``index`` ``B``).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not (self.path / "rows.npz").is_file():
+            raise FileNotFoundError(f"no training store at {self.path}; build one with TrainingStore.load(dataset)")
+        with np.load(self.path / "rows.npz") as rows:
+            self._rows = {name: torch.from_numpy(rows[name]) for name in ROWS}
+        self.arrays = tuple(name for name in ARRAYS if (self.path / f"{name}.npy").is_file())
+        self._tensors: dict[str, torch.Tensor] | None = None  # opened lazily, so the store pickles to workers
+
+    @classmethod
+    def load(cls, dataset: Dataset, side: int | None = None, root: str | Path | None = None,
+             progress: bool = False) -> TrainingStore:
+        """The store of ``dataset`` at ``side``: read from ``root`` (default ``cache_root("store")``), written on a
+        miss. Raises :class:`StoreError` for samples it cannot store."""
+        if side is not None and side < 1:
+            raise ValueError(f"side is the stored images' shorter side in pixels (or None: as decoded), got {side}")
+        path = (Path(root).expanduser() if root is not None else cache_root("store")) / store_key(dataset, side)
+        if not (path / "rows.npz").is_file():
+            _write(path, dataset, side, progress)
+        return cls(path)
+
+    def __len__(self) -> int:
+        return len(self._rows["index"])
+
+    @property
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every array of the entry by name (pixel arrays first), on :attr:`device`."""
+        if self._tensors is None:
+            self._tensors = {name: torch.from_numpy(np.load(self.path / f"{name}.npy", mmap_mode="c"))
+                             for name in self.arrays}
+            self._tensors.update(self._rows)
+        return self._tensors
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensors["image"].device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every array (what :meth:`to` moves)."""
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    def fits(self, device: torch.device, fraction: float) -> bool:
+        """Whether the store takes at most ``fraction`` of ``device``'s free memory (the host always holds it)."""
+        if device.type != "cuda":
+            return True
+        free, _ = torch.cuda.mem_get_info(device)
+        return self.nbytes <= fraction * free
+
+    def to(self, device: torch.device | str) -> TrainingStore:
+        """Copy every array to ``device`` (in place); returns the store."""
+        self._tensors = {name: tensor.to(device) for name, tensor in self.tensors.items()}
+        return self
+
+    def batch(self, positions: torch.Tensor, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """The rows at ``positions`` (``B`` int64, any device) as a batch dict on ``device`` (default: the
+        store's)."""
+        positions = torch.as_tensor(positions, dtype=torch.int64).to(self.device)
+        out = {name: tensor.index_select(0, positions) for name, tensor in self.tensors.items()}
+        return out if device is None else {name: t.to(device, non_blocking=True) for name, t in out.items()}
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._tensors is not None and self.device.type != "cpu":
+            raise RuntimeError(f"a store on {self.device} cannot be sent to another process; gather its batches "
+                               "on the training device (num_workers=0)")
+        return {**self.__dict__, "_tensors": None}
+
+    def __repr__(self) -> str:
+        return f"TrainingStore({len(self)} rows, {'+'.join(self.arrays)}, {self.nbytes / 2**20:.1f} MiB, {self.path})"
