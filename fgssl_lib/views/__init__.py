@@ -3,7 +3,8 @@
 ``build_views(name, size=..., **params)`` returns a callable ``sample -> dict(view1, view2, mask1, mask2, label,
 index)`` (views float32 ``3xSxS`` in [0, 1], masks float32 ``SxS``); ``eval_view(size)`` is the deterministic view
 for evaluation; ``seed_worker`` goes to ``DataLoader(worker_init_fn=...)``. See :mod:`fgssl_lib.views.seeding` for
-reproducible views.
+reproducible views. ``build_batched_views(name, size, **params)`` builds the same generators as batched tensor ops on
+the training device (:mod:`fgssl_lib.views.batched`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.views.base import TwoViewTransform
+from fgssl_lib.views.batched import BatchedTwoView, build_batched_views
 from fgssl_lib.views.copy_paste import CopyPaste
 from fgssl_lib.views.evaluation import EvalView, eval_view
 from fgssl_lib.views.saliency_swap import SaliencySwap
@@ -32,5 +34,5 @@ def build_views(name: str, size: int = 224, **params: Any) -> TwoViewTransform:
     return VIEWS[check_choice("view generator", name, VIEWS)](size, **params)
 
 
-__all__ = ["VIEWS", "CopyPaste", "EvalView", "SaliencySwap", "StandardViews", "TwoViewTransform", "build_views",
-           "eval_view", "seed_worker"]
+__all__ = ["VIEWS", "BatchedTwoView", "CopyPaste", "EvalView", "SaliencySwap", "StandardViews", "TwoViewTransform",
+           "build_batched_views", "build_views", "eval_view", "seed_worker"]

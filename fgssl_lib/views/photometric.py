@@ -50,7 +50,8 @@ class PhotometricSpec:
 
 PHOTOMETRIC_SPECS: dict[str, tuple[PhotometricSpec, PhotometricSpec] | None] = {
     "mocov2": (PhotometricSpec(saturation=0.4, blur_p=0.5),) * 2,
-    "byol": (PhotometricSpec(saturation=0.2, blur_p=1.0), PhotometricSpec(saturation=0.2, blur_p=0.1, solarize_p=0.2)),
+    "byol": (PhotometricSpec(saturation=0.2, blur_p=1.0),
+             PhotometricSpec(saturation=0.2, blur_p=0.1, solarize_p=0.2)),
     "none": None,
 }
 """Name -> the specs of ``(view 1, view 2)``; ``None`` is the identity."""

@@ -1,0 +1,272 @@
+"""Batched two-view generators: the per-sample generators of :mod:`fgssl_lib.views` as tensor ops on a whole batch,
+on the batch's device (CPU or GPU), with per-sample random parameters.
+
+A batch is the device-resident store's rows: ``image B x 3 x H x W`` uint8 (zero-padded), ``mask B x H x W`` uint8,
+optional ``saliency B x H x W`` uint8 (``round(255 S)``), ``box B x 4`` float (exclusive ends, stored pixels),
+``hw B x 2`` int64 (each row's valid height and width), ``label`` and ``index`` (``B`` int64). The output is the
+collated contract of the per-sample generators: ``view1, view2`` float32 ``B x 3 x S x S`` in [0, 1], ``mask1, mask2``
+float32 ``B x S x S`` in {0, 1}, ``label``, ``index``. Views are a function of ``(seed, epoch, index)`` only
+(:mod:`~fgssl_lib.views.batched.randomness`). Each view's geometry comes first (one ``roi_align`` pass that moves the
+masks with the image, :mod:`~fgssl_lib.views.batched.geometry`), then the flip and the photometric ops
+(:mod:`~fgssl_lib.views.batched.photometric`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from fgssl_lib.config import check_choice
+from fgssl_lib.views.base import resolve_backgrounds
+from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, box_masks, flip_rows, object_boxes,
+                                              paste_boxes, patch_boxes, random_resized_crop_boxes, resample,
+                                              resized_boxes, source_rect, to_floats)
+from fgssl_lib.views.batched.photometric import PHOTOMETRIC_UNIFORMS, photometric
+from fgssl_lib.views.batched.randomness import draw_uniforms, sample_generators
+from fgssl_lib.views.copy_paste import BLENDINGS, PASTE_MAPS, blur_at_source
+from fgssl_lib.views.photometric import PHOTOMETRIC, PHOTOMETRIC_SPECS
+from fgssl_lib.views.saliency_swap import MODES, _check_fractions
+
+Source = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
+GEOMETRY = slice(0, RRC_UNIFORMS)
+"""Uniform slots of one view (``U`` per view): the geometry's, the flip's, the photometric ops' and the generator's
+own."""
+FLIP = RRC_UNIFORMS
+PHOTOMETRY = slice(FLIP + 1, FLIP + 1 + PHOTOMETRIC_UNIFORMS)
+OWN = PHOTOMETRY.stop
+UNIFORMS = OWN + 8
+_BATCH_KEYS = ("image", "mask", "box", "hw", "label", "index")
+
+
+def check_batch(batch: Mapping[str, Any]) -> None:
+    """Raise a ``ValueError`` that says what is wrong if ``batch`` breaks the store-batch contract."""
+    missing = [key for key in _BATCH_KEYS if key not in batch]
+    if missing:
+        raise ValueError(f"batch is missing {missing}; a batch is dict(image, mask, box, hw, label, index[, saliency]) "
+                         "of store rows, see fgssl_lib.views.batched.generators")
+    image, mask = batch["image"], batch["mask"]
+    if image.dtype != torch.uint8 or image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"batch['image'] must be a Bx3xHxW uint8 tensor, got {image.dtype} {tuple(image.shape)}")
+    if mask.shape != (image.shape[0], *image.shape[-2:]):
+        raise ValueError(f"batch['mask'] has shape {tuple(mask.shape)}, expected BxHxW = "
+                         f"{(image.shape[0], *image.shape[-2:])} like the images")
+
+
+class BatchedTwoView:
+    """Base batched two-view generator: ``layout`` (per generator) -> flip -> photometric ops, both views at once.
+
+    Args:
+        size: side ``S`` of the square views.
+        photometric: ``mocov2``, ``byol`` (asymmetric) or ``none`` (:mod:`fgssl_lib.views.photometric`).
+        flip_p: probability of a horizontal flip (moves the mask with the view).
+        seed: the views' seed (with the epoch and each sample's index).
+    """
+
+    def __init__(self, size: int, photometric: str = "mocov2", flip_p: float = 0.5, seed: int = 0):
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive int (the side of the square views), got {size!r}")
+        self.size, self.flip_p, self.seed = size, float(flip_p), int(seed)
+        self.photometric_name = check_choice("photometric", photometric, PHOTOMETRIC)
+        self.specs = PHOTOMETRIC_SPECS[photometric] or (None, None)
+        self.workspace = Workspace()
+
+    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
+               source: Source | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both views' geometry: ``(2B x 3 x S x S float in [0, 255], 2B x S x S float mask)``, rows ``v B + b``.
+
+        ``u``: ``2B x UNIFORMS`` CPU uniforms in the same row order; ``generators``: the ``B`` samples' generators
+        (for background pools)."""
+        raise NotImplementedError
+
+    def __call__(self, batch: Mapping[str, torch.Tensor], epoch: int, source: Source | None = None) -> dict[str, Any]:
+        check_batch(batch)
+        n, device = len(batch["index"]), batch["image"].device
+        generators = sample_generators(self.seed, int(epoch), batch["index"].cpu())
+        u = draw_uniforms(generators, 2 * UNIFORMS).view(n, 2, UNIFORMS).transpose(0, 1).reshape(2 * n, UNIFORMS)
+        no_autocast = torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda") else \
+            contextlib.nullcontext()
+        with no_autocast:
+            image, mask = self.layout(batch, u, generators, source)
+            both = flip_rows(torch.cat([image, mask[:, None]], 1), u[:, FLIP] < self.flip_p)  # 2Bx4xSxS
+            views = [photometric(both[k * n:(k + 1) * n, :3], u[k * n:(k + 1) * n, PHOTOMETRY], self.specs[k])
+                     for k in range(2)]
+            masks = (both[:, 3] >= 0.5).float()
+        return dict(view1=views[0], view2=views[1], mask1=masks[:n], mask2=masks[n:], label=batch["label"],
+                    index=batch["index"])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, photometric={self.photometric_name!r}, seed={self.seed})"
+
+
+class BatchedStandardViews(BatchedTwoView):
+    """:class:`fgssl_lib.views.StandardViews` batched: two RandomResizedCrop views of each row's valid region.
+
+    Args:
+        size: side ``S`` of the views.
+        scale: range of the crop's area as a fraction of the image; ratio: range of its aspect ratio.
+        **kwargs: ``photometric``, ``flip_p``, ``seed`` of :class:`BatchedTwoView`.
+    """
+
+    def __init__(self, size: int, scale: tuple[float, float] = (0.2, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), **kwargs: Any):
+        super().__init__(size, **kwargs)
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"scale must satisfy 0 < min <= max <= 1 (fractions of the image area), got {scale}")
+        self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
+
+    def crops(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows each view reads (``2B``) and its RandomResizedCrop boxes (``2B x 4``)."""
+        hw = batch["hw"].cpu().repeat(2, 1)
+        rows = torch.arange(len(hw)) % len(batch["hw"])
+        return rows, random_resized_crop_boxes(u[:, GEOMETRY], hw, self.scale, self.ratio)
+
+    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
+               source: Source | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """RandomResizedCrop of image and mask (one pass, 4 channels)."""
+        rows, boxes = self.crops(batch, u)
+        data = to_floats(self.workspace, "batch", [batch["image"], batch["mask"][:, None]], batch["hw"])
+        out = resample(data, rows, boxes, self.size)  # 2Bx4xSxS
+        return out[:, :3], out[:, 3]
+
+
+class BatchedCopyPaste(BatchedStandardViews):
+    """:class:`fgssl_lib.views.CopyPaste` batched (DiLo): RandomResizedCrop views whose background is replaced with
+    probability ``p``, ``S x + (1 - S) bg``, with ``S`` the soft map (the batch's ``saliency``, else its mask; or the
+    mask with ``paste_map="mask"``) blurred at the stored resolution before the crop per ``blending``; image, mask and
+    ``S`` share one resampling pass. Backgrounds are drawn per pasted view from the sample's generator.
+
+    Args:
+        size: side ``S`` of the views.
+        p, backgrounds, blending, paste_map: as :class:`fgssl_lib.views.CopyPaste`.
+        **kwargs: ``scale``, ``ratio`` of :class:`BatchedStandardViews`; ``photometric``, ``flip_p``, ``seed``.
+    """
+
+    def __init__(self, size: int, p: float = 0.3, backgrounds: Any = "grey", blending: str = "mix",
+                 paste_map: str = "saliency", **kwargs: Any):
+        super().__init__(size, **kwargs)
+        if not 0 <= p <= 1:
+            raise ValueError(f"p is the probability of a copy-paste per view and must lie in [0, 1], got {p}")
+        self.p = float(p)
+        self.blending = check_choice("blending", blending, BLENDINGS)
+        self.paste_map = check_choice("paste map", paste_map, PASTE_MAPS)
+        self.backgrounds = resolve_backgrounds(backgrounds)
+
+    def soft_maps(self, batch: Mapping[str, torch.Tensor], blur: torch.Tensor) -> torch.Tensor:
+        """``B x 2 x H x W`` float: the soft map ``S`` in [0, 1] and, for the rows where ``blur`` (``B`` bool) is set,
+        ``S`` blurred at the stored resolution (:func:`fgssl_lib.views.copy_paste.blur_at_source`)."""
+        use_saliency = self.paste_map == "saliency" and "saliency" in batch
+        soft = batch["saliency"].float() / 255 if use_saliency else batch["mask"].float()  # BxHxW
+        blurred = soft.clone()
+        for row in blur.nonzero()[:, 0].tolist():
+            height, width = batch["hw"][row].tolist()
+            blurred[row, :height, :width] = blur_at_source(soft[row, :height, :width].contiguous())
+        return torch.stack([soft, blurred], 1)
+
+    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
+               source: Source | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """RandomResizedCrop of image, mask and both soft maps; pasted views blended onto their backgrounds."""
+        n = len(batch["index"])
+        pasted = u[:, OWN] < self.p  # 2B
+        if not pasted.any():
+            return super().layout(batch, u, generators, source)
+        blur = pasted & (u[:, OWN + 1] < BLENDINGS[self.blending])  # 2B: this view blends with the blurred map
+        rows, boxes = self.crops(batch, u)
+        channels = [batch["image"], batch["mask"][:, None], self.soft_maps(batch, blur.view(2, n).any(0))]
+        out = resample(to_floats(self.workspace, "batch", channels, batch["hw"]), rows, boxes, self.size)
+        image, mask, soft = out[:, :3], out[:, 3], torch.where(blur.to(out.device)[:, None, None], out[:, 5], out[:, 4])
+        views = pasted.nonzero()[:, 0]
+        backgrounds = torch.stack([self.backgrounds.draw(self.size, self.size, generators[int(k) % n])
+                                   for k in views]).to(image)  # Kx3xSxS in [0, 255]
+        rows = views.to(image.device)
+        blended = torch.lerp(backgrounds, image.index_select(0, rows), soft.index_select(0, rows)[:, None].clamp(0, 1))
+        return image.index_copy(0, rows, blended), mask
+
+
+class BatchedSaliencySwap(BatchedTwoView):
+    """:class:`fgssl_lib.views.SaliencySwap` batched (CVSA §2.1): each view pastes a random patch of the object box
+    ``B_f`` over another training image's box ``B_b`` (``same``, drawn through ``source``) or at a random place of a
+    background from a pool (``other``); the view's mask is the pasted box. Patch and background are each one
+    resampling pass straight into the view.
+
+    Args:
+        size: side ``S`` of the views.
+        mode, crop_scale, paste_ratio, backgrounds: as :class:`fgssl_lib.views.SaliencySwap`.
+        dataset_size: mode ``same``: the number of training images (the indices ``source`` accepts, ``[0, N)``);
+            ``dataset``: or anything with ``len``, for the same number.
+        **kwargs: ``photometric``, ``flip_p``, ``seed`` of :class:`BatchedTwoView`.
+    """
+
+    def __init__(self, size: int, mode: str = "same", crop_scale: tuple[float, float] = (0.5, 1.0),
+                 paste_ratio: tuple[float, float] = (0.3, 0.7), dataset: Any = None,
+                 dataset_size: int | None = None, backgrounds: Any = "texture", **kwargs: Any):
+        super().__init__(size, **kwargs)
+        self.mode = check_choice("SaliencySwap mode", mode, MODES)
+        self.crop_scale = _check_fractions("crop_scale", crop_scale)
+        self.paste_ratio = _check_fractions("paste_ratio", paste_ratio)
+        if mode == "same":
+            self.dataset_size = dataset_size if dataset_size is not None else \
+                len(dataset) if hasattr(dataset, "__len__") else None
+            if not self.dataset_size or self.dataset_size < 1:
+                raise ValueError("batched SaliencySwap mode='same' pastes onto other training images: pass "
+                                 "dataset_size=N (the number of training images; source(indices) must accept [0, N)) "
+                                 "or dataset=<the training set>, or use mode='other' with a background pool")
+        else:
+            self.backgrounds = resolve_backgrounds(backgrounds)
+
+    def other_indices(self, index: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Per view, another training image's index, uniform over ``[0, N)`` without the view's own ``index``."""
+        if self.dataset_size == 1:
+            return index.clone()
+        other = torch.floor(u * (self.dataset_size - 1)).long().clamp(max=self.dataset_size - 2)
+        return other + (other >= index).long()
+
+    def background(self, u: torch.Tensor, generators: list[torch.Generator], source: Source | None,
+                   index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(2B x 3 x S x S float in [0, 255], 2B x 4 box where the patch goes)``: another image resized to
+        ``S x S`` and its box ``B_b`` (``same``), or a pool background and a random paste box (``other``; the box
+        needs the patch's aspect, so ``u``'s patch columns are read again in :meth:`layout`)."""
+        n = len(generators)
+        if self.mode == "other":
+            draws = [self.backgrounds.draw(self.size, self.size, generators[k % n]) for k in range(2 * n)]
+            return torch.stack(draws).to(device=device, dtype=torch.float32), torch.empty(0)
+        if source is None:
+            raise ValueError("batched SaliencySwap mode='same' draws its backgrounds from the training set: call it "
+                             "with source=<indices -> store batch of those rows>, or build it with mode='other'")
+        others = self.other_indices(index.repeat(2), u)
+        batch = source(others.to(device))
+        hw = batch["hw"].cpu()
+        whole = torch.cat([torch.zeros(len(hw), 2, dtype=torch.float64), hw.flip(1).double()], 1)  # 2Bx4
+        data = to_floats(self.workspace, "source", [batch["image"]], batch["hw"])
+        image = resample(data, torch.arange(len(hw)), whole, self.size)
+        return image, resized_boxes(object_boxes(batch["box"].cpu(), hw), hw, self.size)
+
+    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
+               source: Source | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The patch resampled onto its box of the background; the mask is that box."""
+        n, device = len(generators), batch["image"].device
+        hw = batch["hw"].cpu().repeat(2, 1)
+        patch = patch_boxes(u[:, OWN:OWN + 3], object_boxes(batch["box"].cpu().repeat(2, 1), hw), self.crop_scale)
+        background, target = self.background(u[:, OWN + 6], generators, source, batch["index"].cpu(), device)
+        if self.mode == "other":
+            target = paste_boxes(u[:, OWN + 3:OWN + 6], patch, self.size, self.paste_ratio)
+        data = to_floats(self.workspace, "batch", [batch["image"]], batch["hw"])
+        rows = torch.arange(2 * n) % n
+        foreground = resample(data, rows, source_rect(patch, target, self.size), self.size)  # 2Bx3xSxS
+        mask = box_masks(target, self.size, device)  # 2BxSxS
+        return torch.where(mask[:, None] > 0, foreground, background), mask
+
+
+BATCHED_VIEWS: dict[str, type[BatchedTwoView]] = {"rrc": BatchedStandardViews, "saliency_swap": BatchedSaliencySwap,
+                                                  "copy_paste": BatchedCopyPaste}
+
+
+def build_batched_views(name: str, size: int = 224, **params: Any) -> BatchedTwoView:
+    """The batched two-view generator ``name`` (``rrc``, ``saliency_swap``, ``copy_paste``) at view size ``size``,
+    with the parameters of :func:`fgssl_lib.views.build_views` (``seed=None`` means seed 0: batched views are
+    always seeded)."""
+    if params.get("seed", 0) is None:
+        params["seed"] = 0
+    return BATCHED_VIEWS[check_choice("view generator", name, BATCHED_VIEWS)](size, **params)

@@ -1,0 +1,170 @@
+"""Batched geometry of the two-view generators: per-sample boxes (RandomResizedCrop, SaliencySwap's patch and paste
+boxes) and one resampling pass that moves the image and its masks together.
+
+Boxes are ``N x 4`` float64 ``(x0, y0, x1, y1)`` with exclusive ends, integer-valued like the per-sample generators'
+(drawn from the uniforms of :mod:`~fgssl_lib.views.batched.randomness`). Resampling is ``roi_align`` (aligned,
+adaptive sampling ratio ``ceil(box side / S)``): bilinear when a box is magnified, an average of bilinear samples
+(close to an antialiased resize) when it is shrunk. Masks travel as extra channels of the same pass and are
+thresholded at 0.5 afterwards, which matches the per-sample nearest-neighbour masks up to a one-pixel border.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torchvision.ops import roi_align
+
+ATTEMPTS = 10
+"""RandomResizedCrop's tries before the central-crop fallback (as torchvision)."""
+RRC_UNIFORMS = 2 * ATTEMPTS + 2
+"""Uniforms one RandomResizedCrop draws: a scale and a log-aspect per try, then the position."""
+
+
+def _randint(u: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Integers uniform in ``[0, high]`` from uniforms ``u`` in [0, 1)."""
+    return torch.minimum(torch.floor(u * (high + 1)), high)
+
+
+def random_resized_crop_boxes(u: torch.Tensor, hw: torch.Tensor, scale: tuple[float, float],
+                              ratio: tuple[float, float]) -> torch.Tensor:
+    """RandomResizedCrop boxes ``N x 4`` in images of valid size ``hw`` (``N x 2``), from uniforms ``u``
+    (``N x RRC_UNIFORMS``): torchvision's rule (up to ``ATTEMPTS`` tries of area ``U(scale)`` and log-uniform aspect
+    ``ratio``; the first that fits wins; otherwise the central crop of the clamped aspect), vectorised."""
+    height, width = hw[:, :1].double(), hw[:, 1:].double()  # Nx1
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * u[:, :ATTEMPTS])  # NxA
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u[:, ATTEMPTS:2 * ATTEMPTS])  # NxA
+    w, h = torch.round(torch.sqrt(area * aspect)), torch.round(torch.sqrt(area / aspect))  # NxA
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.double().argmax(1, keepdim=True)  # Nx1, the first try that fits
+    w, h, found = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0], fits.any(1)
+    height, width = height[:, 0], width[:, 0]
+    in_ratio = width / height
+    fallback_w = torch.where(in_ratio > ratio[1], torch.round(height * ratio[1]), width)
+    fallback_h = torch.where(in_ratio < ratio[0], torch.round(width / ratio[0]), height)
+    w, h = torch.where(found, w, fallback_w), torch.where(found, h, fallback_h)
+    left = torch.where(found, _randint(u[:, -2], width - w), torch.floor((width - w) / 2))
+    top = torch.where(found, _randint(u[:, -1], height - h), torch.floor((height - h) / 2))
+    return torch.stack([left, top, left + w, top + h], 1)
+
+
+def object_boxes(box: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
+    """:func:`fgssl_lib.views.base.object_box`, vectorised: sample boxes ``N x 4`` clipped to ``hw`` and rounded
+    outwards to whole pixels; an empty box means the whole image."""
+    height, width = hw[:, 0].double(), hw[:, 1].double()
+    box = box.double()
+    x0, x1 = box[:, 0].clamp(min=0).minimum(width), box[:, 2].clamp(min=0).minimum(width)
+    y0, y1 = box[:, 1].clamp(min=0).minimum(height), box[:, 3].clamp(min=0).minimum(height)
+    empty = (x1 <= x0) | (y1 <= y0)
+    left, top = torch.floor(x0).minimum(width - 1), torch.floor(y0).minimum(height - 1)
+    right, bottom = torch.ceil(x1).maximum(left + 1), torch.ceil(y1).maximum(top + 1)
+    whole = torch.stack([torch.zeros_like(width), torch.zeros_like(width), width, height], 1)
+    return torch.where(empty[:, None], whole, torch.stack([left, top, right, bottom], 1))
+
+
+def patch_boxes(u: torch.Tensor, box: torch.Tensor, crop_scale: tuple[float, float]) -> torch.Tensor:
+    """SaliencySwap's random patch of each ``box`` (``N x 4``, whole pixels), vectorised
+    :func:`fgssl_lib.views.saliency_swap.sample_patch`: area fraction ``U(crop_scale)``, the box's aspect, inside the
+    box. ``u``: ``N x 3`` uniforms (scale, x, y)."""
+    side = torch.sqrt(crop_scale[0] + (crop_scale[1] - crop_scale[0]) * u[:, 0])
+    box_w, box_h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+    w = torch.round(box_w * side).clamp(min=1).minimum(box_w)
+    h = torch.round(box_h * side).clamp(min=1).minimum(box_h)
+    left, top = box[:, 0] + _randint(u[:, 1], box_w - w), box[:, 1] + _randint(u[:, 2], box_h - h)
+    return torch.stack([left, top, left + w, top + h], 1)
+
+
+def paste_boxes(u: torch.Tensor, patch: torch.Tensor, size: int, paste_ratio: tuple[float, float]) -> torch.Tensor:
+    """Where SaliencySwap ``other`` pastes each patch (``N x 4``) in an ``S x S`` background, vectorised
+    :func:`fgssl_lib.views.saliency_swap.paste_box`: area ``U(paste_ratio) S^2`` with the patch's aspect, clipped to
+    the background. ``u``: ``N x 3`` uniforms (area, x, y)."""
+    area = (paste_ratio[0] + (paste_ratio[1] - paste_ratio[0]) * u[:, 0]) * size * size
+    aspect = (patch[:, 2] - patch[:, 0]) / (patch[:, 3] - patch[:, 1])
+    w = torch.sqrt(area * aspect).maximum(area / size).clamp(max=size)
+    w = torch.round(w).clamp(min=1)
+    h = torch.round(area / w).clamp(1, size)
+    left, top = _randint(u[:, 1], size - w), _randint(u[:, 2], size - h)
+    return torch.stack([left, top, left + w, top + h], 1)
+
+
+def resized_boxes(box: torch.Tensor, hw: torch.Tensor, size: int) -> torch.Tensor:
+    """Whole-pixel boxes ``N x 4`` of images ``hw`` mapped into the images resized to ``S x S`` (SaliencySwap
+    ``same``'s ``B_b``), at least one pixel, as :class:`fgssl_lib.views.saliency_swap.SaliencySwap` does."""
+    sx, sy = size / hw[:, 1].double(), size / hw[:, 0].double()
+    x0, y0 = torch.round(box[:, 0] * sx).clamp(max=size - 1), torch.round(box[:, 1] * sy).clamp(max=size - 1)
+    x1, y1 = torch.round(box[:, 2] * sx).maximum(x0 + 1), torch.round(box[:, 3] * sy).maximum(y0 + 1)
+    return torch.stack([x0, y0, x1, y1], 1)
+
+
+def source_rect(patch: torch.Tensor, target: torch.Tensor, size: int) -> torch.Tensor:
+    """The source rectangle ``N x 4`` whose resampling to ``S x S`` puts ``patch`` (source pixels) exactly on
+    ``target`` (view pixels): the affine map patch -> target extended to the whole view."""
+    sx = (patch[:, 2] - patch[:, 0]) / (target[:, 2] - target[:, 0])
+    sy = (patch[:, 3] - patch[:, 1]) / (target[:, 3] - target[:, 1])
+    x0, y0 = patch[:, 0] - target[:, 0] * sx, patch[:, 1] - target[:, 1] * sy
+    return torch.stack([x0, y0, x0 + size * sx, y0 + size * sy], 1)
+
+
+def box_masks(box: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
+    """``N x S x S`` float32 masks, 1 inside each whole-pixel ``box``."""
+    box = box.to(device=device, dtype=torch.float32)
+    grid = torch.arange(size, device=device, dtype=torch.float32)
+    inside_y = (grid >= box[:, 1:2]) & (grid < box[:, 3:4])  # NxS
+    inside_x = (grid >= box[:, 0:1]) & (grid < box[:, 2:3])  # NxS
+    return (inside_y[:, :, None] & inside_x[:, None, :]).float()
+
+
+class Workspace:
+    """Reusable float buffers for the resampling's input (a fresh ``B x C x H x W`` float tensor per batch costs
+    more in page faults than the uint8 -> float copy itself on a CPU)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def floats(self, role: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """A float32 tensor of ``shape`` on ``device`` (contents undefined), reused across calls for ``role``."""
+        buffer = self._buffers.get(role)
+        if buffer is None or buffer.shape != shape or buffer.device != device:
+            buffer = self._buffers[role] = torch.empty(shape, dtype=torch.float32, device=device)
+        return buffer
+
+
+def replicate_edges(x: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
+    """Copy each row's last valid column and row into the padding just beyond it (``x``: ``B x C x H x W``, in
+    place), so bilinear samples at the valid region's edge never mix in padding."""
+    rows = torch.arange(x.shape[0], device=x.device)
+    height, width = hw[:, 0].to(x.device), hw[:, 1].to(x.device)
+    beyond, last = width.clamp(max=x.shape[-1] - 1), width - 1  # beyond == last where there is no padding
+    x[rows, :, :, beyond] = x[rows, :, :, last]
+    beyond, last = height.clamp(max=x.shape[-2] - 1), height - 1
+    x[rows, :, beyond, :] = x[rows, :, last, :]
+    return x
+
+
+def to_floats(workspace: Workspace, role: str, channels: list[torch.Tensor], hw: torch.Tensor) -> torch.Tensor:
+    """``channels`` (each ``B x c x H x W``, any dtype) copied into one ``B x C x H x W`` float32 buffer of
+    ``workspace``, edges replicated (:func:`replicate_edges`)."""
+    first = channels[0]
+    shape = (first.shape[0], sum(c.shape[1] for c in channels), *first.shape[-2:])
+    out = workspace.floats(role, shape, first.device)
+    start = 0
+    for c in channels:
+        out[:, start:start + c.shape[1]].copy_(c)
+        start += c.shape[1]
+    return replicate_edges(out, hw)
+
+
+def resample(source: torch.Tensor, rows: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """``K x C x S x S``: the rectangle ``boxes[k]`` (source pixels, ``K x 4``) of ``source[rows[k]]``
+    (``B x C x H x W`` float) resampled to ``S x S`` by ``roi_align`` (see the module docstring)."""
+    rois = torch.cat([rows.to(boxes)[:, None], boxes], 1).to(device=source.device, dtype=source.dtype)  # Kx5
+    return roi_align(source, rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
+def flip_rows(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror the rows of ``x`` (``N x ... x W``) where ``flip`` (``N`` bool, CPU) is set, in place."""
+    rows = flip.nonzero()[:, 0].to(x.device)
+    if len(rows):
+        x.index_copy_(0, rows, x.index_select(0, rows).flip(-1))
+    return x

@@ -1,0 +1,323 @@
+"""Batched two-view generators: masks follow every op, distributions match the per-sample generators, seeding,
+contract, autocast."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import ks_2samp
+from torchvision.transforms import RandomResizedCrop
+from torchvision.transforms.v2 import functional as F
+
+from fgssl_lib.data.backgrounds import GreyBackgrounds
+from fgssl_lib.views import build_batched_views
+from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, paste_boxes, patch_boxes,
+                                              random_resized_crop_boxes, resample, to_floats)
+from fgssl_lib.views.batched.photometric import ORDERS, PHOTOMETRIC_UNIFORMS, colour_transforms, photometric
+from fgssl_lib.views.photometric import PHOTOMETRIC_SPECS, PhotometricSpec
+from fgssl_lib.views.saliency_swap import paste_box, sample_patch
+from test_views import assert_mask_matches_red, l_shape, make_sample, rectangle, red_pixels
+
+SIZE = 24
+POOL = GreyBackgrounds(100, 150)
+
+
+def collate(samples: list[dict], saliency: bool = False) -> dict:
+    """Store rows of ``samples``: images zero-padded to the largest height and width, with their ``hw``."""
+    height, width = max(s["image"].shape[1] for s in samples), max(s["image"].shape[2] for s in samples)
+    image = torch.zeros(len(samples), 3, height, width, dtype=torch.uint8)
+    mask = torch.zeros(len(samples), height, width, dtype=torch.uint8)
+    for row, s in enumerate(samples):
+        h, w = s["image"].shape[1:]
+        image[row, :, :h, :w], mask[row, :h, :w] = s["image"], s["mask"]
+    batch = dict(image=image, mask=mask, box=torch.stack([s["box"] for s in samples]),
+                 hw=torch.tensor([s["image"].shape[1:] for s in samples]),
+                 label=torch.tensor([s["label"] for s in samples]), index=torch.tensor([s["index"] for s in samples]))
+    if saliency:
+        batch["saliency"] = mask * 255
+    return batch
+
+
+def source_of(batch: dict):
+    """``source(indices)`` over the rows of ``batch`` (index ``i`` is row ``i``)."""
+    return lambda indices: {key: value[indices.cpu()] for key, value in batch.items()}
+
+
+def rect_batch() -> dict:
+    shapes = [(30, 40, 5, 8, 30, 25), (50, 36, 10, 5, 30, 40), (40, 40, 0, 0, 40, 40), (28, 60, 40, 3, 55, 20)]
+    return collate([make_sample(h, w, rectangle(h, w, *box), i) for i, (h, w, *box) in enumerate(shapes)])
+
+
+def l_batch() -> dict:
+    return collate([make_sample(h, w, l_shape(h, w), i) for i, (h, w) in enumerate([(40, 56), (30, 30), (52, 44)])])
+
+
+CASES = {
+    "rrc": dict(name="rrc"),
+    "saliency_swap_same": dict(name="saliency_swap", mode="same", dataset_size=4),
+    "saliency_swap_other": dict(name="saliency_swap", mode="other", backgrounds=POOL),
+    "copy_paste": dict(name="copy_paste", p=1.0, blending="none", backgrounds=POOL),
+}
+
+
+def build(case: str, **params):
+    kwargs = CASES[case] | params
+    return build_batched_views(kwargs.pop("name"), kwargs.pop("size", SIZE), **kwargs)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("photometric_name", ["mocov2", "byol", "none"])
+def test_contract(case, photometric_name):
+    batch = rect_batch()
+    out = build(case, photometric=photometric_name)(batch, epoch=0, source=source_of(batch))
+    assert set(out) == {"view1", "view2", "mask1", "mask2", "label", "index"}
+    assert torch.equal(out["label"], batch["label"]) and torch.equal(out["index"], batch["index"])
+    for k in (1, 2):
+        view, mask = out[f"view{k}"], out[f"mask{k}"]
+        assert view.shape == (4, 3, SIZE, SIZE) and view.dtype == torch.float32
+        assert mask.shape == (4, SIZE, SIZE) and mask.dtype == torch.float32
+        assert 0 <= float(view.min()) and float(view.max()) <= 1
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_mask_covers_exactly_the_object(case):
+    """Known colours: a red object on blue (zero padding around each row). After crop, resize, paste and flip the mask
+    covers exactly the red pixels, up to a one-pixel border where bilinear resampling mixes the two colours."""
+    batch = rect_batch() if case.startswith("saliency_swap") else l_batch()
+    views = build(case, photometric="none", seed=1)
+    for epoch in range(6):
+        out = views(batch, epoch, source=source_of(batch))
+        for k in (1, 2):
+            for view, mask in zip(out[f"view{k}"], out[f"mask{k}"]):
+                assert_mask_matches_red(view, mask)
+
+
+def test_flip_moves_image_and_mask_together():
+    batch = collate([make_sample(30, 30, l_shape(30, 30))])
+    views = build_batched_views("rrc", 30, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=1.0, photometric="none")
+    out = views(batch, 0)
+    expected = F.horizontal_flip(F.to_dtype(batch["image"][0], torch.float32, scale=True))
+    assert torch.allclose(out["view1"][0], expected, atol=1e-6)
+    assert torch.equal(out["mask1"][0], batch["mask"][0].flip(-1).float())
+
+
+def test_swap_same_pastes_over_the_other_images_box():
+    background = make_sample(48, 32, rectangle(48, 32, 4, 12, 20, 36), index=1)
+    batch = collate([make_sample(30, 30, rectangle(30, 30, 0, 0, 30, 30), index=0), background])
+    views = build_batched_views("saliency_swap", SIZE, mode="same", dataset_size=2, photometric="none", flip_p=0.0)
+    out = views(batch, 0, source=source_of(batch))
+    expected = torch.zeros(SIZE, SIZE)
+    expected[round(12 * SIZE / 48): round(36 * SIZE / 48), round(4 * SIZE / 32): round(20 * SIZE / 32)] = 1
+    assert torch.equal(out["mask1"][0], expected) and torch.equal(out["mask2"][0], expected)
+    assert torch.equal(red_pixels(out["view1"][0]), expected.bool())
+
+
+def test_copy_paste_blends_with_the_soft_map():
+    """An object whose saliency is 0 is replaced by the background wherever it is pasted: with p the fraction of
+    grey views is p (binomial tolerance), the mask still marks the object."""
+    samples = [make_sample(20, 20, rectangle(20, 20, 0, 0, 20, 20), i) for i in range(200)]
+    batch = collate(samples, saliency=True)
+    batch["saliency"].zero_()
+    out = build_batched_views("copy_paste", 8, p=0.3, backgrounds=POOL, photometric="none")(batch, 0)
+    views = torch.cat([out["view1"], out["view2"]])
+    grey = (views[:, 0] - views[:, 2]).abs().amax((-2, -1)) < 1e-6
+    assert abs(float(grey.float().mean()) - 0.3) < 3 * (0.3 * 0.7 / 400) ** 0.5
+    assert bool((torch.cat([out["mask1"], out["mask2"]]) == 1).all())
+
+
+def test_copy_paste_blurs_the_soft_map_before_the_crop():
+    batch = collate([make_sample(60, 60, rectangle(60, 60, 20, 20, 40, 40))], saliency=True)
+    hard = build_batched_views("copy_paste", 60, p=1.0, blending="none", scale=(1.0, 1.0), ratio=(1.0, 1.0),
+                               photometric="none", flip_p=0.0, backgrounds=GreyBackgrounds(0, 0))(batch, 0)
+    soft = build_batched_views("copy_paste", 60, p=1.0, blending="gaussian", scale=(1.0, 1.0), ratio=(1.0, 1.0),
+                               photometric="none", flip_p=0.0, backgrounds=GreyBackgrounds(0, 0))(batch, 0)
+    red_hard, red_soft = hard["view1"][0, 0], soft["view1"][0, 0]
+    assert set(red_hard.unique().tolist()) <= {0.0, 1.0}
+    assert ((red_soft > 0.01) & (red_soft < 0.99)).sum() > 0  # a soft border
+    assert torch.equal(hard["mask1"], soft["mask1"])
+
+
+def torchvision_boxes(height: int, width: int, scale, ratio, count: int) -> np.ndarray:
+    image = torch.zeros(1, height, width)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        boxes = [RandomResizedCrop.get_params(image, list(scale), list(ratio)) for _ in range(count)]
+    return np.array([(j, i, j + w, i + h) for i, j, h, w in boxes], dtype=float)
+
+
+def ks(a: np.ndarray, b: np.ndarray) -> float:
+    return float(ks_2samp(a, b).statistic)
+
+
+def area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def log_aspect(boxes: np.ndarray) -> np.ndarray:
+    return np.log((boxes[:, 2] - boxes[:, 0]) / (boxes[:, 3] - boxes[:, 1]))
+
+
+def centre_x(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 0] + boxes[:, 2]) / 2
+
+
+@pytest.mark.parametrize("hw, scale", [((50, 80), (0.2, 1.0)), ((64, 64), (0.08, 1.0)), ((30, 90), (0.2, 1.0))])
+def test_rrc_scale_aspect_and_position_match_torchvision(hw, scale):
+    count, ratio = 3000, (3 / 4, 4 / 3)
+    u = torch.rand(count, RRC_UNIFORMS, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ours = random_resized_crop_boxes(u, torch.tensor([hw] * count), scale, ratio).numpy()
+    ref = torchvision_boxes(*hw, scale, ratio, count)
+    for boxes in (ours, ref):
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= hw[1]).all() and (boxes[:, 3] <= hw[0]).all()
+    for statistic in (area, log_aspect, centre_x):  # crop scale and aspect histograms, position
+        assert ks(statistic(ours), statistic(ref)) < 0.06
+
+
+def test_swap_patch_and_paste_boxes_match_the_per_sample_draws():
+    count, box, size = 2000, (3, 5, 40, 30), 32
+    u = torch.rand(count, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    patches = patch_boxes(u[:, :3], torch.tensor([box] * count, dtype=torch.float64), (0.5, 1.0))
+    pastes = paste_boxes(u[:, 3:], patches, size, (0.3, 0.7)).numpy()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        ref_patches = np.array([sample_patch(box, (0.5, 1.0)) for _ in range(count)], dtype=float)
+        ref_pastes = np.array([paste_box(p[3] - p[1], p[2] - p[0], size, (0.3, 0.7)) for p in ref_patches.astype(int)],
+                              dtype=float)
+    patches = patches.numpy()
+    assert (patches[:, :2] >= box[:2]).all() and (patches[:, 2] <= box[2]).all() and (patches[:, 3] <= box[3]).all()
+    paste_area = area(pastes) / size**2
+    assert paste_area.min() >= 0.3 - 0.05 and paste_area.max() <= 0.7 + 0.05
+    for ours, ref in ((patches, ref_patches), (pastes, ref_pastes)):
+        assert ks(area(ours), area(ref)) < 0.06 and ks(ours[:, 0], ref[:, 0]) < 0.06
+
+
+def forced_uniforms(order: int, factors: tuple[float, float, float, float], greyscale: bool = False) -> torch.Tensor:
+    """Uniforms that apply the jitter in ``ORDERS[order]`` with the given ``(b, c, s, h)`` drawn positions."""
+    u = torch.ones(1, PHOTOMETRIC_UNIFORMS, dtype=torch.float64)
+    u[0, 0], u[0, 1], u[0, 2:6] = 0.0, (order + 0.5) / len(ORDERS), torch.tensor(factors)
+    u[0, 6] = 0.0 if greyscale else 1.0
+    return u
+
+
+@pytest.mark.parametrize("order", [0, 7, 23])
+def test_jitter_matrix_equals_torchvision_chain(order):
+    """Brightness, contrast and saturation (hue fixed at 0) in a drawn order and greyscale, as one matrix: equal to
+    torchvision's ops in that order while no value leaves [0, 1]."""
+    spec = PhotometricSpec(saturation=0.4, blur_p=0.0)
+    image = 0.35 + 0.3 * torch.rand(3, 12, 12, generator=torch.Generator().manual_seed(0))
+    u = forced_uniforms(order, (0.2, 0.8, 0.3, 0.5), greyscale=True)
+    factors = {0: 1 + 0.4 * (2 * 0.2 - 1), 1: 1 + 0.4 * (2 * 0.8 - 1), 2: 1 + 0.4 * (2 * 0.3 - 1)}
+    ops = {0: F.adjust_brightness, 1: F.adjust_contrast, 2: F.adjust_saturation}
+    expected = image
+    for op in ORDERS[order].tolist():
+        if op in ops:
+            expected = ops[op](expected, factors[op])
+    expected = F.rgb_to_grayscale(expected, num_output_channels=3)
+    ours = photometric(image[None] * 255, u, spec)[0]
+    assert torch.allclose(ours, expected, atol=1e-5)
+
+
+def test_hue_keeps_luma_and_turns_like_torchvision():
+    spec = PhotometricSpec(saturation=0.0, blur_p=0.0, brightness=0.0, contrast=0.0, hue=0.1)
+    image = 0.3 + 0.4 * torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    u = forced_uniforms(0, (0.5, 0.5, 0.5, 1.0))  # hue +0.1
+    A, t = colour_transforms(u, spec, image.mean((-2, -1)).double()[None] * 255)
+    assert torch.allclose(torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64) @ (A[0] * 255),
+                          torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64), atol=1e-3)
+    ours = photometric(image[None] * 255, u, spec)[0]
+    ref, other_way = F.adjust_hue(image, 0.1), F.adjust_hue(image, -0.1)
+    assert (ours - ref).abs().mean() < (ours - other_way).abs().mean()
+
+
+@pytest.mark.parametrize("name", ["mocov2", "byol"])
+def test_photometric_probabilities_and_ranges_match_the_spec(name):
+    """Over many views: greyscale, blur and solarize rates match the spec; brightness factors span its range."""
+    count = 4000
+    for spec in PHOTOMETRIC_SPECS[name]:
+        u = torch.rand(count, PHOTOMETRIC_UNIFORMS, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+        A, _ = colour_transforms(u, PhotometricSpec(saturation=0.0, blur_p=0.0, contrast=0.0, hue=0.0,
+                                                    brightness=spec.brightness, jitter_p=spec.jitter_p,
+                                                    grayscale_p=0.0), torch.zeros(count, 3, dtype=torch.float64))
+        brightness = A[:, 0, 0] * 255
+        jittered = brightness != 1
+        assert abs(float(jittered.double().mean()) - spec.jitter_p) < 0.03
+        assert float(brightness.min()) >= 1 - spec.brightness and float(brightness.max()) <= 1 + spec.brightness
+        assert float(brightness[jittered].min()) < 1 - 0.9 * spec.brightness
+        assert float(brightness[jittered].max()) > 1 + 0.9 * spec.brightness
+        assert abs(float((u[:, 6] < spec.grayscale_p).double().mean()) - spec.grayscale_p) < 0.03
+    # end to end: the fraction of grey views is jitter-independent and equals grayscale_p
+    views = photometric(torch.rand(400, 3, 8, 8) * 255, torch.rand(400, PHOTOMETRIC_UNIFORMS, dtype=torch.float64,
+                                                                   generator=torch.Generator().manual_seed(4)),
+                        PHOTOMETRIC_SPECS[name][0])
+    grey = (views[:, 0] - views[:, 1]).abs().amax((-2, -1)) < 1e-5
+    assert abs(float(grey.float().mean()) - 0.2) < 0.07
+
+
+def test_blur_and_solarize_are_applied_per_view():
+    spec = PhotometricSpec(saturation=0.0, blur_p=0.5, solarize_p=0.5, jitter_p=0.0, grayscale_p=0.0)
+    image = torch.full((1, 3, 64, 64), 51.0)
+    image[..., 32:] = 204
+    u = torch.ones(4, PHOTOMETRIC_UNIFORMS, dtype=torch.float64) - 1e-9
+    u[1, 7] = 0.0  # blurred, with the largest sigma of the range
+    u[2, 9] = 0.0  # solarized
+    out = photometric(image.expand(4, -1, -1, -1).clone(), u, spec)
+    plain = image[0] / 255
+    assert torch.allclose(out[0], plain) and torch.equal(out[0], out[3])
+    edge = out[1][:, :, 31:33]  # the two columns beside the step: smoothed towards each other
+    assert float(edge.min()) > 0.25 and float(edge.max()) < 0.75
+    assert torch.allclose(out[1][:, :, :20], plain[:, :, :20])  # flat regions stay
+    assert torch.allclose(out[2], torch.where(plain >= 0.5, 1 - plain, plain))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_seeded_views_depend_on_seed_epoch_and_index_only(case):
+    batch = rect_batch()
+    views = build(case, seed=3)
+    first, again = views(batch, 2, source=source_of(batch)), views(batch, 2, source=source_of(batch))
+    later = views(batch, 3, source=source_of(batch))
+    for key in ("view1", "view2", "mask1", "mask2"):
+        assert torch.equal(first[key], again[key])
+    assert not torch.equal(first["view1"], later["view1"])
+    reordered = {key: value[[2, 0]] for key, value in batch.items()}  # a different batch around rows 2 and 0
+    part = views(reordered, 2, source=source_of(batch))
+    for key in ("view1", "view2", "mask1", "mask2"):
+        assert torch.allclose(part[key], first[key][[2, 0]], atol=1e-6)
+
+
+def test_global_rng_is_untouched():
+    batch = rect_batch()
+    state = torch.get_rng_state()
+    build("copy_paste")(batch, 0)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_runs_under_bfloat16_autocast(case):
+    batch = rect_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = build(case, photometric="byol")(batch, 0, source=source_of(batch))
+    assert out["view1"].dtype == torch.float32 and out["mask2"].dtype == torch.float32
+
+
+def test_resampling_runs_on_the_meta_device():
+    """Shapes propagate without data (``roi_align`` and the buffers are device-agnostic)."""
+    image = torch.empty(2, 3, 20, 30, dtype=torch.uint8, device="meta")
+    data = to_floats(Workspace(), "batch", [image], torch.tensor([[20, 30], [10, 30]]))
+    out = resample(data, torch.tensor([0, 1]), torch.tensor([[0.0, 0, 30, 20], [2, 2, 12, 8]]), 8)
+    assert out.shape == (2, 3, 8, 8) and out.device.type == "meta"
+
+
+def test_errors_say_what_to_do():
+    batch = rect_batch()
+    with pytest.raises(ValueError, match="dataset_size"):
+        build_batched_views("saliency_swap", SIZE, mode="same")
+    with pytest.raises(ValueError, match="source="):
+        build("saliency_swap_same")(batch, 0)
+    with pytest.raises(ValueError, match="copy_paste, rrc, saliency_swap"):
+        build_batched_views("cutmix", SIZE)
+    with pytest.raises(ValueError, match="missing"):
+        build("rrc")({"image": batch["image"]}, 0)
+    with pytest.raises(ValueError, match="uint8"):
+        build("rrc")(batch | {"image": batch["image"].float()}, 0)
