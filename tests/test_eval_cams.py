@@ -98,14 +98,15 @@ def test_cams_are_upsampled_bicubically_and_normalised_as_wsolevaluation():
 def test_gradcam_maps_are_the_feature_resolution_cam_upsampled_bicubically():
     from pytorch_grad_cam import GradCAM
 
-    from fgssl_lib.eval.cams import EmbeddingSimilarityTarget, _Pooled, upsample_cams
+    from fgssl_lib.eval.cams import EmbeddingSimilarityTarget, upsample_cams
+    from fgssl_lib.eval.features import Pooled
 
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
     encoder = _Encoder()
     with torch.no_grad():
         embeddings = encoder(images)
     targets = [EmbeddingSimilarityTarget(e, normalize=False) for e in embeddings]
-    with GradCAM(model=_Pooled(encoder), target_layers=[encoder.layer4]) as cam:
+    with GradCAM(model=Pooled(encoder), target_layers=[encoder.layer4]) as cam:
         cam.get_target_width_height = lambda _: (8, 8)  # the 8x8 map of layer4, not resized
         low = torch.from_numpy(cam(input_tensor=images, targets=targets))
     torch.testing.assert_close(gradcam_maps(encoder, images), upsample_cams(low, (16, 16)))

@@ -9,14 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fgssl_lib.methods.rationale import (
-    FITTINGS,
-    GradCAMFittingBranch,
-    normalise_per_image,
-    rationale_kl,
-    ssl_gradcam,
-    weighted_pool,
-)
+from fgssl_lib.methods.rationale import FITTINGS, GradCAMFittingBranch, rationale_kl, ssl_gradcam, weighted_pool
+from fgssl_lib.saliency.maps import normalise_per_image
 
 
 def _tiny_network() -> tuple[nn.Module, nn.Module]:
@@ -245,6 +239,37 @@ def test_embed_uses_per_image_weighted_pooling_unless_multitask() -> None:
     torch.testing.assert_close(multitask.embed(images), multitask.backbone(images))
     maps = lcr.saliency(images)
     assert maps.shape == (5, 32, 32) and maps.min() >= 0 and maps.max() <= 1
+
+
+def test_multitask_is_evaluated_from_the_lcr_run_with_gap_features() -> None:
+    from fgssl_lib.methods import build, evaluated_as, evaluated_from
+
+    assert evaluated_from("lcr_multitask") == "lcr" and evaluated_from("lcr_dual_pooling") == "lcr_dual_pooling"
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 32, 32)
+    lcr = build("lcr", **TINY_MOCO).train()
+    state = torch.get_rng_state()
+    multitask = evaluated_as(lcr, "lcr_multitask")
+    assert torch.equal(torch.get_rng_state(), state)  # rebuilding draws nothing from the seeded stream
+    assert multitask.method_name == "lcr_multitask" and not multitask.test_pooling and lcr.test_pooling
+    assert all(torch.equal(a, b) for a, b in zip(multitask.state_dict().values(), lcr.state_dict().values()))
+    torch.testing.assert_close(multitask.embed(images), lcr.eval().backbone(images))
+    assert evaluated_as(lcr, "lcr") is lcr
+    with pytest.raises(ValueError, match="evaluated from a 'lcr' run"):
+        evaluated_as(build("byol_lcr", **TINY), "lcr_multitask")
+
+
+def test_dual_pooling_keeps_the_branch_map_that_pooled_each_view() -> None:
+    from fgssl_lib.methods import build
+
+    torch.manual_seed(0)
+    method = build("lcr_dual_pooling", **TINY_MOCO)
+    out = method.contrastive_forward(_batch())
+    encoding = out.online[0]
+    assert encoding.branch_map is not None and encoding.branch_map.shape == encoding.maps["layer4"].shape[:1] + \
+        encoding.maps["layer4"].shape[2:]
+    torch.testing.assert_close(encoding.features, weighted_pool(encoding.maps["layer4"], encoding.branch_map))
+    assert build("lcr", **TINY_MOCO).contrastive_forward(_batch()).online[0].branch_map is None
 
 
 @pytest.mark.parametrize("name", ["lcr", "lcr_multitask", "lcr_dual_pooling", "byol_lcr"])

@@ -96,10 +96,10 @@ def test_pair_output_carries_the_requested_stage_maps() -> None:
     for v in (0, 1):
         assert set(out.maps[v]) == set(out.target_maps[v]) == {"layer3", "layer4"}
         assert out.maps[v]["layer3"].requires_grad and not out.target_maps[v]["layer3"].requires_grad
-    assert out.features.shape == (8, method.backbone.feature_dim)
+    assert out.online[0].features.shape == (8, method.backbone.feature_dim) and out.online[0].branch_map is None
     moco = tiny("mocov2")
     out = moco.contrastive_forward(batch())
-    assert set(out.maps[0]) == {"layer4"} and out.maps[1] == {} and out.target_maps[0] == {}
+    assert set(out.maps[0]) == {"layer4"} and out.online[1] is None and out.maps[1] == {} and out.target_maps[0] == {}
     grad = torch.autograd.grad(out.loss_ctr, out.maps[0]["layer4"])[0]  # the LCR hook point
     assert grad.shape == out.maps[0]["layer4"].shape and grad.abs().sum() > 0
 
@@ -226,3 +226,48 @@ def test_split_batchnorm_needs_even_groups_and_no_sync_batchnorm(tmp_path) -> No
     for method_name, batch_size, splits in (("mocov2", None, 8), ("lcr", None, 4), ("lcr", 64, 2), ("lcr", 8, 0)):
         sized = {"batch_size": batch_size} if batch_size else {}
         assert TrainConfig.preset("paper", method=method_name, **sized).method_options["bn_splits"] == splits
+
+
+def test_plain_methods_have_no_momentum_machinery_and_momentum_methods_declare_theirs() -> None:
+    from fgssl_lib.methods import MomentumMethod
+
+    for name in ("simclr", "supervised"):
+        method = tiny(name)
+        assert not isinstance(method, MomentumMethod)
+        assert not hasattr(method, "momentum_encoder") and not hasattr(method, "update_momentum")
+        assert "momentum_start" not in method.hparams
+    for name in ("byol", "mocov2", "cvsa", "lcr", "byol_lcr"):
+        method = tiny(name)
+        assert isinstance(method, MomentumMethod)
+        assert method.momentum_pairs()[:2] == [(method.backbone, method.momentum_encoder.backbone),
+                                               (method.projection_head, method.momentum_encoder.head)]
+
+
+def test_a_plain_method_builds_from_a_checkpoint_that_recorded_momentum_options() -> None:
+    # checkpoints written before the plain / momentum split record momentum_start / momentum_end for every method
+    method = tiny("supervised", momentum_start=0.99, momentum_end=1.0, views=None)
+    assert "momentum_start" not in method.hparams and method.views == "rrc"
+    with pytest.raises(TypeError):
+        tiny("supervised", momentum_typo=0.5)
+
+
+def test_the_registry_states_each_method_s_views_once() -> None:
+    from fgssl_lib.methods import variant
+
+    assert {name: variant(name).views for name in METHODS if variant(name).views != "rrc"} == {
+        "byol_dilo": "copy_paste", "mocov2_dilo": "copy_paste", "byol_ss": "saliency_swap", "cvsa": "saliency_swap",
+        "cvsa_sigmoid_max": "saliency_swap"}
+    for name in METHODS:
+        assert tiny(name).views == variant(name).views
+        assert not hasattr(method_class(name), "default_views")
+    assert tiny("byol", views="copy_paste").views == "copy_paste"  # an explicit choice overrides the registry
+
+
+def test_the_ema_runs_before_every_training_step_of_a_momentum_method() -> None:
+    method = tiny("byol", momentum_start=0.5)
+    with torch.no_grad():
+        method.projection_head.layers[0].weight.add_(1.0)  # online and target now differ
+    target = method.momentum_encoder.head.layers[0].weight.clone()
+    method.on_train_batch_start(batch(), 0)
+    expected = 0.5 * target + 0.5 * method.projection_head.layers[0].weight
+    torch.testing.assert_close(method.momentum_encoder.head.layers[0].weight, expected)

@@ -80,7 +80,7 @@ class StepRunner:
         self.device = device
 
     def __call__(self) -> None:
-        self.method.update_momentum()
+        self.method.on_train_batch_start(self.data, 0)  # the EMA update of a momentum method
         loss = self.method.losses(self.data)["loss"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

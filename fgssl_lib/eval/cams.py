@@ -27,6 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fgssl_lib.config import resolve_device
+from fgssl_lib.eval.features import Pooled, encoder_of
+from fgssl_lib.saliency.maps import MapSource, normalise_per_image, resize_maps
 from fgssl_lib.views import eval_view
 
 
@@ -44,13 +46,9 @@ class EmbeddingSimilarityTarget:
 
 def upsample_cams(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``N x h x w`` CAMs to ``N x H x W`` in [0, 1]: bicubic (``cv2.INTER_CUBIC``'s kernel, a = -0.75, half-pixel
-    centres), then ``(C - min C) / (1e-7 + max(C - min C))`` per image, as wsolevaluation does before MaxBoxAcc."""
-    cams = cams.float()
-    if tuple(cams.shape[-2:]) != tuple(size):
-        cams = F.interpolate(cams[:, None], size=size, mode="bicubic", align_corners=False)[:, 0]
-    low = cams.amin(dim=(1, 2), keepdim=True)  # Nx1x1
-    high = cams.amax(dim=(1, 2), keepdim=True)  # Nx1x1
-    return (cams - low) / (1e-7 + high - low)
+    centres), then ``(C - min C) / (1e-7 + max(C - min C))`` per image, as wsolevaluation does before MaxBoxAcc (the
+    :class:`~fgssl_lib.saliency.maps.MapSource` finish)."""
+    return normalise_per_image(resize_maps(cams.float(), size))
 
 
 class _FeatureResolutionGradCAM(GradCAM):
@@ -61,11 +59,6 @@ class _FeatureResolutionGradCAM(GradCAM):
         return None
 
 
-def encoder_of(model: nn.Module) -> nn.Module:
-    """The image encoder ``images -> N x D`` of a method (its ``backbone``) or the module itself."""
-    return getattr(model, "backbone", model)
-
-
 def last_stage(encoder: nn.Module, stage: str = "layer4") -> nn.Module:
     """The sub-module named ``stage`` (or ending in ``.stage``): Grad-CAM's target layer."""
     for name, module in encoder.named_modules():
@@ -74,6 +67,41 @@ def last_stage(encoder: nn.Module, stage: str = "layer4") -> nn.Module:
     raise ValueError(
         f"{type(encoder).__name__} has no sub-module named {stage!r}; pass stage=<name of its last conv stage>"
     )
+
+
+class GradCAMMap(MapSource):
+    """Grad-CAM of an encoder's embedding (module doc), at the ``stage`` layer's resolution, as a
+    :class:`~fgssl_lib.saliency.maps.MapSource` (it needs gradients). ``target``: ``"self"`` or a ``C x D``
+    prototype tensor used with the ``labels`` of the images."""
+
+    needs_grad = True
+
+    def __init__(self, model: nn.Module, target: str | torch.Tensor = "self", labels: torch.Tensor | None = None,
+                 stage: str = "layer4") -> None:
+        super().__init__(encoder_of(model))
+        self.target, self.labels, self.stage = target, labels, stage
+
+    def targets(self, embeddings: torch.Tensor) -> list[EmbeddingSimilarityTarget]:
+        """One Grad-CAM target per ``N x D`` embedding."""
+        if isinstance(self.target, str):
+            if self.target != "self":
+                raise ValueError(f"target must be 'self' or a C x D tensor of class prototypes; got {self.target!r}")
+            return [EmbeddingSimilarityTarget(e, normalize=False) for e in embeddings]
+        if self.labels is None or self.target.ndim != 2 or self.target.shape[1] != embeddings.shape[1]:
+            raise ValueError(
+                f"prototype targets need a C x {embeddings.shape[1]} tensor and labels (N); got "
+                f"{tuple(self.target.shape)} and labels={'None' if self.labels is None else tuple(self.labels.shape)}"
+            )
+        return [EmbeddingSimilarityTarget(self.target[int(y)], normalize=True) for y in self.labels]
+
+    def compute(self, images: torch.Tensor) -> torch.Tensor:
+        net = Pooled(self.model)
+        with torch.no_grad():
+            embeddings = net(images)  # NxD
+        targets = self.targets(embeddings)
+        with _FeatureResolutionGradCAM(model=net, target_layers=[last_stage(self.model, self.stage)]) as cam:
+            maps = cam(input_tensor=images, targets=targets)  # Nxhxw numpy, each scaled to [0, 1]
+        return torch.from_numpy(np.ascontiguousarray(maps))
 
 
 def gradcam_maps(
@@ -88,52 +116,14 @@ def gradcam_maps(
     ``model`` is a method (its ``backbone`` is used) or an encoder returning ``N x D`` (or ``N x C x h x w`` maps,
     which are averaged). ``target`` is ``"self"`` or a ``C x D`` prototype tensor used with ``labels`` (module doc).
     """
-    encoder = encoder_of(model)
-    net = _Pooled(encoder)
-    was_training = encoder.training
-    net.eval()
-    device = next(encoder.parameters()).device
-    images = images.to(device)
-    with torch.no_grad():
-        embeddings = net(images)  # NxD
-    if isinstance(target, str):
-        if target != "self":
-            raise ValueError(f"target must be 'self' or a C x D tensor of class prototypes; got {target!r}")
-        targets = [EmbeddingSimilarityTarget(e, normalize=False) for e in embeddings]
-    else:
-        if labels is None or target.ndim != 2 or target.shape[1] != embeddings.shape[1]:
-            raise ValueError(
-                f"prototype targets need a C x {embeddings.shape[1]} tensor and labels (N); got "
-                f"{tuple(target.shape)} and labels={'None' if labels is None else tuple(labels.shape)}"
-            )
-        targets = [EmbeddingSimilarityTarget(target[int(y)], normalize=True) for y in labels]
-    try:
-        with _FeatureResolutionGradCAM(model=net, target_layers=[last_stage(encoder, stage)]) as cam:
-            maps = cam(input_tensor=images, targets=targets)  # Nxhxw numpy, each scaled to [0, 1]
-    finally:
-        encoder.train(was_training)
-    return upsample_cams(torch.from_numpy(np.ascontiguousarray(maps)), images.shape[-2:])  # NxSxS
-
-
-class _Pooled(nn.Module):
-    """An encoder whose output is pooled to ``N x D`` when it returns maps."""
-
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.encoder(images)
-        return out.mean(dim=(2, 3)) if out.ndim == 4 else out
+    return GradCAMMap(model, target, labels, stage)(images)
 
 
 def saliency_maps(method: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The method's own map (LCR branch, CVSA intensity) at image size, ``N x S x S`` in [0, 1]."""
     if not hasattr(method, "saliency"):
         raise NotImplementedError(f"{type(method).__name__} has no saliency(images); use gradcam_maps for it")
-    with torch.no_grad():
-        maps = method.saliency(images)  # N x h x w
-    return upsample_cams(maps.float().cpu(), images.shape[-2:])  # NxSxS
+    return upsample_cams(method.saliency(images).float().cpu(), images.shape[-2:])  # NxSxS
 
 
 def localization_maps(method: nn.Module, dataset: Dataset, image_size: int, batch_size: int = 64,
@@ -143,7 +133,7 @@ def localization_maps(method: nn.Module, dataset: Dataset, image_size: int, batc
     :func:`gradcam_maps` of its embedding. Returns ``(maps N x S x S in [0, 1], GT boxes (4,) in the view frame,
     source name "saliency" | "gradcam")``, ready for :func:`fgssl_lib.eval.max_box_acc`."""
     dev = resolve_device(device)
-    method = method.to(dev).eval()
+    method = method.to(dev)
     view = eval_view(image_size)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=lambda samples: [view(s) for s in samples])
     maps, boxes, source = [], [], "saliency"

@@ -1,4 +1,4 @@
-"""Feature extraction over a dataset split, with an on-disk cache.
+"""Feature extraction over a dataset split, with an on-disk cache, and the checks every feature protocol shares.
 
 ``extract_features`` runs a model's ``embed(images) -> N x D`` (or any such function) over a dataset of sample dicts
 mapped to single views by ``transform`` (default :func:`fgssl_lib.views.eval_view`), batched, in eval mode and without
@@ -22,6 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fgssl_lib.config import resolve_device
+from fgssl_lib.saliency.maps import evaluating
+from fgssl_lib.views import eval_view
 
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -34,8 +36,34 @@ class Features(NamedTuple):
     boxes: torch.Tensor
 
 
-class _Mapped(Dataset):
-    """``dataset`` with ``transform`` applied to each sample."""
+def check_features(feats: torch.Tensor, labels: torch.Tensor, name: str) -> None:
+    """Raise a ValueError naming ``name`` unless ``feats`` is ``N x D`` and ``labels`` is ``N`` (the input of kNN,
+    retrieval and the linear probe)."""
+    if feats.ndim != 2 or labels.ndim != 1 or len(feats) != len(labels):
+        raise ValueError(
+            f"{name}: expected features N x D and labels N; got {tuple(feats.shape)} and {tuple(labels.shape)}"
+        )
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The image encoder ``images -> N x D`` of a method (its ``backbone``) or the module itself."""
+    return getattr(model, "backbone", model)
+
+
+class Pooled(nn.Module):
+    """An encoder whose output is pooled to ``N x D`` when it returns ``N x D x h x w`` maps."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(images)
+        return out.mean(dim=(2, 3)) if out.ndim == 4 else out
+
+
+class Mapped(Dataset):
+    """``dataset`` with ``transform`` applied to each sample (e.g. :func:`fgssl_lib.views.eval_view`)."""
 
     def __init__(self, dataset: Dataset, transform: Callable[[dict], dict]) -> None:
         self.dataset, self.transform = dataset, transform
@@ -119,10 +147,7 @@ def extract_features(
         key: names the checkpoint in the cache key; default a hash of the module's weights (required for a plain
             function when caching).
     """
-    if transform is None:
-        from fgssl_lib.views import eval_view
-
-        transform = eval_view(image_size)
+    transform = transform if transform is not None else eval_view(image_size)
     embed = _embed_fn(model_or_fn)
     path = None
     if cache_dir is not None:
@@ -134,24 +159,17 @@ def extract_features(
         if path.exists():
             return Features(**torch.load(path, map_location="cpu"))
     device = resolve_device(device)
-    module = model_or_fn if isinstance(model_or_fn, nn.Module) else None
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.to(device).eval()
-    loader = DataLoader(_Mapped(dataset, transform), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    module = model_or_fn.to(device) if isinstance(model_or_fn, nn.Module) else None
+    loader = DataLoader(Mapped(dataset, transform), batch_size=batch_size, shuffle=False, num_workers=num_workers)
     feats, labels, boxes = [], [], []
-    try:
-        with torch.no_grad():
-            for batch in loader:
-                out = embed(batch["image"].to(device))  # NxD
-                if out.ndim != 2:
-                    raise ValueError(f"embed must return N x D features; got shape {tuple(out.shape)}")
-                feats.append(out.float().cpu())
-                labels.append(torch.as_tensor(batch["label"]).long())
-                boxes.append(torch.as_tensor(batch["box"]).float().reshape(-1, 4))
-    finally:
-        if module is not None:
-            module.train(was_training)
+    with evaluating(module):
+        for batch in loader:
+            out = embed(batch["image"].to(device))  # NxD
+            if out.ndim != 2:
+                raise ValueError(f"embed must return N x D features; got shape {tuple(out.shape)}")
+            feats.append(out.float().cpu())
+            labels.append(torch.as_tensor(batch["label"]).long())
+            boxes.append(torch.as_tensor(batch["box"]).float().reshape(-1, 4))
     result = Features(torch.cat(feats), torch.cat(labels), torch.cat(boxes))
     if path is not None:
         _atomic_save(result._asdict(), path)

@@ -19,8 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from fgssl_lib.config import resolve_device
-from fgssl_lib.eval.cams import _Pooled, encoder_of
-from fgssl_lib.eval.features import _Mapped
+from fgssl_lib.eval.features import Mapped, Pooled, encoder_of
 from fgssl_lib.eval.knn import top_k_accuracy
 from fgssl_lib.eval.linear import class_balanced_subset
 
@@ -32,7 +31,7 @@ class FineTuneClassifier(pl.LightningModule):
         self, encoder: nn.Module, feature_dim: int, num_classes: int, lr: float, weight_decay: float, momentum: float
     ) -> None:
         super().__init__()
-        self.encoder = _Pooled(encoder)
+        self.encoder = Pooled(encoder)
         self.head = nn.Linear(feature_dim, num_classes)
         self.lr, self.weight_decay, self.momentum = lr, weight_decay, momentum
 
@@ -83,7 +82,7 @@ def fine_tune(
         transform = eval_view(image_size)
     device = resolve_device(device)
     pl.seed_everything(seed, verbose=False)
-    train_views = _Mapped(train_set, transform)
+    train_views = Mapped(train_set, transform)
     labels = getattr(train_set, "labels", None)
     labels = torch.as_tensor(
         labels if labels is not None else [int(train_set[i]["label"]) for i in range(len(train_set))]
@@ -92,7 +91,7 @@ def fine_tune(
     encoder = copy.deepcopy(encoder_of(method_or_backbone)).cpu()
     encoder.requires_grad_(True)
     with torch.no_grad():
-        feature_dim = _Pooled(encoder).eval()(subset[0]["image"][None]).shape[1]
+        feature_dim = Pooled(encoder).eval()(subset[0]["image"][None]).shape[1]
     encoder.train()
     num_classes = int(getattr(train_set, "num_classes", int(labels.max()) + 1))
     model = FineTuneClassifier(encoder, feature_dim, num_classes, lr, weight_decay, momentum)
@@ -117,7 +116,7 @@ def fine_tune(
     model.to(device).eval()
     scores, targets = [], []
     with torch.no_grad(), torch.autocast(device.type, enabled=cuda):
-        for batch in DataLoader(_Mapped(test_set, transform), batch_size=4 * batch_size, num_workers=num_workers):
+        for batch in DataLoader(Mapped(test_set, transform), batch_size=4 * batch_size, num_workers=num_workers):
             scores.append(model(batch["image"].to(device)).float())
             targets.append(torch.as_tensor(batch["label"]).to(device))
     return top_k_accuracy(torch.cat(scores), torch.cat(targets))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from fgssl_lib.config import resolve_device
-from fgssl_lib.eval.retrieval import check_features, top_k_neighbours
+from fgssl_lib.eval.features import check_features
+from fgssl_lib.eval.retrieval import top_k_neighbours
 
 K = 20
 TEMPERATURE = 0.07

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fgssl_lib.config import resolve_device
+from fgssl_lib.eval.features import check_features
 from fgssl_lib.eval.knn import top_k_accuracy
-from fgssl_lib.eval.retrieval import check_features
 
 FRACTIONS = (1.0, 0.5, 0.2)
 LEARNING_RATES = (0.1, 0.01)

@@ -15,14 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from fgssl_lib.config import resolve_device
-
-
-def check_features(feats: torch.Tensor, labels: torch.Tensor, name: str) -> None:
-    """Raise a ValueError naming ``name`` unless ``feats`` is ``N x D`` and ``labels`` is ``N``."""
-    if feats.ndim != 2 or labels.ndim != 1 or len(feats) != len(labels):
-        raise ValueError(
-            f"{name}: expected features N x D and labels N; got {tuple(feats.shape)} and {tuple(labels.shape)}"
-        )
+from fgssl_lib.eval.features import check_features
 
 
 def similarities(queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:

@@ -1,28 +1,36 @@
-"""The shared machinery of every method: :class:`SSLMethod`, a ``pytorch_lightning.LightningModule``.
+"""The two bases of every method, as solo-learn's ``BaseMethod`` / ``BaseMomentumMethod``:
+
+- :class:`SSLMethod`, a ``pytorch_lightning.LightningModule``: backbone, optimizer and schedule, logging, ``embed``;
+  SimCLR and the supervised reference derive from it;
+- :class:`MomentumMethod`: adds the momentum (target) encoder, its EMA pairs and schedule; BYOL and MoCo v2 (and so
+  CVSA and LCR) derive from it.
 
 Data flow: a collated two-view batch ``dict(view1, view2, mask1, mask2, label, index)`` (views float
 ``N x 3 x S x S`` in [0, 1], masks ``N x S x S``) -> :meth:`SSLMethod.losses` -> ``dict`` of named scalar losses
 (``loss`` is optimised; every entry is logged per step) -> optimizer step.
 
-Extension points (kept stable; CVSA and LCR subclass BYOL / MoCo v2 through them):
+Extension points (CVSA and LCR subclass BYOL / MoCo v2 through them):
 
 - ``losses(batch) -> dict[str, Tensor]``: must contain ``loss``. The default calls :meth:`contrastive_forward` and
   returns ``{"loss": loss_ctr, "loss_ctr": loss_ctr}``; a method that adds a term overrides it, calls
   ``self.contrastive_forward(batch)`` and adds its own entries (``loss_align``, ``loss_kl``, ...).
-- ``contrastive_forward(batch) -> PairOutput``: the baseline's two-view forward. It returns the online stage maps of
-  each view (``out.maps[v][stage]``, with grad), the momentum encoder's stage maps (``out.target_maps[v][stage]``,
-  no grad), the pooled online features of view 1 and the contrastive loss ``loss_ctr``. The stages it keeps are
-  ``self.stages`` (default ``("layer4",)``): CVSA sets ``("layer3", "layer4")`` to get the stage-3 maps of both
-  views; LCR takes ``out.maps[0]["layer4"]`` (``phi``) and differentiates ``out.loss_ctr`` with respect to it.
-- ``momentum_pairs() -> list[(online, target)]``: the modules updated by EMA at the start of every training step
-  (lightly's ``update_momentum`` with a ``cosine_schedule`` from ``momentum_start`` to ``momentum_end``). The
-  default pairs the backbone and projection head with ``self.momentum_encoder``; a method with extra target modules
-  (CVSA's conv projector ``g_c'``) creates them with :func:`momentum_copy` and returns
+- ``contrastive_forward(batch) -> PairOutput``: the baseline's two-view forward. It returns the online encoding of
+  each view (``out.online[v]``: stage maps with grad, pooled features and, for LCR's DualPooling, the branch map
+  that pooled them), the momentum encoder's stage maps (``out.target_maps[v][stage]``, no grad) and the contrastive
+  loss ``loss_ctr``. The stages it keeps are ``self.stages`` (default ``("layer4",)``): CVSA sets
+  ``("layer3", "layer4")`` to get the stage-3 maps of both views; LCR takes ``out.online[0].maps["layer4"]``
+  (``phi``) and differentiates ``out.loss_ctr`` with respect to it.
+- ``momentum_pairs() -> list[(online, target)]`` (momentum methods): the modules updated by EMA at the start of every
+  training step (lightly's ``update_momentum`` with a ``cosine_schedule`` from ``momentum_start`` to
+  ``momentum_end``). The default pairs the backbone and projection head with ``self.momentum_encoder``; a method with
+  extra target modules (CVSA's conv projector ``g_c'``) creates them with :func:`momentum_copy` and returns
   ``super().momentum_pairs() + [(g_c, g_c_target)]``.
 - ``embed(images) -> N x D`` (eval mode, no grad): default the GAP backbone features of the online encoder; LCR
-  overrides it with its weighted pooling. ``saliency(images) -> N x S x S`` in [0, 1]: ``NotImplementedError`` here.
-- class attribute ``default_views`` (``"rrc"``); instances carry ``views`` and ``view_params``, which
-  :func:`fgssl_lib.train.fit` passes to ``fgssl_lib.views.build_views(method.views, size=..., **method.view_params)``.
+  overrides ``embed_features`` with its weighted pooling. ``saliency(images) -> N x S x S`` in [0, 1]: a method with
+  a map of its own returns it through a :class:`~fgssl_lib.saliency.maps.MapSource`; ``NotImplementedError`` here.
+- instances carry ``views`` and ``view_params``, which :func:`fgssl_lib.train.fit` passes to
+  ``fgssl_lib.views.build_views(method.views, size=..., **method.view_params)``; the registry
+  (:mod:`fgssl_lib.methods`) says which views each method trains on.
 - class attribute ``dataset_options``: names of dataset attributes the trainer passes as constructor options
   (``("num_classes",)`` for the supervised reference).
 
@@ -44,23 +52,37 @@ from torch import Tensor, nn
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.models import Backbone, build_backbone
+from fgssl_lib.saliency.maps import evaluating
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+class Encoding(NamedTuple):
+    """The online encoder's output for one view: stage maps ``{stage: N x C x H x W}``, the pooled feature ``N x D``
+    that feeds the head, and the map that weighted the pooling where one did (LCR's DualPooling branch map ``A``,
+    ``N x H x W``; ``None`` for global average pooling)."""
+
+    maps: dict[str, Tensor]
+    features: Tensor
+    branch_map: Tensor | None = None
 
 
 class PairOutput(NamedTuple):
     """What a baseline's two-view forward produces (index ``v`` = 0 for ``view1``, 1 for ``view2``).
 
-    ``maps[v]``: online backbone maps ``{stage: N x C x H x W}`` (empty dict where the view was not passed through
-    the online encoder); ``target_maps[v]``: the momentum encoder's maps (empty where not computed, or for methods
-    without a momentum encoder); ``features``: pooled online features of ``view1``, ``N x D``; ``loss_ctr``: the
-    contrastive loss (scalar).
+    ``online[v]``: the online :class:`Encoding` of view ``v`` (``None`` where the view was not passed through the
+    online encoder); ``target_maps[v]``: the momentum encoder's maps (empty where not computed, or for methods
+    without a momentum encoder); ``loss_ctr``: the contrastive loss (scalar).
     """
 
-    maps: tuple[dict[str, Tensor], dict[str, Tensor]]
+    online: tuple[Encoding | None, Encoding | None]
     target_maps: tuple[dict[str, Tensor], dict[str, Tensor]]
-    features: Tensor
     loss_ctr: Tensor
+
+    @property
+    def maps(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The online stage maps of each view (an empty dict where the view was not encoded online)."""
+        return tuple(e.maps if e is not None else {} for e in self.online)  # type: ignore[return-value]
 
 
 def momentum_copy(module: nn.Module) -> nn.Module:
@@ -74,7 +96,7 @@ class MomentumEncoder(nn.Module):
     """Momentum (target) encoder of BYOL / MoCo: deep copies of the backbone and the projection head, no gradients.
 
     Its parameters follow the online ones by EMA, ``xi <- m * xi + (1 - m) * theta`` (BYOL Eq. 1, MoCo Eq. 2), done by
-    :meth:`SSLMethod.update_momentum` with lightly's ``update_momentum``.
+    :meth:`MomentumMethod.update_momentum` with lightly's ``update_momentum``.
     """
 
     def __init__(self, backbone: Backbone, head: nn.Module) -> None:
@@ -90,25 +112,22 @@ class MomentumEncoder(nn.Module):
 
 
 class SSLMethod(pl.LightningModule):
-    """Base of every method: backbone, optimizer/schedule, momentum machinery, logging, ``embed``.
+    """Base of every method: backbone, optimizer/schedule, logging, ``embed``.
 
     Args:
         backbone: backbone name (:data:`fgssl_lib.models.BACKBONES`).
         small_input: 3x3 stem without max-pool (images <= 96 px); ``stem_stride``: its stride (1 or 2).
         pretrained: ``None`` or ``"imagenet"``.
         freeze_early: freeze stem + layer1 + layer2 (second stage of the dual-stage recipe).
-        views: view generator name (``rrc``, ``saliency_swap``, ``copy_paste``); ``None`` = ``default_views``.
+        views: view generator name (``rrc``, ``saliency_swap``, ``copy_paste``); the registry passes the method's.
         view_params: extra keyword arguments for ``build_views``.
         optimizer: ``sgd`` (momentum ``sgd_momentum``, Nesterov off), ``adam`` or ``adamw``.
         lr: peak learning rate (absolute: scale by batch size in the config, not here).
         weight_decay: L2 weight decay.
         sgd_momentum: SGD momentum.
         warmup_epochs: linear warm-up before the per-step cosine decay to 0.
-        momentum_start, momentum_end: EMA momentum of the target network, cosine-scheduled over training
-            (lightly's ``cosine_schedule``); used only by methods with a momentum encoder.
     """
 
-    default_views: ClassVar[str] = "rrc"
     dataset_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
@@ -125,8 +144,6 @@ class SSLMethod(pl.LightningModule):
         weight_decay: float = 1e-4,
         sgd_momentum: float = 0.9,
         warmup_epochs: int = 0,
-        momentum_start: float = 0.99,
-        momentum_end: float = 1.0,
     ) -> None:
         super().__init__()
         check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -136,29 +153,16 @@ class SSLMethod(pl.LightningModule):
         )
         if freeze_early:
             self.backbone.freeze_early()
-        self.views: str = views if views is not None else self.default_views
+        self.views: str = views or "rrc"
         self.view_params: dict[str, Any] = dict(view_params or {})
         self.stages: tuple[str, ...] = ("layer4",)
-        self.momentum_encoder: MomentumEncoder | None = None
         self.method_name: str = type(self).__name__.lower()
 
     # ----------------------------------------------------------------- forward pieces shared by the methods
-    def encode(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        """Online backbone: ``x`` ``N x 3 x S x S`` -> (maps at ``self.stages`` + ``layer4``, pooled ``N x D``)."""
+    def encode(self, x: Tensor) -> Encoding:
+        """Online backbone: ``x`` ``N x 3 x S x S`` -> maps at ``self.stages`` + ``layer4`` and the GAP ``N x D``."""
         maps = self.backbone.forward_maps(x, tuple(dict.fromkeys((*self.stages, "layer4"))))
-        return maps, maps["layer4"].mean(dim=(2, 3))
-
-    def encode_target(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        """Momentum encoder (no grad): ``x`` -> (maps at ``self.stages`` + ``layer4``, projection ``N x d``). MoCo
-        wraps it in its batch shuffle; what it computes is :meth:`target_forward`."""
-        if self.momentum_encoder is None:
-            raise RuntimeError(f"{type(self).__name__} has no momentum encoder")
-        return self.target_forward(x)
-
-    @torch.no_grad()
-    def target_forward(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        """The momentum encoder's maps and projection of ``x`` (default: GAP then the momentum head)."""
-        return self.momentum_encoder(x, self.stages)
+        return Encoding(maps, maps["layer4"].mean(dim=(2, 3)))
 
     def contrastive_forward(self, batch: dict[str, Tensor]) -> PairOutput:
         """The baseline's two-view forward and contrastive loss (see the module docstring)."""
@@ -169,34 +173,9 @@ class SSLMethod(pl.LightningModule):
         out = self.contrastive_forward(batch)
         return {"loss": out.loss_ctr, "loss_ctr": out.loss_ctr}
 
-    # ----------------------------------------------------------------- momentum machinery
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        """(online, target) module pairs updated by EMA; the backbone and projection head by default."""
-        if self.momentum_encoder is None:
-            return []
-        return [(self.backbone, self.momentum_encoder.backbone), (self.projection_head, self.momentum_encoder.head)]
-
-    def momentum_value(self) -> float:
-        """EMA momentum at the current step: cosine from ``momentum_start`` to ``momentum_end`` over training."""
-        start, end = self.hparams.momentum_start, self.hparams.momentum_end
-        if self._trainer is None:
-            return start
-        max_steps = max(int(self.trainer.estimated_stepping_batches), 1)
-        return cosine_schedule(self.trainer.global_step, max_steps, start, end)
-
-    @torch.no_grad()
-    def update_momentum(self) -> None:
-        """EMA update of every pair of :meth:`momentum_pairs` with :meth:`momentum_value`."""
-        pairs = self.momentum_pairs()
-        if pairs:
-            m = self.momentum_value()
-            for online, target in pairs:
-                update_momentum(online, target, m)
-
     # ----------------------------------------------------------------- Lightning hooks
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        """EMA update, then :meth:`losses`; every entry is logged per step (``self.log_dict``)."""
-        self.update_momentum()
+        """:meth:`losses`; every entry is logged per step (``self.log_dict``)."""
         losses = self.losses(batch)
         if "loss" not in losses:
             raise KeyError(f"{type(self).__name__}.losses must return a 'loss' entry; got {sorted(losses)}")
@@ -234,15 +213,11 @@ class SSLMethod(pl.LightningModule):
         checkpoint["fgssl_method"] = self.method_name
 
     # ----------------------------------------------------------------- evaluation interface
-    @torch.no_grad()
     def embed(self, images: Tensor) -> Tensor:
-        """Features for evaluation: ``images`` float ``N x 3 x S x S`` in [0, 1] -> ``N x D`` (eval mode, no grad)."""
-        was_training = self.training
-        self.eval()
-        try:
+        """Features for evaluation: ``images`` float ``N x 3 x S x S`` in [0, 1] -> ``N x D`` (eval mode, no grad,
+        the train/eval mode restored)."""
+        with evaluating(self):
             return self.embed_features(images.to(self.device)).float()
-        finally:
-            self.train(was_training)
 
     def embed_features(self, images: Tensor) -> Tensor:
         """What :meth:`embed` returns, without the mode/grad handling; default: GAP backbone features, ``N x D``."""
@@ -251,3 +226,58 @@ class SSLMethod(pl.LightningModule):
     def saliency(self, images: Tensor) -> Tensor:
         """``N x S x S`` maps in [0, 1] where the method has one; the baselines do not."""
         raise NotImplementedError(f"{type(self).__name__} has no saliency map; CVSA and LCR have one")
+
+
+class MomentumMethod(SSLMethod):
+    """Base of the methods with a momentum (target) encoder, BYOL and MoCo v2: the EMA machinery.
+
+    A subclass sets, in its ``__init__``, ``projection_head`` (the online head ``g``) and then ``momentum_encoder =
+    MomentumEncoder(self.backbone, self.projection_head)``, in that order (it fixes the parameters' creation order,
+    which checkpoints keep).
+
+    Args:
+        momentum_start, momentum_end: EMA momentum of the target network, cosine-scheduled over training
+            (lightly's ``cosine_schedule``); equal for a constant momentum (MoCo).
+        the options of :class:`SSLMethod`.
+    """
+
+    projection_head: nn.Module
+    """The online projection head ``g``; its momentum twin is ``momentum_encoder.head``."""
+    momentum_encoder: MomentumEncoder
+    """The target encoder ``f', g'`` (no gradients, EMA of the online ones)."""
+
+    def __init__(self, momentum_start: float = 0.99, momentum_end: float = 1.0, **base_options: Any) -> None:
+        super().__init__(**base_options)
+
+    def encode_target(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """Momentum encoder (no grad): ``x`` -> (maps at ``self.stages`` + ``layer4``, projection ``N x d``). MoCo
+        wraps it in its batch shuffle; what it computes is :meth:`target_forward`."""
+        return self.target_forward(x)
+
+    @torch.no_grad()
+    def target_forward(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """The momentum encoder's maps and projection of ``x`` (default: GAP then the momentum head)."""
+        return self.momentum_encoder(x, self.stages)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) module pairs updated by EMA; the backbone and projection head by default."""
+        return [(self.backbone, self.momentum_encoder.backbone), (self.projection_head, self.momentum_encoder.head)]
+
+    def momentum_value(self) -> float:
+        """EMA momentum at the current step: cosine from ``momentum_start`` to ``momentum_end`` over training."""
+        start, end = self.hparams.momentum_start, self.hparams.momentum_end
+        if self._trainer is None:
+            return start
+        max_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        return cosine_schedule(self.trainer.global_step, max_steps, start, end)
+
+    @torch.no_grad()
+    def update_momentum(self) -> None:
+        """EMA update of every pair of :meth:`momentum_pairs` with :meth:`momentum_value`."""
+        m = self.momentum_value()
+        for online, target in self.momentum_pairs():
+            update_momentum(online, target, m)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """The EMA update, before every training step's forward."""
+        self.update_momentum()

@@ -13,11 +13,11 @@ from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import Tensor
 
-from fgssl_lib.methods.base import MomentumEncoder, PairOutput, SSLMethod
+from fgssl_lib.methods.base import MomentumEncoder, MomentumMethod, PairOutput
 
 
-class BYOL(SSLMethod):
-    """BYOL. Args: ``hidden_dim`` / ``proj_dim`` of the MLP heads (paper: 4096 / 256); see :class:`SSLMethod`."""
+class BYOL(MomentumMethod):
+    """BYOL. Args: ``hidden_dim`` / ``proj_dim`` of the MLP heads (paper: 4096 / 256); see :class:`MomentumMethod`."""
 
     def __init__(self, hidden_dim: int = 4096, proj_dim: int = 256, **base_options: Any) -> None:
         super().__init__(**base_options)
@@ -28,15 +28,14 @@ class BYOL(SSLMethod):
 
     def contrastive_forward(self, batch: dict[str, Tensor]) -> PairOutput:
         """BYOL's symmetrised loss ``sum_v (2 - 2 cos(q(g(f(x_v))), g'(f'(x_{1-v}))))`` (BYOL Eq. 2 + its mirror)."""
-        maps, predictions, target_maps, targets = [], [], [], []
+        online, predictions, target_maps, targets = [], [], [], []
         for view in (batch["view1"], batch["view2"]):  # each Nx3xSxS
-            view_maps, h = self.encode(view)  # h: NxD
-            maps.append(view_maps)
-            predictions.append(self.prediction_head(self.projection_head(h)))  # Nxd
+            encoding = self.encode(view)  # features: NxD
+            online.append(encoding)
+            predictions.append(self.prediction_head(self.projection_head(encoding.features)))  # Nxd
             t_maps, z = self.encode_target(view)  # z: Nxd, no grad
             target_maps.append(t_maps)
             targets.append(z)
         # NegativeCosineSimilarity is -mean(cos), so 2 - 2 cos = 2 + 2 * criterion
         loss = sum(2 + 2 * self.criterion(predictions[v], targets[1 - v]) for v in (0, 1))
-        features = maps[0]["layer4"].mean(dim=(2, 3))
-        return PairOutput((maps[0], maps[1]), (target_maps[0], target_maps[1]), features, loss)
+        return PairOutput((online[0], online[1]), (target_maps[0], target_maps[1]), loss)

@@ -11,10 +11,9 @@ Joint loss (Eq. 7): ``L = L_ctr + align_weight * L_align``. ``align_weight=0`` i
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fgssl_lib.config import check_choice
@@ -22,6 +21,7 @@ from fgssl_lib.methods.alignment import CrossViewAlignmentLoss, correspondence_i
 from fgssl_lib.methods.base import momentum_copy
 from fgssl_lib.methods.byol import BYOL
 from fgssl_lib.models import STAGES
+from fgssl_lib.saliency.maps import MapSource
 
 
 def conv_head(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
@@ -43,10 +43,10 @@ class CVSA(BYOL):
     - ``attention_temperature``: tau_a of Eq. 3 (default 0.1);
     - ``conv_hidden_dim`` / ``conv_proj_dim``: channels of the conv heads (default: the stage's channels /
       ``min(128, stage channels)``, so the heads never widen a narrow backbone's map);
-    - BYOL's and :class:`~fgssl_lib.methods.base.SSLMethod`'s options.
-    """
+    - BYOL's and :class:`~fgssl_lib.methods.base.MomentumMethod`'s options.
 
-    default_views: ClassVar[str] = "saliency_swap"
+    The registry trains it on SaliencySwap views (``views="saliency_swap"``).
+    """
 
     def __init__(
         self,
@@ -94,30 +94,36 @@ class CVSA(BYOL):
         loss = out.loss_ctr + self.align_weight * loss_align
         return {"loss": loss, "loss_ctr": out.loss_ctr, "loss_align": loss_align}
 
-    @torch.no_grad()
     def saliency(self, images: Tensor) -> Tensor:
-        """Correspondence intensity (Eq. 4) of an image against its horizontally flipped copy, ``N x S x S`` in [0, 1].
-
-        Our choice: the online ``P = q_c(g_c(F(x)))`` is matched with the momentum ``Z = g_c'(F'(flip(x)))`` as in
-        training, where the second view shares the object but not the background; the intensity does not depend on the
-        order of view 2's locations, so the flip only gives a second, slightly different reading of the same content.
-        Under ``softmax_max`` locations whose features are distinctive (a good match for one location) score high and
-        look-alike background scores low. Upsampled (bicubic, as wsolevaluation) to the image size and min-max normalised per image.
-        """
+        """The correspondence intensity map of ``images`` (:class:`IntensityMap`), ``N x S x S`` in [0, 1]."""
         if self.alignment is None:
             raise NotImplementedError("CVSA with align_weight=0 (BYOL+SS) has no alignment branch, so no saliency map")
-        was_training = self.training
-        self.eval()
-        try:
-            images = images.to(self.device)
-            online = self.backbone.forward_maps(images, (self.stage,))[self.stage]  # NxCxHxW
-            target = self.momentum_encoder.backbone.forward_maps(images.flip(-1), (self.stage,))[self.stage]
-            p = self.conv_predictor(self.conv_projector(online))  # NxdxHxW
-            z = self.conv_projector_target(target)  # NxdxHxW
-            attention = cross_view_attention(p, z, self.alignment.temperature)  # N x HW x HW
-            intensity = correspondence_intensity(attention, self.alignment.intensity).float()  # N x HW
-            maps = F.interpolate(intensity.view(-1, 1, *p.shape[-2:]), size=images.shape[-2:], mode="bicubic")[:, 0]
-            low, high = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
-            return (maps - low) / (high - low).clamp_min(1e-12)  # NxSxS
-        finally:
-            self.train(was_training)
+        return IntensityMap(self)(images)
+
+
+class IntensityMap(MapSource):
+    """CVSA's saliency map: the correspondence intensity (Eq. 4) of an image against its horizontally flipped copy.
+
+    Our choice: the online ``P = q_c(g_c(F(x)))`` is matched with the momentum ``Z = g_c'(F'(flip(x)))`` as in
+    training, where the second view shares the object but not the background; the intensity does not depend on the
+    order of view 2's locations, so the flip only gives a second, slightly different reading of the same content.
+    Under ``softmax_max`` locations whose features are distinctive (a good match for one location) score high and
+    look-alike background scores low. Upsampled bicubically to the image size and min-max normalised per image
+    (scale-free: ``eps = 0``) by :class:`~fgssl_lib.saliency.maps.MapSource`.
+    """
+
+    eps = 0.0
+
+    def __init__(self, method: CVSA) -> None:
+        super().__init__(method)
+        self.method = method
+
+    def compute(self, images: Tensor) -> Tensor:
+        cvsa, stage = self.method, self.method.stage
+        online = cvsa.backbone.forward_maps(images, (stage,))[stage]  # NxCxHxW
+        target = cvsa.momentum_encoder.backbone.forward_maps(images.flip(-1), (stage,))[stage]
+        p = cvsa.conv_predictor(cvsa.conv_projector(online))  # NxdxHxW
+        z = cvsa.conv_projector_target(target)  # NxdxHxW
+        attention = cross_view_attention(p, z, cvsa.alignment.temperature)  # N x HW x HW
+        intensity = correspondence_intensity(attention, cvsa.alignment.intensity)  # N x HW
+        return intensity.view(-1, *p.shape[-2:])  # NxHxW

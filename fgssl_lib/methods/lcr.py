@@ -16,9 +16,10 @@ Why the Grad-CAM costs no second backbone backward: Lightning's automatic optimi
 retain_graph=True)`` differentiates only the part of the graph between ``phi`` and the loss (pooling, projection
 head and, for MoCo, the queue logits); the backbone below ``phi`` is traversed once, by the training backward.
 
-Variants (LCR Table 1): ``test_pooling=False`` is Ours-MultiTask (GAP features at test), ``train_pooling=True`` is
-Ours-DualPooling (the weighted pooling also feeds the contrastive head in training; the key / target encoder then
-pools with a momentum copy of the branch).
+Variants (LCR Table 1), registry names of :mod:`fgssl_lib.methods`: ``lcr`` (Ours), ``lcr_multitask``
+(``test_pooling=False``: GAP features at test; it trains exactly as ``lcr``, so it is evaluated from ``lcr``'s run)
+and ``lcr_dual_pooling`` (``train_pooling=True``: the weighted pooling also feeds the contrastive head in training;
+the key / target encoder then pools with a momentum copy of the branch).
 """
 
 from __future__ import annotations
@@ -30,23 +31,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.methods.base import SSLMethod, momentum_copy
+from fgssl_lib.methods.base import Encoding, MomentumMethod, momentum_copy
 from fgssl_lib.methods.byol import BYOL
 from fgssl_lib.methods.mocov2 import MoCoV2
-from fgssl_lib.methods.rationale import (
-    FITTINGS,
-    GradCAMFittingBranch,
-    normalise_per_image,
-    rationale_kl,
-    ssl_gradcam,
-    weighted_pool,
-)
-
-RATIONALE = "rationale"
-"""Key of the fitting branch's map ``A`` (NxHxW) in an online ``maps`` dict when ``train_pooling`` computed it."""
+from fgssl_lib.methods.rationale import FITTINGS, GradCAMFittingBranch, rationale_kl, ssl_gradcam, weighted_pool
+from fgssl_lib.saliency.maps import MapSource
 
 
-class LCR(SSLMethod):
+class LCR(MomentumMethod):
     """LCR's parts on top of a baseline; combined with it as :class:`MoCoV2LCR` or :class:`BYOLLCR` (``LCR`` itself
     is the ``isinstance`` check for both). Args:
 
@@ -97,14 +89,14 @@ class LCR(SSLMethod):
         """The branch map ``A`` (Eq. 4) of ``phi`` NxCxHxW -> NxHxW, on ``phi.detach()`` if ``detach_branch_input``."""
         return self.branch(phi.detach() if self.detach_branch_input else phi)
 
-    def encode(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        """The baseline's online encoder; with ``train_pooling`` the pooled feature is Eq. 8's weighted pooling and
-        the branch map is kept in ``maps[RATIONALE]``."""
-        maps, h = super().encode(x)
-        if self.train_pooling:
-            maps[RATIONALE] = self.rationale(maps["layer4"])  # NxHxW
-            h = weighted_pool(maps["layer4"], maps[RATIONALE])  # NxD
-        return maps, h
+    def encode(self, x: Tensor) -> Encoding:
+        """The baseline's online encoder; with ``train_pooling`` the pooled feature is Eq. 8's weighted pooling by
+        the branch map ``A``, which the encoding keeps (``branch_map``) for the fitting loss."""
+        encoding = super().encode(x)
+        if not self.train_pooling:
+            return encoding
+        branch_map = self.rationale(encoding.maps["layer4"])  # NxHxW
+        return Encoding(encoding.maps, weighted_pool(encoding.maps["layer4"], branch_map), branch_map)  # NxD
 
     @torch.no_grad()
     def target_forward(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
@@ -128,11 +120,11 @@ class LCR(SSLMethod):
         the fitted views) and ``loss`` (Eq. 7)."""
         out = self.contrastive_forward(batch)
         loss_ctr = out.loss_ctr * (self.authors_loss_scale if self.fitting.authors_loss else 1.0)
-        online = [maps for maps in out.maps if maps]  # the views that went through the online encoder
+        online = [e for e in out.online if e is not None]  # the views that went through the online encoder
         fitted = online[:1] if self.fitting.views == "first" else online
-        phis = [maps["layer4"] for maps in fitted]  # NxCxHxW each
+        phis = [e.maps["layer4"] for e in fitted]  # NxCxHxW each
         gradcams = ssl_gradcam(loss_ctr, phis, detach=self.fitting.detach_gradcam)  # NxHxW each
-        branch_maps = [maps[RATIONALE] if RATIONALE in maps else self.rationale(maps["layer4"]) for maps in fitted]
+        branch_maps = [e.branch_map if e.branch_map is not None else self.rationale(e.maps["layer4"]) for e in fitted]
         normalise = self.fitting.gradcam == "per_image"
         loss_kl = sum(
             rationale_kl(a.float(), g.float(), self.kl_temperature, normalise, self.fitting.reduction)
@@ -149,19 +141,25 @@ class LCR(SSLMethod):
         phi = self.backbone.forward_maps(images, ("layer4",))["layer4"]  # NxDxHxW
         return F.normalize(weighted_pool(phi, self.branch(phi)), dim=1)
 
-    @torch.no_grad()
     def saliency(self, images: Tensor) -> Tensor:
-        """The branch map ``A`` upsampled (bicubic, as wsolevaluation) to the image size and normalised per image (Eq. 8),
-        ``N x S x S`` in [0, 1]."""
-        was_training = self.training
-        self.eval()
-        try:
-            images = images.to(self.device)
-            phi = self.backbone.forward_maps(images, ("layer4",))["layer4"]  # NxDxHxW
-            maps = F.interpolate(self.branch(phi)[:, None], size=images.shape[-2:], mode="bicubic")[:, 0]
-            return normalise_per_image(maps.float().clamp_min(0))  # NxSxS
-        finally:
-            self.train(was_training)
+        """The branch map ``A`` of ``images`` (:class:`BranchMap`), ``N x S x S`` in [0, 1]."""
+        return BranchMap(self)(images)
+
+
+class BranchMap(MapSource):
+    """LCR's saliency map: the fitting branch's ``A`` (Eq. 4) on the online last map, upsampled bicubically to the
+    image size (its overshoot below 0 clipped: ``A >= 0``) and normalised per image as Eq. 8, by
+    :class:`~fgssl_lib.saliency.maps.MapSource`."""
+
+    nonnegative = True
+
+    def __init__(self, method: LCR) -> None:
+        super().__init__(method)
+        self.method = method
+
+    def compute(self, images: Tensor) -> Tensor:
+        phi = self.method.backbone.forward_maps(images, ("layer4",))["layer4"]  # NxDxHxW
+        return self.method.branch(phi)  # NxHxW
 
 
 class MoCoV2LCR(LCR, MoCoV2):

@@ -24,14 +24,14 @@ from lightly.models.modules import MoCoProjectionHead
 from lightly.models.utils import batch_shuffle, batch_unshuffle
 from torch import Tensor
 
-from fgssl_lib.methods.base import MomentumEncoder, PairOutput, SSLMethod
+from fgssl_lib.methods.base import MomentumEncoder, MomentumMethod, PairOutput
 
 
-class MoCoV2(SSLMethod):
+class MoCoV2(MomentumMethod):
     """MoCo v2. Args: ``hidden_dim`` / ``proj_dim`` (paper 2048 / 128), ``queue_size`` K (paper 65536),
     ``temperature`` tau (paper 0.2), ``bn_splits`` (0: one BatchNorm group per device; ``g >= 2``:
     ``g`` groups, so the key encoder's shuffle puts a query and its key in different groups; the batch size must be a
-    multiple of ``g``); see :class:`SSLMethod`."""
+    multiple of ``g``); see :class:`MomentumMethod`."""
 
     def __init__(
         self,
@@ -65,12 +65,12 @@ class MoCoV2(SSLMethod):
 
     def contrastive_forward(self, batch: dict[str, Tensor]) -> PairOutput:
         """InfoNCE of query ``q = g(f(view1))`` against key ``k = g'(f'(view2))`` and the queue (MoCo Eq. 1); only view 1
-        goes through the online encoder, so view 2's ``maps`` are ``{}``, as the unused ``target_maps``."""
-        maps, h = self.encode(batch["view1"])  # h: NxD
-        query = self.projection_head(h)  # Nxd
+        goes through the online encoder, so view 2's online encoding is ``None`` and the unused ``target_maps`` are ``{}``."""
+        encoding = self.encode(batch["view1"])  # features: NxD
+        query = self.projection_head(encoding.features)  # Nxd
         _, key = self.encode_target(batch["view2"])  # Nxd, no grad
         loss = self.criterion(query, key)
-        return PairOutput((maps, {}), ({}, {}), maps["layer4"].mean(dim=(2, 3)), loss)
+        return PairOutput((encoding, None), ({}, {}), loss)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Also save the queue (lightly keeps it as a non-persistent buffer)."""

@@ -14,9 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fgssl_lib.config import check_choice
-
-NORMALISATION_EPS = 1e-7
-"""The ``1e-7`` of LCR Eq. 8."""
+from fgssl_lib.saliency.maps import NORMALISATION_EPS, normalise_per_image
 
 GRADCAM_LOSS_SCALE = 2.0**16
 """Factor on the SSL loss before :func:`ssl_gradcam` differentiates it in float16 (a gradient scaler's initial
@@ -128,16 +126,6 @@ def rationale_kl(branch_map: Tensor, gradcam: Tensor, temperature: float = 0.4, 
     log_a = fitting_distribution(branch_map, temperature)  # N x HW
     log_g = fitting_distribution(gradcam, temperature, 0.0 if normalise_gradcam else None)  # N x HW
     return F.kl_div(log_a, log_g, log_target=True, reduction="batchmean" if reduction == "mean" else "sum")
-
-
-def normalise_per_image(maps: Tensor, eps: float = NORMALISATION_EPS) -> Tensor:
-    """LCR Eq. 8, per image: ``A' = (A - min A) / (eps + max(A - min A))`` with min and max over each image's own map
-    (NxHxW), so each map spans [0, 1] and a feature never depends on the rest of its batch (the authors' code
-    normalises per batch). ``eps=0`` makes it scale-free (a constant map becomes 0), as a Grad-CAM target needs: its
-    size moves with the batch size and the loss scale, and Eq. 8's 1e-7 is not small beside ``G`` at batch 128."""
-    low = maps.amin(dim=(1, 2), keepdim=True)  # Nx1x1
-    high = maps.amax(dim=(1, 2), keepdim=True)  # Nx1x1
-    return (maps - low) / (eps + high - low).clamp_min(torch.finfo(maps.dtype).tiny)
 
 
 def weighted_pool(phi: Tensor, branch_map: Tensor) -> Tensor:

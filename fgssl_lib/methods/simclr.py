@@ -26,7 +26,6 @@ class SimCLR(SSLMethod):
 
     def contrastive_forward(self, batch: dict[str, Tensor]) -> PairOutput:
         """NT-Xent of ``g(f(view1))`` and ``g(f(view2))`` over the 2N views of the batch (SimCLR Eq. 1)."""
-        maps1, h1 = self.encode(batch["view1"])  # h: NxD
-        maps2, h2 = self.encode(batch["view2"])
-        loss = self.criterion(self.projection_head(h1), self.projection_head(h2))  # z: Nxd
-        return PairOutput((maps1, maps2), ({}, {}), h1, loss)
+        e1, e2 = self.encode(batch["view1"]), self.encode(batch["view2"])  # features: NxD
+        loss = self.criterion(self.projection_head(e1.features), self.projection_head(e2.features))  # z: Nxd
+        return PairOutput((e1, e2), ({}, {}), loss)

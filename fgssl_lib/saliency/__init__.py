@@ -1,5 +1,7 @@
 """Saliency: where the object is, as a map ``S`` in ``[0, 1]`` and the box derived from it (the DiLo and CVSA theory pages).
 
+- :mod:`~fgssl_lib.saliency.maps`: :class:`MapSource`, the one map interface (eval mode without gradients, the mode
+  restored, bicubic upsampling, min-max per image) of Grad-CAM, CVSA's intensity, LCR's branch map and the sources;
 - :mod:`~fgssl_lib.saliency.sources`: ``SaliencySource`` and its subclasses (ground-truth box and mask, OpenCV
   spectral residual and fine-grained saliency, centre prior, any model's map), built by name with
   :func:`build_saliency`;
@@ -19,6 +21,7 @@ from fgssl_lib.saliency.best_box import (
     grid_edges,
 )
 from fgssl_lib.saliency.cache import SaliencyCache, SaliencyDataset, cache_root, dataset_fingerprint
+from fgssl_lib.saliency.maps import MapSource, evaluating, normalise_per_image, resize_maps
 from fgssl_lib.saliency.sources import (
     SOURCES,
     BoxSaliency,
@@ -39,6 +42,7 @@ __all__ = [
     "BoxSaliency",
     "CentrePrior",
     "FineGrainedSaliency",
+    "MapSource",
     "MaskSaliency",
     "ModelSaliency",
     "SaliencyCache",
@@ -51,7 +55,10 @@ __all__ = [
     "cache_root",
     "box_scores",
     "dataset_fingerprint",
+    "evaluating",
     "grid_boxes",
     "grid_edges",
     "min_max_normalise",
+    "normalise_per_image",
+    "resize_maps",
 ]

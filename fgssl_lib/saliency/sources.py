@@ -4,9 +4,9 @@ A source maps an image to a saliency map ``S`` in ``[0, 1]`` at image size::
 
     source(image: 3 x H x W uint8, sample: dict | None = None) -> H x W float32 in [0, 1]
 
-:class:`SaliencySource` does the shared work (input checks, bilinear resizing to image size, min-max normalisation);
-each source is a small subclass that overrides :meth:`SaliencySource.compute`, the way pytorch-grad-cam's ``BaseCAM``
-subclasses override one weighting method. The box is derived from the map by :func:`fgssl_lib.saliency.best_box`.
+:class:`SaliencySource` is the one-image form of the map interface :class:`~fgssl_lib.saliency.maps.MapSource`
+(no gradients, bilinear resizing to image size, min-max normalisation); each source is a small subclass that
+overrides :meth:`SaliencySource.compute`. The box is derived from the map by :func:`fgssl_lib.saliency.best_box`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fgssl_lib.config import check_choice, resolve_device
 from fgssl_lib.data.sample import box_to_mask
-
+from fgssl_lib.saliency.maps import MapSource, as_maps, evaluating, module_device, normalise_per_image
 
 FLAT_TOLERANCE = 1e-2
 """A map whose range ``max S - min S`` is at most this fraction of ``max |S|`` is constant (no contrast): OpenCV's
@@ -35,35 +34,39 @@ def min_max_normalise(raw: torch.Tensor) -> torch.Tensor:
     raw = raw.to(torch.float32)
     low, high = raw.min(), raw.max()
     if high - low > FLAT_TOLERANCE * max(abs(low), abs(high)):
-        return (raw - low) / (high - low)
+        return normalise_per_image(raw[None], eps=0.0)[0]
     return torch.full_like(raw, float(raw.mean().clamp(0, 1)))
 
 
-class SaliencySource:
-    """Base class: ``__call__(image, sample)`` checks the input, calls :meth:`compute` and normalises its output.
+class SaliencySource(MapSource):
+    """Base class: ``__call__(image, sample)`` checks the input, calls :meth:`compute` without gradients, resizes its
+    output bilinearly to the image size and normalises it (:func:`min_max_normalise`).
 
     Subclasses set ``name`` (the :func:`build_saliency` name) and override :meth:`compute`; :meth:`params` returns the
     options that change the maps (they key the on-disk cache of :mod:`fgssl_lib.saliency.cache`).
     """
 
     name: ClassVar[str] = ""
+    interpolation: ClassVar[str] = "bilinear"
 
-    def __call__(self, image: torch.Tensor, sample: dict[str, Any] | None = None) -> torch.Tensor:
+    def __call__(self, image: torch.Tensor, sample: dict[str, Any] | None = None) -> torch.Tensor:  # type: ignore[override]
         """Saliency of ``image`` (``3 x H x W`` uint8): ``H x W`` float32 in ``[0, 1]``."""
         if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
             got = f"{tuple(image.shape)} {image.dtype}" if isinstance(image, torch.Tensor) else type(image).__name__
             raise ValueError(f"{type(self).__name__} expects a 3 x H x W uint8 RGB image tensor, got {got}")
-        height, width = image.shape[1:]
-        raw = torch.as_tensor(self.compute(image, sample)).to(torch.float32)
+        with evaluating(self.model):
+            raw = torch.as_tensor(self.compute(image, sample)).to(torch.float32)
         if raw.ndim != 2:
             raise ValueError(f"{type(self).__name__}.compute must return a 2-D h x w map, got shape {tuple(raw.shape)}")
-        if raw.shape != (height, width):
-            raw = F.interpolate(raw[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-        return min_max_normalise(raw.cpu())
+        return self.finish(raw[None], tuple(image.shape[1:]))[0].cpu()
 
-    def compute(self, image: torch.Tensor, sample: dict[str, Any] | None) -> torch.Tensor | np.ndarray:
+    def normalise(self, maps: torch.Tensor) -> torch.Tensor:
+        """:func:`min_max_normalise` of each map (a flat map has no contrast)."""
+        return torch.stack([min_max_normalise(m.cpu()) for m in maps])
+
+    def compute(self, image: torch.Tensor, sample: dict[str, Any] | None) -> torch.Tensor | np.ndarray:  # type: ignore[override]
         """The raw ``h x w`` map of ``image`` (any real range, any size: the base resizes and normalises it)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must override compute(image, sample) -> h x w")
 
     def params(self) -> dict[str, Any]:
         """The options that determine the maps (JSON-serialisable); empty when there are none."""
@@ -179,16 +182,17 @@ class ModelSaliency(SaliencySource):
         if not callable(fn):
             raise TypeError(f"ModelSaliency needs a callable fn(images N x 3 x H x W) -> N x h x w, got {fn!r}")
         self.fn = fn
-        self.device = resolve_device(device) if device is not None else _module_device(fn)
+        module = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
+        self.device = resolve_device(device) if device is not None else module_device(
+            module if isinstance(module, torch.nn.Module) else None)
         self.key = key
 
     def compute(self, image: torch.Tensor, sample: dict[str, Any] | None) -> torch.Tensor:
         images = image[None].to(self.device, torch.float32) / 255  # 1x3xHxW in [0, 1]
-        with torch.no_grad():
-            maps = torch.as_tensor(self.fn(images))
-        if maps.ndim != 3 or maps.shape[0] != 1:
+        maps = as_maps(self.fn(images))
+        if maps.shape[0] != 1:
             raise ValueError(f"ModelSaliency's fn must return an N x h x w map for N images, got {tuple(maps.shape)}")
-        return maps[0].float()
+        return maps[0]
 
     def params(self) -> dict[str, Any]:
         if self.key is None:
@@ -199,16 +203,6 @@ class ModelSaliency(SaliencySource):
 
     def __repr__(self) -> str:
         return f"ModelSaliency(fn={self.fn!r}, key={self.key!r})"
-
-
-def _module_device(fn: Callable[..., Any]) -> torch.device:
-    """The device of the first parameter of ``fn`` (a module or a module's bound method); CPU otherwise."""
-    module = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
-    if isinstance(module, torch.nn.Module):
-        parameter = next(module.parameters(), None)
-        if parameter is not None:
-            return parameter.device
-    return torch.device("cpu")
 
 
 SOURCES: dict[str, type[SaliencySource]] = {

@@ -3,8 +3,7 @@
 CVSA's map is the correspondence intensity of Eq. 4 (the CVSA theory page), LCR's the output of its localization
 branch (the LCR theory page); a snapshot series shows how that map moves onto the object while the method trains.
 :class:`SaliencySnapshots` is the Lightning callback that records the series (and keeps it in the run's checkpoint,
-so a resumed run's series covers the whole run). :func:`fgssl_lib.experiment.train_or_load` trains every run with
-it, on the first :data:`SNAPSHOT_IMAGES` training images (:func:`run_snapshot_images`), and keeps the series at
+so a resumed run's series covers the whole run). The run store trains every run with it, on the first :data:`SNAPSHOT_IMAGES` training images (:func:`run_snapshot_images`), and keeps the series at
 ``<run>/snapshots.pt``; :func:`training_snapshots` returns the series a finished run recorded on the images asked for,
 or else its two ends (the same-seed initialisation and the trained weights).
 """
@@ -14,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
 import torch
@@ -23,12 +22,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from fgssl_lib.methods import SSLMethod
+from fgssl_lib.saliency.maps import evaluating
 from fgssl_lib.train.config import TrainConfig
 from fgssl_lib.train.fit import build_method, training_set
 from fgssl_lib.views import eval_view
-
-if TYPE_CHECKING:
-    from fgssl_lib.experiment import Run
 
 SNAPSHOTS = "snapshots.pt"
 BEFORE_TRAINING = -1  # the epoch label of the snapshot of the initial weights
@@ -75,19 +72,21 @@ class Snapshots:
                 and torch.allclose(self.images, images.cpu().float(), atol=1e-4))
 
 
+class TrainedRun(Protocol):
+    """What :func:`training_snapshots` reads of a finished run: its trained method and its directory."""
+
+    method: SSLMethod
+    path: Path
+
+
 def saliency_snapshot(method: SSLMethod, images: Tensor) -> Tensor:
     """``method.saliency(images)`` (``N x 3 x S x S`` -> ``N x S x S`` float on the CPU) in eval mode without
     gradients; the method's train/eval mode is restored afterwards.
 
     Raises ``NotImplementedError`` for a method without a map of its own (the baselines: use Grad-CAM).
     """
-    was_training = method.training
-    method.eval()
-    try:
-        with torch.no_grad():
-            maps = method.saliency(images.to(method.device))
-    finally:
-        method.train(was_training)
+    with evaluating(method):
+        maps = method.saliency(images.to(method.device))
     return maps.detach().float().cpu()
 
 
@@ -146,14 +145,14 @@ def snapshot_images(dataset: Dataset, indices: Sequence[int], image_size: int) -
 
 def run_snapshot_images(config: TrainConfig, indices: Sequence[int] | None = None) -> tuple[Tensor, list[Tensor]]:
     """:func:`snapshot_images` of ``config``'s training set (as ``fit`` loads it): images ``indices``, by default the
-    first :data:`SNAPSHOT_IMAGES`, the batch :func:`fgssl_lib.experiment.train_or_load` records a run's series on."""
+    first :data:`SNAPSHOT_IMAGES`, the batch the run store records a run's series on."""
     dataset = training_set(config)
     if indices is None:
         indices = range(min(SNAPSHOT_IMAGES, len(dataset)))
     return snapshot_images(dataset, indices, config.image_size)
 
 
-def training_snapshots(run: Run, config: TrainConfig, images: Tensor) -> Snapshots:
+def training_snapshots(run: TrainedRun, config: TrainConfig, images: Tensor) -> Snapshots:
     """The snapshot series of ``run`` (trained from ``config``) on ``images``: the one it recorded
     (``<run.path>/snapshots.pt``, written by :class:`SaliencySnapshots`) when that was taken on ``images``, else its
     two ends: the initial weights of ``config``'s seed (built as ``fit`` builds them) and the trained ones.
