@@ -43,10 +43,11 @@ class History(pl.Callback):
     ``embedding_std`` at the steps it measured, and per-epoch means.
 
     ``steps`` / ``epochs`` are DataFrames; the records are saved in checkpoints, so a resumed run's history covers
-    the whole run.
+    the whole run. ``view_pipeline``: where the views were made (``batched`` or ``per_sample``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, view_pipeline: str | None = None) -> None:
+        self.view_pipeline = view_pipeline
         self.step_records: list[dict[str, float]] = []
         self.epoch_records: list[dict[str, float]] = []
         self._epoch_start = time.perf_counter()

@@ -22,6 +22,10 @@ NOT_IN_IDENTITY = frozenset({
     "device", "precision", "devices", "num_nodes", "strategy", "num_workers", "progress_bar", "checkpoint_dir",
     "resume", "checkpoint_every", "checkpoint_minutes", "log_every", "collapse_every", "collapse_threshold"})
 """:class:`TrainConfig` fields that do not change the trained weights (see :meth:`TrainConfig.identity`)."""
+VIEW_PIPELINES = ("auto", "batched", "per_sample")
+"""Where the two views are made (``TrainConfig.view_pipeline``): ``batched``, in batches on the training device from
+the uint8 training store (:mod:`fgssl_lib.train.store`); ``per_sample``, one sample at a time in ``DataLoader``
+workers (the reference); ``auto``, batched wherever the view generator and the data allow it."""
 
 
 @dataclass
@@ -33,7 +37,9 @@ class TrainConfig:
     ``split``, ``dataset_options`` (e.g. ``image_size`` / ``rho`` for ``synthetic``), ``num_images`` (a seeded
     random subset; ``None`` = all), ``image_size`` (side of the views). Model and optimisation: ``backbone``,
     ``pretrained``, ``epochs``, ``batch_size`` (per device), ``optimizer``, ``lr``, ``weight_decay``,
-    ``warmup_epochs``. Hardware: ``device`` (``auto``/``cpu``/``cuda``), ``precision`` (``auto``: ``bf16-mixed`` on
+    ``warmup_epochs``. Views: ``view_pipeline`` (:data:`VIEW_PIPELINES`; it changes the views, so a run resumes only
+    with its own) and ``store_side`` (the shorter side of the stored images of the batched pipeline; ``None``: as
+    decoded). Hardware: ``device`` (``auto``/``cpu``/``cuda``), ``precision`` (``auto``: ``bf16-mixed`` on
     GPUs with bf16 hardware, compute capability >= 8.0, else ``16-mixed`` on CUDA, ``32-true`` on CPU), ``devices``, ``num_nodes``, ``strategy``,
     ``sync_batchnorm``, ``num_workers``. Run: ``seed``, ``checkpoint_dir`` (run directory with ``last.ckpt`` and
     ``logs/version_<n>/metrics.csv``; ``None`` = ``runs/<method>``), ``resume``, ``checkpoint_every`` (write
@@ -51,6 +57,8 @@ class TrainConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     num_images: int | None = None
     image_size: int = 64
+    view_pipeline: str = "auto"
+    store_side: int | None = None
     backbone: str = "resnet_narrow"
     pretrained: str | None = None
     epochs: int = 8
@@ -87,6 +95,10 @@ class TrainConfig:
                                 f"({type(value).__name__})")
         check_choice("backbone", self.backbone, BACKBONES)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("view pipeline", self.view_pipeline, VIEW_PIPELINES)
+        if self.store_side is not None and self.store_side < 1:
+            raise ValueError(f"TrainConfig.store_side is the stored images' shorter side in pixels (or None: as "
+                             f"decoded), got {self.store_side!r}")
         for name in ("epochs", "batch_size", "image_size", "log_every", "collapse_every", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
@@ -119,8 +131,10 @@ class TrainConfig:
     def identity(self) -> dict[str, Any]:
         """The settings that make the trained weights what they are (not the hardware, the logging, or where the
         data lies): the run key hashes them and a resumed run must match them. ``data_root`` counts only for
-        ``dataset="folder"``, whose folder is its only name; a named dataset may move (Drive to local disk)."""
+        ``dataset="folder"``, whose folder is its only name; a named dataset may move (Drive to local disk);
+        ``store_side`` only where the views may be batched (the per-sample views never read the store)."""
         ignored = NOT_IN_IDENTITY | ({"data_root"} if self.dataset != "folder" else set())
+        ignored |= {"store_side"} if self.view_pipeline == "per_sample" else set()
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
 
     def backbone_options(self) -> dict[str, Any]:
@@ -247,10 +261,13 @@ def _paper_settings(method: str) -> dict[str, Any]:
       small fine-grained datasets, MoCo v2 augmentations); BYOL (Grill et al. 2020): heads 4096/256, target momentum
       0.996 -> 1 (cosine). BYOL's LARS at batch 4096 is replaced by SGD (lr 0.05 x batch/256, weight decay 1e-4 as
       in MoCo v2): the fine-grained training sets hold ~6-10k images, so batch 256 keeps ~25-40 steps per epoch.
+    - Batched views crop the training images stored at a shorter side of 256 px (``store_side``): CUB, Cars or
+      Aircraft then take 1-2 GB and stay on the GPU.
     """
     init = INITS[PAPER_INIT[check_choice("method with a paper initialisation", method, PAPER_INIT)]]
-    common = {"dataset": "cub", "image_size": 224, "backbone": "resnet50", "optimizer": "sgd", "weight_decay": 1e-4,
-              "num_workers": data_workers(), "log_every": 50, "collapse_every": 200, "pretrained": init["pretrained"]}
+    common = {"dataset": "cub", "image_size": 224, "store_side": 256, "backbone": "resnet50", "optimizer": "sgd",
+              "weight_decay": 1e-4, "num_workers": data_workers(), "log_every": 50, "collapse_every": 200,
+              "pretrained": init["pretrained"]}
     if _family(method) == "moco":
         lcr = method.startswith("lcr")
         batch_size = 128 if lcr else 256

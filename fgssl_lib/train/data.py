@@ -1,4 +1,10 @@
-"""The training data path: dataset of samples -> two-view dataset -> seeded, epoch-reproducible ``DataLoader``.
+"""The training data paths: seeded, epoch-reproducible ``DataLoader`` s of two-view batches.
+
+- per sample: dataset of samples -> :class:`TwoViewDataset` (views made one sample at a time in the loader's
+  workers) -> loader;
+- batched: :class:`~fgssl_lib.train.store.TrainingStore` -> :class:`BatchedViewData`, whose loader yields positions
+  in the store (or their uint8 rows, for a store kept on the host) and whose ``on_after_batch_transfer`` makes the
+  batch's two views on the training device (:func:`fgssl_lib.views.build_batched_views`).
 
 Views are built with ``seed=`` so each sample's two views depend only on ``(seed, epoch, index)``
 (:mod:`fgssl_lib.views.seeding`), and the shuffling order depends only on ``(seed, epoch)``: a run resumed at an
@@ -7,13 +13,23 @@ epoch boundary sees exactly the batches the uninterrupted run saw, for any ``num
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
+from fgssl_lib.train.store import TrainingStore
 from fgssl_lib.views import seed_worker
+
+STORE_MEMORY_FRACTION = 0.25
+"""At most this fraction of the training GPU's free memory holds the training store; a larger store stays on the host
+and its batches are gathered by the loader's workers."""
+
+log = logging.getLogger(__name__)
 
 
 class TwoViewDataset(Dataset):
@@ -60,7 +76,8 @@ def random_subset(dataset: Dataset, num_images: int | None, seed: int) -> Datase
     return Subset(dataset, sorted(order[:num_images].tolist()))
 
 
-def train_loader(dataset: TwoViewDataset, batch_size: int, num_workers: int, seed: int) -> DataLoader:
+def train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int,
+                 collate_fn: Callable[[list[Any]], Any] | None = None) -> DataLoader:
     """Shuffled, ``drop_last`` (equal batches for BatchNorm and the MoCo queue), worker-seeded loader."""
     if len(dataset) < batch_size:
         raise ValueError(f"the training set has {len(dataset)} images, fewer than batch_size={batch_size}; "
@@ -75,4 +92,47 @@ def train_loader(dataset: TwoViewDataset, batch_size: int, num_workers: int, see
         drop_last=True,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,
+        collate_fn=collate_fn,
     )
+
+
+class BatchedViewData(pl.LightningDataModule):
+    """The batched view pipeline: a seeded loader over the positions of ``store``, and the two views of each batch
+    made on the training device by ``views`` (``views(batch, epoch, source=...)``, see
+    :func:`fgssl_lib.views.build_batched_views`) in :meth:`on_after_batch_transfer`.
+
+    :meth:`setup` moves the store to the training device when it takes at most ``memory_fraction`` of its free
+    memory; else the store stays memory-mapped on the host and ``num_workers`` workers gather each batch's uint8 rows
+    (pinned on CUDA). The method's ``training_step`` receives ``dict(view1, view2, mask1, mask2, label, index)`` as
+    from the per-sample pipeline.
+    """
+
+    def __init__(self, store: TrainingStore, views: Callable[..., dict[str, Any]], batch_size: int, num_workers: int,
+                 seed: int, memory_fraction: float = STORE_MEMORY_FRACTION) -> None:
+        super().__init__()
+        self.store, self.views = store, views
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.memory_fraction = memory_fraction
+        self.resident = True  # the store is on the training device: the loader yields positions only
+
+    def setup(self, stage: str) -> None:
+        device = self.trainer.strategy.root_device
+        self.resident = self.store.fits(device, self.memory_fraction)
+        if self.resident:
+            self.store.to(device)
+        else:
+            log.warning("the training store (%.0f MiB) exceeds %.0f %% of the free memory of %s: it stays on the host "
+                        "and %d loader workers gather its batches", self.store.nbytes / 2**20,
+                        100 * self.memory_fraction, device, self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        loader = train_loader(range(len(self.store)), self.batch_size, 0 if self.resident else self.num_workers,
+                              self.seed, collate_fn=None if self.resident else self.store.batch)
+        loader.sampler.set_epoch(self.trainer.current_epoch)  # a resumed run builds its first iterator before the
+        return loader                                         # epoch hooks run
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> dict[str, Any]:
+        """Positions (or uint8 rows) on the training device -> the batch's two views."""
+        rows = self.store.batch(batch) if self.resident else batch
+        source = functools.partial(self.store.batch, device=rows["image"].device)  # other rows, e.g. SaliencySwap's
+        return self.views(rows, self.trainer.current_epoch, source=source)

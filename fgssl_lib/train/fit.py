@@ -9,6 +9,7 @@ step, optimizer and schedule state, and the same batches as an uninterrupted run
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import pickle
@@ -36,11 +37,13 @@ from fgssl_lib.train.callbacks import (
     ViewEpochs,
 )
 from fgssl_lib.train.config import TrainConfig
-from fgssl_lib.train.data import TwoViewDataset, random_subset, train_loader
+from fgssl_lib.train.data import BatchedViewData, TwoViewDataset, random_subset, train_loader
 from fgssl_lib.train.run_lock import run_lock
-from fgssl_lib.views import build_views
+from fgssl_lib.train.store import StoreError, TrainingStore
+from fgssl_lib.views import VIEWS, build_batched_views, build_views
 
 LAST = "last.ckpt"
+log = logging.getLogger(__name__)
 
 
 def run_dir(config: TrainConfig) -> Path:
@@ -58,6 +61,34 @@ def build_method(config: TrainConfig, dataset: Any | None = None) -> SSLMethod:
                 raise ValueError(f"method {config.method!r} needs {key!r}: pass it in method_options")
             options[key] = getattr(dataset, key)
     return build(config.method, **options)
+
+
+def view_data(config: TrainConfig, method: SSLMethod, train_set: Dataset) -> tuple[str, Any]:
+    """The two-view data of ``config.view_pipeline`` and the pipeline it resolved to.
+
+    ``batched``: a :class:`~fgssl_lib.train.data.BatchedViewData` over the training store at ``store_side``, where
+    the samples can be stored; else ``per_sample``: a :class:`~fgssl_lib.train.data.TwoViewDataset`. Under ``auto``
+    data that cannot be stored falls back to per-sample views with a logged reason; ``batched`` raises it instead.
+    A generator that draws other training images (one that takes ``dataset``: SaliencySwap ``same``) is given the
+    training set; batched, it reads their rows from the store.
+    """
+    options = {"seed": config.seed, **method.view_params, **config.view_params}
+    generator = VIEWS.get(method.views)
+    if generator is not None and "dataset" in inspect.signature(generator).parameters:
+        options.setdefault("dataset", train_set)
+    if config.view_pipeline != "per_sample":
+        try:
+            store = TrainingStore.load(train_set, config.store_side, progress=config.progress_bar)
+        except StoreError as error:
+            if config.view_pipeline == "batched":
+                raise ValueError(f"view_pipeline='batched' cannot make these views: {error}. Use "
+                                 "view_pipeline='auto' (per-sample views where batched ones cannot be made) or "
+                                 "'per_sample'") from error
+            log.warning("per-sample views (view_pipeline='auto'): %s", error)
+        else:
+            views = build_batched_views(method.views, size=config.image_size, **options)
+            return "batched", BatchedViewData(store, views, config.batch_size, config.num_workers, config.seed)
+    return "per_sample", TwoViewDataset(train_set, build_views(method.views, size=config.image_size, **options))
 
 
 def training_set(config: TrainConfig) -> Dataset:
@@ -205,12 +236,10 @@ def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
     method = method if method is not None else build_method(config, full)
     check_bn_splits(method, config)
     train_set = random_subset(full, config.num_images, config.seed)
-    view_options = {"seed": config.seed, **method.view_params, **config.view_params}
-    if method.views == "saliency_swap" and view_options.get("mode", "same") == "same":
-        view_options.setdefault("dataset", train_set)  # SaliencySwap `same` pastes onto the other training images
-    views = build_views(method.views, size=config.image_size, **view_options)
-    data = TwoViewDataset(train_set, views)
-    loader = train_loader(data, config.batch_size, config.num_workers, config.seed)
+    pipeline, data = view_data(config, method, train_set)
+    config = replace(config, view_pipeline=pipeline)  # the run's settings record the pipeline its views came from
+    per_sample = isinstance(data, TwoViewDataset)
+    loader = train_loader(data, config.batch_size, config.num_workers, config.seed) if per_sample else None
 
     directory = run_dir(config)
     last = directory / LAST
@@ -219,16 +248,17 @@ def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
         checkpoint = read_checkpoint(last)
         check_checkpoint(checkpoint, method, last)
         check_run_settings(checkpoint, config, last)
-        epoch = _resume_epoch(checkpoint)
-        data.set_epoch(epoch)  # Lightning builds the first resumed iterator before its epoch hooks run
-        loader.sampler.set_epoch(epoch)
+        if loader is not None:
+            epoch = _resume_epoch(checkpoint)
+            data.set_epoch(epoch)  # Lightning builds the first resumed iterator before its epoch hooks run
+            loader.sampler.set_epoch(epoch)
         ckpt_path = str(last)
     elif last.is_file():
         raise FileExistsError(f"{last} exists; pass resume=True to continue that run, or use another checkpoint_dir")
 
-    history = History()
+    history = History(pipeline)
     callbacks = [
-        ViewEpochs(data),
+        *([ViewEpochs(data)] if per_sample else []),
         NonFiniteLossGuard(last),
         CollapseMonitor(config.collapse_every, config.collapse_threshold),
         history,  # after the monitor, so a step's record holds its embedding_std
@@ -254,7 +284,8 @@ def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
             default_root_dir=directory,
             num_sanity_val_steps=0,
         )
-        trainer.fit(method, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+        trainer.fit(method, train_dataloaders=loader, datamodule=None if per_sample else data, ckpt_path=ckpt_path,
+                    weights_only=True)
     return method, history
 
 
