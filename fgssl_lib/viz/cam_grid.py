@@ -7,16 +7,8 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
-
-def _show_image(ax: plt.Axes, image: torch.Tensor) -> None:
-    """Draw a ``3 x H x W`` image (uint8, or float in [0, 1])."""
-    image = image.detach().cpu()
-    image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
-    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
-    ax.set_xticks([])
-    ax.set_yticks([])
+from fgssl_lib.viz.images import draw_box, show_image
 
 
 def cam_grid(
@@ -41,14 +33,13 @@ def cam_grid(
     rows = 1 + len(cams)
     fig, axes = plt.subplots(rows, n, figsize=(panel_size * n, panel_size * rows), squeeze=False)
     for j in range(n):
-        _show_image(axes[0, j], images[j])
+        show_image(axes[0, j], images[j])
         for i, maps in enumerate(cams.values(), start=1):
-            _show_image(axes[i, j], images[j])
+            show_image(axes[i, j], images[j])
             axes[i, j].imshow(maps[j].detach().float().cpu().numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
         if boxes is not None:
-            x0, y0, x1, y1 = (float(v) for v in boxes[j])
             for i in range(rows):
-                axes[i, j].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="lime", lw=1.5))
+                draw_box(axes[i, j], boxes[j], "lime", linewidth=1.5)
     axes[0, 0].set_ylabel("image")
     for i, name in enumerate(cams, start=1):
         axes[i, 0].set_ylabel(name)

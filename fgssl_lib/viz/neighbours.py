@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 from fgssl_lib.eval.retrieval import top_k_neighbours
-from fgssl_lib.viz.cam_grid import _show_image
+from fgssl_lib.viz.images import show_image
 
 CORRECT, WRONG = "tab:green", "tab:red"
 
@@ -32,11 +32,11 @@ def neighbour_panel(
     q = len(query_images)
     fig, axes = plt.subplots(q, 1 + k, figsize=(panel_size * (1 + k), panel_size * q), squeeze=False)
     for i in range(q):
-        _show_image(axes[i, 0], query_images[i])
+        show_image(axes[i, 0], query_images[i])
         axes[i, 0].set_title("query" if i == 0 else "", fontsize=9)
         for j, g in enumerate(indices[i].tolist(), start=1):
             ax = axes[i, j]
-            _show_image(ax, gallery_images[g])
+            show_image(ax, gallery_images[g])
             colour = CORRECT if int(gallery_labels[g]) == int(query_labels[i]) else WRONG
             for spine in ax.spines.values():
                 spine.set_edgecolor(colour)

@@ -12,8 +12,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from fgssl_lib.data.sample import box_to_mask  # noqa: E402
 from fgssl_lib.views import build_views  # noqa: E402
-from fgssl_lib.views.explorer import STATIC_GRID, explore, interactive_frontend  # noqa: E402
-from fgssl_lib.views.gallery import draws_of, show_gallery  # noqa: E402
+from fgssl_lib.viz.explorer import STATIC_GRID, explore, interactive_frontend  # noqa: E402
+from fgssl_lib.viz.gallery import draws_of, show_gallery  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
+from fgssl_lib.saliency import best_box, build_saliency
 from fgssl_lib.views import build_views
-
-MASK_COLOUR = "#ffd400"
+from fgssl_lib.viz.images import MASK_COLOUR, draw_box, show_image
 
 
 def default_generators(dataset: Any, size: int, seed: int | None = 0) -> dict[str, Callable]:
@@ -28,22 +26,6 @@ def default_generators(dataset: Any, size: int, seed: int | None = 0) -> dict[st
         "SaliencySwap other": build_views("saliency_swap", size, mode="other", seed=seed),
         "copy-paste (p=1)": build_views("copy_paste", size, p=1.0, seed=seed),
     }
-
-
-def _plain(ax: Axes, title: str | None) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=8)
-
-
-def show_view(ax: Axes, image: torch.Tensor, mask: torch.Tensor | None = None, title: str | None = None) -> None:
-    """Show a ``3xHxW`` image (uint8 or float in [0, 1]) with the 0.5 contour of an ``HxW`` mask."""
-    image = image.float() / 255 if image.dtype == torch.uint8 else image
-    ax.imshow(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
-    if mask is not None and float(mask.min()) < 0.5 < float(mask.max()):
-        ax.contour(mask.float().cpu().numpy(), levels=[0.5], colors=MASK_COLOUR, linewidths=1.0)
-    _plain(ax, title)
 
 
 def draws_of(transform: Callable, sample: Mapping[str, Any], draws: int) -> list[dict[str, Any]]:
@@ -60,18 +42,10 @@ def draws_of(transform: Callable, sample: Mapping[str, Any], draws: int) -> list
     return outputs
 
 
-def _draw_box(ax: Axes, box: Sequence[float], colour: str, style: str = "-") -> None:
-    x0, y0, x1, y1 = (float(v) for v in box)
-    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=style,
-                           linewidth=1.2))
-
-
 def _saliency_map(saliency: Any, sample: Mapping[str, Any]) -> tuple[torch.Tensor, tuple[int, int, int, int] | None]:
     """The map to show and its best box: the sample's mask (no box search) or a ``fgssl_lib.saliency`` source's map."""
     if saliency is None:
         return sample["mask"].float(), None
-    from fgssl_lib.saliency import best_box, build_saliency
-
     source = build_saliency(saliency) if isinstance(saliency, str) else saliency
     saliency_map = torch.as_tensor(source(sample["image"], sample)).float()
     return saliency_map, best_box(saliency_map)
@@ -98,15 +72,18 @@ def show_gallery(dataset: Any, samples: Sequence[int] = (0, 1, 2),
     for row, index in enumerate(samples):
         sample = dataset[index]
         saliency_map, found = _saliency_map(saliency, sample)
-        show_view(axes[row, 0], sample["image"], title="source + box" if row == 0 else None)
-        _draw_box(axes[row, 0], sample["box"], MASK_COLOUR)
+        show_image(axes[row, 0], sample["image"], title="source + box" if row == 0 else None, interpolation="nearest")
+        draw_box(axes[row, 0], sample["box"], MASK_COLOUR)
         axes[row, 1].imshow(saliency_map.cpu().numpy(), cmap="magma", vmin=0, vmax=1)
-        _plain(axes[row, 1], "saliency" if row == 0 else None)
+        axes[row, 1].set_xticks([])
+        axes[row, 1].set_yticks([])
+        if row == 0:
+            axes[row, 1].set_title("saliency", fontsize=8)
         if found is not None:
-            _draw_box(axes[row, 0], found, "cyan", "--")
-            _draw_box(axes[row, 1], found, "cyan", "--")
+            draw_box(axes[row, 0], found, "cyan", "--")
+            draw_box(axes[row, 1], found, "cyan", "--")
         for g, (label, transform) in enumerate(generators.items()):
             for d, out in enumerate(draws_of(transform, sample, draws)):
-                show_view(axes[row, 2 + g * draws + d], out["view1"], out["mask1"],
-                          title=label if row == 0 and d == 0 else None)
+                show_image(axes[row, 2 + g * draws + d], out["view1"], out["mask1"],
+                           title=label if row == 0 and d == 0 else None, interpolation="nearest")
     return figure

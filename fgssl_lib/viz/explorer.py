@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from matplotlib.figure import Figure
 
-from fgssl_lib.notebook import in_colab
 from fgssl_lib.views import build_views
 from fgssl_lib.views.copy_paste import BLENDINGS
-from fgssl_lib.views.gallery import draws_of, show_view
 from fgssl_lib.views.saliency_swap import MODES
+from fgssl_lib.viz.gallery import draws_of
+from fgssl_lib.viz.images import show_image
 
 GENERATORS = ("rrc", "saliency_swap", "copy_paste")
 STATIC_GRID: tuple[dict[str, Any], ...] = (
@@ -58,10 +59,11 @@ def settings_figure(dataset: Any, index: int, size: int, draws: int, grid: tuple
     figure = Figure(figsize=(1.5 * (draws + 1), 1.6 * len(grid)), layout="constrained")
     axes = figure.subplots(len(grid), draws + 1, squeeze=False)
     for row, settings in enumerate(grid):
-        show_view(axes[row, 0], sample["image"], sample["mask"], title="source" if row == 0 else None)
+        show_image(axes[row, 0], sample["image"], sample["mask"], title="source" if row == 0 else None,
+                   interpolation="nearest")
         axes[row, 1].set_title(_label(settings), fontsize=7, loc="left")
         for d, out in enumerate(draws_of(views_for(dataset, size, **settings), sample, draws)):
-            show_view(axes[row, d + 1], out["view1"], out["mask1"])
+            show_image(axes[row, d + 1], out["view1"], out["mask1"], interpolation="nearest")
     return figure
 
 
@@ -80,7 +82,7 @@ def interactive_frontend() -> bool:
     shell = get_ipython()
     if shell is None or not hasattr(shell, "kernel"):
         return False
-    return in_colab() or "JPY_SESSION_NAME" in os.environ or "VSCODE_PID" in os.environ
+    return "google.colab" in sys.modules or "JPY_SESSION_NAME" in os.environ or "VSCODE_PID" in os.environ
 
 
 def explore(dataset: Any, index: int = 0, size: int | None = None, draws: int = 4,
