@@ -4,7 +4,7 @@ Source: LCR (Shu et al., CVPR 2023), Table 2 (linear probe at 100/50/20 % labels
 from ImageNet-supervised weights, MoCo v2 training) and Table 4 (linear top-1 and retrieval rank-1 of alternatives,
 including DiLo and CVSA re-run by the LCR authors on CUB). The CVSA paper's own tables were lost in our text copy, and
 DiLo reports ImageNet/VOC results only, so their fine-grained numbers are the ones LCR lists. Method names are fgssl
-registry names; metric names are the keys our evaluators return.
+registry names; metric names are the vocabulary of :mod:`fgssl_lib.reports`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pandas as pd
 
 from fgssl_lib.config import check_choice
 
-# (dataset, method, metric) -> value in %. ``linear_top1_50`` etc. are label fractions.
+# (dataset, method, metric) -> value in %, named as fgssl_lib.reports names ours (``original``: the test split as it
+# is; ``_50`` / ``_20``: label fractions).
 _TABLE2 = {
     "cub": {
         "mocov2": (68.30, 90.85, 60.96, 87.00, 46.91, 76.59, 17.07, 41.46, 8.13),
@@ -29,8 +30,8 @@ _TABLE2 = {
     },
 }
 _TABLE2_METRICS = (
-    "linear_top1", "linear_top5", "linear_top1_50", "linear_top5_50", "linear_top1_20", "linear_top5_20",
-    "retrieval_rank1", "retrieval_rank5", "retrieval_mAP",
+    "linear_original", "linear_original_top5", "linear_original_50", "linear_original_50_top5", "linear_original_20",
+    "linear_original_20_top5", "retrieval_rank1", "retrieval_rank5", "retrieval_map",
 )
 # LCR Table 4: linear top-1 and retrieval rank-1 per dataset (None: not reported; DualPooling "collapse").
 _TABLE4 = {
@@ -55,12 +56,12 @@ def _rows() -> list[dict[str, object]]:
                      for m, v in zip(_TABLE2_METRICS, values)]
     for method, per_dataset in _TABLE4.items():
         for dataset, (top1, rank1) in per_dataset.items():
-            rows.append(dict(dataset=dataset, method=method, metric="linear_top1", value=top1, source="LCR Table 4"))
+            rows.append(dict(dataset=dataset, method=method, metric="linear_original", value=top1, source="LCR Table 4"))
             if rank1 is not None:
                 rows.append(dict(dataset=dataset, method=method, metric="retrieval_rank1", value=rank1,
                                  source="LCR Table 4"))
     for method, per_dataset in _TABLE3.items():
-        rows += [dict(dataset=d, method=method, metric="linear_top1", value=v, source="LCR Table 3")
+        rows += [dict(dataset=d, method=method, metric="linear_original", value=v, source="LCR Table 3")
                  for d, v in per_dataset.items()]
     return rows
 

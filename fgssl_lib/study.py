@@ -1,7 +1,7 @@
 """The CPU evidence study: does each method fix background bias on the synthetic benchmark?
 
 Every method of :data:`STUDY_METHODS` is trained with the ``cpu`` preset for each seed, evaluated with
-:func:`fgssl_lib.experiment.evaluate` and written as one row of ``book/results/cpu_study.csv`` (percentages), with
+:func:`fgssl_lib.reports.evaluate` and written as one row of ``book/results/cpu_study.csv`` (percentages), with
 the command, date and package versions in ``#`` header lines. The CSV is rewritten after every run, so a killed
 study resumes where it stopped (finished runs are also kept as checkpoints). :func:`claims` turns the table into the
 five questions of the book's results page, each answered from the numbers.
@@ -21,20 +21,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from fgssl_lib.config import check_choice
-from fgssl_lib.experiment import evaluate, train_or_load
-from fgssl_lib.methods import METHODS
-from fgssl_lib.train import TrainConfig
+from fgssl_lib.config import check_choice, check_preset
+from fgssl_lib.methods import METHODS, evaluated_from
+from fgssl_lib.reports import evaluate
+from fgssl_lib.runs import method_configs, train_methods
 
 STUDY_METHODS = ("byol", "byol_ss", "cvsa", "cvsa_sigmoid_max", "byol_dilo", "mocov2", "mocov2_dilo", "lcr",
                  "lcr_multitask", "lcr_dual_pooling", "supervised")
 SEEDS = (0, 1, 2)
 COLUMNS = ("method", "seed", "knn_original", "knn_only_fg", "knn_mixed_same", "knn_mixed_rand", "bg_gap",
-           "linear_mixed_rand", "retrieval_rank1", "retrieval_mAP", "maxboxacc", "train_seconds")
+           "linear_mixed_rand", "retrieval_rank1", "retrieval_map", "maxboxacc", "train_seconds")
 CSV_PATH = Path(__file__).resolve().parent.parent / "book" / "results" / "cpu_study.csv"
-# LCR MultiTask trains exactly as LCR and differs only at test (GAP instead of weighted pooling, LCR Table 1), so it
-# is the LCR run evaluated with ``test_pooling=False``.
-EVALUATED_FROM = {"lcr_multitask": ("lcr", {"test_pooling": False})}
+SMOKE_METHODS = ("byol", "lcr", "lcr_multitask")
+"""The study at ``smoke``: the whole pipeline in seconds, one seed, a run evaluated twice (LCR and MultiTask)."""
 _VERSIONED = ("fgssl_lib", "torch", "torchvision", "lightly", "pytorch-lightning", "numpy", "scikit-learn")
 
 
@@ -75,13 +74,8 @@ def read_study(path: str | os.PathLike = CSV_PATH) -> pd.DataFrame:
 
 def run_one(method: str, seed: int, preset: str = "cpu", **overrides: object) -> dict[str, float | str | int]:
     """Train (or load) ``method`` for ``seed`` and evaluate it: one row of the study."""
-    trained, options = EVALUATED_FROM.get(method, (method, {}))
-    config = TrainConfig.preset(preset, method=trained, seed=seed, **overrides)
-    run = train_or_load(config)
-    for name, value in options.items():
-        setattr(run.method, name, value)
-    metrics = evaluate(run.method, config, preset)
-    return {"method": method, "seed": seed, **metrics, "train_seconds": run.train_seconds}
+    configs = method_configs([method], preset, seed=seed, **overrides)
+    return {"method": method, "seed": seed, **evaluate(train_methods(configs)[method], configs[method], preset)}
 
 
 def default_jobs() -> int:
@@ -92,7 +86,7 @@ def default_jobs() -> int:
     return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
 
 
-def _single_threaded() -> None:
+def single_threaded() -> None:
     """Initializer of a study process: one intra-op thread, so ``jobs`` processes share the cores without contention;
     on Linux the process also ends when the study that started it is killed (its run resumes from ``last.ckpt``)."""
     import torch
@@ -112,10 +106,10 @@ def run_study(preset: str = "cpu", methods: Sequence[str] = STUDY_METHODS, seeds
     CSV after each run; returns all rows in ``seed, method`` order.
 
     ``jobs > 1`` trains that many runs at once in single-threaded processes (:func:`default_jobs`); a row of
-    :data:`EVALUATED_FROM` starts only once the run it is evaluated from has finished.
+    :func:`~fgssl_lib.methods.evaluated_from` another's run starts only once the run it is evaluated from has finished.
     """
     for method in methods:
-        check_choice("study method", method, set(METHODS) | set(EVALUATED_FROM))
+        check_choice("study method", method, METHODS)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     path = Path(path)
@@ -125,7 +119,7 @@ def run_study(preset: str = "cpu", methods: Sequence[str] = STUDY_METHODS, seeds
     order = {(m, s): k for k, (m, s) in enumerate((m, s) for s in seeds for m in methods)}
 
     def source(task: tuple[str, int]) -> tuple[str, int] | None:
-        trained = EVALUATED_FROM.get(task[0], (task[0], {}))[0]
+        trained = evaluated_from(task[0])
         return (trained, task[1]) if trained != task[0] and (trained, task[1]) in todo else None
 
     def finish(row: dict[str, float | str | int], seconds: float) -> None:
@@ -144,7 +138,7 @@ def run_study(preset: str = "cpu", methods: Sequence[str] = STUDY_METHODS, seeds
         return rows
     waiting = [t for t in todo if source(t) is not None]
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_single_threaded) as pool:
+                             initializer=single_threaded) as pool:
         started: dict[Future, tuple[tuple[str, int], float]] = {}
 
         def submit(task: tuple[str, int]) -> None:
@@ -167,6 +161,27 @@ def run_study(preset: str = "cpu", methods: Sequence[str] = STUDY_METHODS, seeds
                     waiting.remove(dependent)
                     submit(dependent)
     return rows
+
+
+def run_or_read(preset: str = "cpu", rerun: bool = False, methods: Sequence[str] | None = None,
+                seeds: Sequence[int] = SEEDS, path: str | os.PathLike | None = None, jobs: int | None = None,
+                scratch: str | os.PathLike = ".") -> tuple[pd.DataFrame, Path, float | None]:
+    """The study as ``07_cpu_study`` shows it: the rows of the CSV at ``path`` (default :data:`CSV_PATH`), after
+    running every ``methods x seeds`` again with ``rerun=True`` (``jobs`` at once, default :func:`default_jobs`).
+    At ``smoke`` the whole pipeline runs on :data:`SMOKE_METHODS` and seed 0 into ``<scratch>/cpu_study_smoke.csv``.
+    Returns ``(rows, the CSV, seconds spent running or None when only read)``."""
+    csv = Path(path) if path else CSV_PATH
+    command = f"python -m fgssl_lib.reproduce --preset {preset} --only 07_cpu_study -p rerun=True" + (
+        f" -p 'seeds={list(seeds)}'" if list(seeds) != list(SEEDS) else "")
+    if check_preset(preset) == "smoke":
+        csv, methods, seeds = Path(scratch) / "cpu_study_smoke.csv", SMOKE_METHODS, (0,)
+    seconds = None
+    if rerun or preset == "smoke":
+        start = time.perf_counter()
+        run_study(preset, methods or STUDY_METHODS, seeds, path=csv, command=command, rerun=rerun,
+                  jobs=jobs or default_jobs())
+        seconds = time.perf_counter() - start
+    return read_study(csv), csv, seconds
 
 
 def to_results(rows: pd.DataFrame) -> dict[str, dict[str, list[float]]]:

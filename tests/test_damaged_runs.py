@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fgssl_lib.experiment import train_or_load
+from fgssl_lib.runs import train_or_load
 from fgssl_lib.reproduce import main as reproduce
 from fgssl_lib.train import TrainConfig, load_method
 from fgssl_lib.train.fit import DamagedCheckpointError

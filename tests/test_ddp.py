@@ -18,7 +18,7 @@ import torch
 
 SCRIPT = textwrap.dedent("""
     import os, sys
-    from fgssl_lib.experiment import train_or_load
+    from fgssl_lib.runs import train_or_load
     from fgssl_lib.train import TrainConfig
 
     config = TrainConfig.preset("smoke", method=sys.argv[2], device="cpu", devices=2, strategy="ddp", max_steps=2,

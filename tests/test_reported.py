@@ -8,8 +8,8 @@ from fgssl_lib.reported import REPORTED, reported
 def test_lcr_table2_values_land_in_the_right_cells():
     cub = reported("cub")
     assert cub.loc["lcr", "retrieval_rank1"] == 49.69
-    assert cub.loc["mocov2", "linear_top1_20"] == 46.91
-    assert reported("aircraft").loc["lcr", "retrieval_mAP"] == 15.43
+    assert cub.loc["mocov2", "linear_original_20"] == 46.91
+    assert reported("aircraft").loc["lcr", "retrieval_map"] == 15.43
 
 
 def test_methods_filter_and_missing_values_are_nan():

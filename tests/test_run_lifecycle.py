@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fgssl_lib.experiment import run_key
+from fgssl_lib.runs import run_key
 from fgssl_lib.train import TrainConfig, fit
 from fgssl_lib.train import callbacks as train_callbacks
 from fgssl_lib.train import config as train_config

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from fgssl_lib.data import load_dataset
-from fgssl_lib.experiment import Run, run_key, train_or_load
+from fgssl_lib.runs import Run, run_key, train_or_load
 from fgssl_lib.train import TrainConfig, build_method
 from fgssl_lib.train.fit import training_set
 from fgssl_lib.train.snapshots import (

@@ -107,6 +107,6 @@ def _parent_death_signal() -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 def test_study_processes_end_when_the_study_is_killed():
-    with multiprocessing.get_context("fork").Pool(1, initializer=study._single_threaded) as pool:
+    with multiprocessing.get_context("fork").Pool(1, initializer=study.single_threaded) as pool:
         assert pool.apply(_parent_death_signal) == signal.SIGTERM
     assert _parent_death_signal() == 0  # the study's own process is left alone

@@ -21,8 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from fgssl_lib.experiment import evaluate, runs_root, train_or_load
-from fgssl_lib.study import _single_threaded
+from fgssl_lib.reports import evaluate
+from fgssl_lib.runs import runs_root, train_or_load
+from fgssl_lib.study import single_threaded
 from fgssl_lib.train import TrainConfig
 
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
@@ -45,9 +46,9 @@ def run_setting(method: str, setting: str, seed: int, preset: str) -> dict[str, 
     config = TrainConfig.preset(preset, method=method, seed=seed, **SETTINGS[method][setting])
     start = time.perf_counter()
     run = train_or_load(config, root=runs_root() / "fidelity")
-    metrics = evaluate(run.method, config, preset, metrics=("knn", "maxboxacc"), stream="val")
+    metrics = evaluate(run, config, preset, protocols=("knn", "maxboxacc"), stream="val")
     return {"method": method, "setting": setting, "seed": seed, **{m: metrics[m] for m in METRICS},
-            "train_seconds": run.train_seconds, "seconds": time.perf_counter() - start}
+            "train_seconds": metrics["train_seconds"], "seconds": time.perf_counter() - start}
 
 
 def summary(rows: pd.DataFrame) -> list[str]:
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     done = set() if rows.empty else set(zip(rows["method"], rows["setting"], rows["seed"]))
     todo = [(m, s, seed) for seed in args.seeds for m in args.methods for s in SETTINGS[m] if (m, s, seed) not in done]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_single_threaded) as pool:
+                             initializer=single_threaded) as pool:
         futures = [pool.submit(run_setting, *task, args.preset) for task in todo]
         for task, future in zip(todo, futures):
             row = future.result()

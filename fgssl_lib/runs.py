@@ -1,0 +1,237 @@
+"""Runs: the trained methods every notebook and the CPU study share, keyed by their configuration.
+
+A run is kept under ``<runs_root()>/<run_key(config)>``: ``last.ckpt`` (resumed when a run was killed), the
+per-epoch ``history.csv``, ``done.json`` once it has finished (written atomically, last), and for a method with a
+saliency map of its own the map's series at ``snapshots.pt`` (:mod:`fgssl_lib.train.snapshots`). One process at a
+time works in a run directory (:func:`fgssl_lib.train.run_lock.run_lock`), so a notebook and the study asking for
+the same run share one training.
+
+- :func:`train_or_load`: the one way to get a run, single-stage or CVSA's dual-stage recipe (``stage1=``);
+- :func:`method_configs` / :func:`train_methods`: one config and one run per method name of a notebook;
+- a registry name evaluated from another name's run (LCR Table 1's MultiTask,
+  :func:`fgssl_lib.methods.evaluated_from`) shares that run and is rebuilt as itself at test time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytorch_lightning as pl
+
+from fgssl_lib.data import data_home
+from fgssl_lib.data.synthetic import RENDER_VERSION
+from fgssl_lib.methods import TRAINING_VERSION, SSLMethod, evaluated_as, evaluated_from
+from fgssl_lib.config import check_choice, check_preset
+from fgssl_lib.reported import INIT as REPORTED_INIT
+from fgssl_lib.train import PAPER_INIT, TrainConfig, fit, fit_dual_stage, load_method
+from fgssl_lib.train.run_lock import launched_rank, run_lock
+from fgssl_lib.train.snapshots import SNAPSHOTS, SaliencySnapshots, run_snapshot_images
+
+DONE = "done.json"
+
+
+def runs_root() -> Path:
+    """Where runs are kept: ``$FGSSL_RUNS``, else ``<data home>/runs``."""
+    return Path(os.environ.get("FGSSL_RUNS") or data_home() / "runs")
+
+
+def run_key(config: TrainConfig) -> str:
+    """``<method>-seed<seed>-<hash>``: the hash covers every setting that changes the trained weights
+    (:meth:`TrainConfig.identity`: the data by name, split and image count, not by path, so data moved from Drive to
+    local disk keeps its runs), and for the synthetic benchmark the version of its drawing code (a redrawn benchmark
+    must not load runs of the old one), and the methods' :data:`~fgssl_lib.methods.TRAINING_VERSION`."""
+    settings = {**config.identity(), "training_version": TRAINING_VERSION}
+    if config.dataset == "synthetic":
+        settings["synthetic_render_version"] = RENDER_VERSION
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{config.method}-seed{config.seed}-{digest}"
+
+
+def run_path(config: TrainConfig, root: str | os.PathLike | None = None, stage1: TrainConfig | None = None) -> Path:
+    """The directory of the run of ``config`` under ``root`` (default :func:`runs_root`); with ``stage1``, of the
+    dual-stage pair ``dual_stage-<key of stage 1>-<key of stage 2>``."""
+    name = run_key(config) if stage1 is None else f"dual_stage-{run_key(stage1)}-{run_key(config)}"
+    return Path(root or runs_root()) / name
+
+
+@dataclass
+class Run:
+    """A trained method with its per-epoch history, training wall time (s) and run directory."""
+
+    method: SSLMethod
+    history: pd.DataFrame
+    train_seconds: float
+    path: Path
+
+
+def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, retrain: bool = False,
+                  callbacks: Sequence[pl.Callback] = (), stage1: TrainConfig | None = None) -> Run:
+    """Load the finished run of ``config`` if there is one, else train it (resuming a killed run from its
+    ``last.ckpt``), under the run's lock; ``done.json`` is written atomically once the run has finished.
+
+    ``retrain=True`` discards a finished run and trains again from scratch. ``callbacks`` go to the trainer, after a
+    :class:`~fgssl_lib.train.snapshots.SaliencySnapshots` that records the method's own map (if it has one) on
+    :func:`~fgssl_lib.train.snapshots.run_snapshot_images` into ``<run>/snapshots.pt``.
+
+    With ``stage1``: CVSA's dual-stage recipe (:func:`fgssl_lib.train.fit_dual_stage`: ``stage1`` BYOL, then
+    ``config`` CVSA from its weights with the early stages frozen), each stage in ``<run>/stage<i>``; the history has
+    both stages' epochs with a ``stage`` column.
+    """
+    path = run_path(config, root, stage1)
+    with run_lock(path):  # a notebook and the study may ask for the same run at the same time
+        if (path / DONE).exists() and not retrain:
+            return _finished(path)
+        first = launched_rank() == 0  # DDP ranks > 0 train beside rank 0; only rank 0 cleans up and writes the run
+        if retrain and first:
+            for stale in (DONE, "last.ckpt", SNAPSHOTS):
+                (path / stale).unlink(missing_ok=True)
+            for stage in ("stage1", "stage2"):
+                shutil.rmtree(path / stage, ignore_errors=True)
+        method, history = (_fit_one(config, path, callbacks) if stage1 is None
+                           else _fit_dual_stage(stage1, config, path))
+        seconds = float(history["time_s"].sum()) if "time_s" in history else 0.0
+        if first:
+            history.to_csv(path / "history.csv", index=False)
+            done = {"train_seconds": seconds, "config": dataclasses.asdict(config)}
+            if stage1 is not None:
+                done["stage1"] = dataclasses.asdict(stage1)
+            tmp = (path / DONE).with_suffix(".tmp")
+            tmp.write_text(json.dumps(done, default=str))
+            os.replace(tmp, path / DONE)
+        return Run(method.eval(), history, seconds, path)
+
+
+def _fit_one(config: TrainConfig, path: Path, callbacks: Sequence[pl.Callback]) -> tuple[SSLMethod, pd.DataFrame]:
+    """Train (or resume) one run in ``path``; its whole history."""
+    snapshots = SaliencySnapshots(run_snapshot_images(config)[0], path / SNAPSHOTS)  # its state resumes with the run
+    method, history = fit(dataclasses.replace(config, checkpoint_dir=str(path), resume=(path / "last.ckpt").exists()),
+                          callbacks=[snapshots, *callbacks])
+    return method, history.epochs  # covers the whole run, also when it resumed
+
+
+def _fit_dual_stage(stage1: TrainConfig, stage2: TrainConfig, path: Path) -> tuple[SSLMethod, pd.DataFrame]:
+    """Train (or resume) both stages in ``path/stage1`` and ``path/stage2``; both histories with a ``stage``."""
+    stages = [dataclasses.replace(config, checkpoint_dir=str(path / f"stage{i}"), resume=True)
+              for i, config in enumerate((stage1, stage2), start=1)]
+    method, histories = fit_dual_stage(*stages)
+    return method, pd.concat([h.epochs.assign(stage=i) for i, h in enumerate(histories, start=1)], ignore_index=True)
+
+
+def load_run(config: TrainConfig, root: str | os.PathLike | None = None) -> Run | None:
+    """The finished run of ``config`` under ``root`` (default :func:`runs_root`), or ``None`` if there is none."""
+    path = run_path(config, root)
+    return _finished(path) if (path / DONE).exists() else None
+
+
+def read_done(path: Path) -> dict[str, Any]:
+    """The ``done.json`` of the finished run in ``path``, checked: it parses, has ``train_seconds``, and the run's
+    ``last.ckpt`` is there; otherwise a ``ValueError`` / ``FileNotFoundError`` that says ``retrain=True``."""
+    done = path / DONE
+    try:
+        info = json.loads(done.read_text())
+        if isinstance(info, dict) and "train_seconds" not in info and "stage2" in info:
+            # a dual-stage pair finished by fgssl <= 0.3 kept its time in its history only
+            info["train_seconds"] = float(pd.read_csv(path / "history.csv")["time_s"].sum())
+        float(info["train_seconds"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{done} is damaged ({type(error).__name__}: {error}): train the run again with "
+                         "train_or_load(..., retrain=True)") from error
+    if not _checkpoint(path).is_file():
+        raise FileNotFoundError(f"the finished run {path} has no {_checkpoint(path).relative_to(path)} (deleted or "
+                                "not copied?): train it again with train_or_load(..., retrain=True), or put it back")
+    return info
+
+
+def _checkpoint(path: Path) -> Path:
+    """The final ``last.ckpt`` of the run in ``path``: its own, or its second stage's."""
+    return path / "stage2" / "last.ckpt" if (path / "stage2").is_dir() else path / "last.ckpt"
+
+
+def _finished(path: Path) -> Run:
+    """The finished run in ``path`` (it has ``done.json``)."""
+    info = read_done(path)
+    history = pd.read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
+    return Run(load_method(_checkpoint(path)), history, float(info["train_seconds"]), path)
+
+
+def method_configs(methods: Sequence[str], preset: str, dataset: str = "synthetic", data_root: str | None = None,
+                   **settings: Any) -> dict[str, TrainConfig]:
+    """One :class:`TrainConfig` per name of ``methods``: ``preset`` on ``dataset`` with the notebook's ``settings``
+    (any :class:`TrainConfig` field, e.g. ``seed``, ``device``, ``epochs``, ``batch_size``, ``num_images``,
+    ``precision``, ``checkpoint_minutes``; a value of ``None`` keeps the preset's). A name evaluated from another's
+    run (:func:`fgssl_lib.methods.evaluated_from`) gets that run's config.
+
+    ``dataset`` always wins over the preset's (``paper`` names CUB): a real dataset drops the synthetic benchmark's
+    options, and the synthetic benchmark asked for at a real-data preset is rendered at the preset's image size.
+    """
+    if not methods:
+        raise ValueError("methods is empty: name at least one method, e.g. ['byol', 'cvsa']")
+    overrides = {key: value for key, value in settings.items() if value is not None}
+    configs = {}
+    for name in methods:
+        config = TrainConfig.preset(preset, method=evaluated_from(name), **overrides)
+        if dataset != config.dataset or dataset != "synthetic":
+            options = {"image_size": config.image_size} if dataset == "synthetic" else {}
+            config = dataclasses.replace(config, dataset=dataset, data_root=data_root,
+                                         dataset_options={**options, **overrides.get("dataset_options", {})})
+        configs[name] = config
+    return configs
+
+
+def train_methods(configs: dict[str, TrainConfig], root: str | os.PathLike | None = None,
+                  retrain: bool = False, train: bool = True) -> dict[str, Run]:
+    """:func:`train_or_load` of every config; a name evaluated from another's run gets its own copy of the run,
+    rebuilt as itself (:func:`fgssl_lib.methods.evaluated_as`; it never retrains the run: the name it comes from
+    does).
+
+    ``train=False`` only loads finished runs (a ``paper`` run takes GPU-hours: the training notebooks, or the user,
+    train them); the names without one are left out of the result, with a warning that names them and their run
+    folders. Raises when none is finished.
+    """
+    runs, missing = {}, []
+    for name, config in configs.items():
+        if train:
+            run = train_or_load(config, root=root, retrain=retrain and evaluated_from(name) == name)
+        else:
+            run = load_run(config, root=root)
+            if run is None:
+                missing.append(f"{name} ({run_path(config, root)})")
+                continue
+        runs[name] = dataclasses.replace(run, method=evaluated_as(run.method, name))
+    if missing:
+        message = (f"no finished run for {', '.join(missing)}: train them first (notebooks 03_train_cvsa / "
+                   "04_train_lcr with the same parameters, or fgssl_lib.runs.train_or_load), or pass "
+                   "train=True to train them here")
+        if not runs:
+            raise FileNotFoundError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return runs
+
+
+def reproduction_configs(methods: Sequence[str], preset: str, dataset: str, init: str = "reported",
+                         data_root: str | None = None, **settings: Any) -> dict[str, TrainConfig]:
+    """The runs of ``06_reproduce_on_gpu``: at ``paper``, each method with its paper's settings on ``dataset``
+    (FGVC-Aircraft on train + val, the standard protocol), started as ``init`` says: ``"reported"`` as the runs behind
+    the papers' numbers (:data:`fgssl_lib.reported.INIT`), ``"paper"`` as each method's own paper
+    (:data:`~fgssl_lib.train.PAPER_INIT`). Below ``paper``, the ``smoke`` settings on the synthetic benchmark from
+    scratch (a half-trained ResNet-50 would only mislead). ``settings``: :class:`TrainConfig` fields, ``None`` keeps
+    the preset's."""
+    check_choice("initialisation", init, ("reported", "paper"))
+    overrides = {key: value for key, value in settings.items() if value is not None}
+    if check_preset(preset) != "paper":
+        return {m: TrainConfig.preset("smoke", method=m, **overrides) for m in methods}
+    if dataset == "aircraft":
+        overrides["split"] = "trainval"
+    configs = {m: TrainConfig.preset(preset, method=m, dataset=dataset, data_root=data_root, **overrides)
+               for m in methods}
+    return {m: c.with_init(REPORTED_INIT if init == "reported" else PAPER_INIT[m]) for m, c in configs.items()}
