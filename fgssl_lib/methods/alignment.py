@@ -1,6 +1,6 @@
 """CVSA cross-view saliency alignment: cross-view attention, correspondence intensity and the alignment loss.
 
-Our formulation of CVSA Eqs. 3-5 (the CVSA theory page; the paper's equations were lost in our copy of its text):
+Our formulation of CVSA Eqs. 3-5 (the CVSA theory page):
 
 - Eq. 3, cross-view attention ``A_{1->2} = P1^T Z2 / tau_a`` between the online prediction map ``P1`` of view 1 and
   the momentum projection map ``Z2`` of view 2, both L2-normalised along channels (so ``A`` holds cosine similarities

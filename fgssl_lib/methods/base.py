@@ -22,9 +22,8 @@ Extension points (CVSA and LCR subclass BYOL / MoCo v2 through them):
   (``phi``) and differentiates ``out.loss_ctr`` with respect to it.
 - ``momentum_pairs() -> list[(online, target)]`` (momentum methods): the modules updated by EMA at the start of every
   training step (lightly's ``update_momentum`` with a ``cosine_schedule`` from ``momentum_start`` to
-  ``momentum_end``). The default pairs the backbone and projection head with ``self.momentum_encoder``; a method with
-  extra target modules (CVSA's conv projector ``g_c'``) creates them with :func:`momentum_copy` and returns
-  ``super().momentum_pairs() + [(g_c, g_c_target)]``.
+  ``momentum_end``): the backbone and projection head with ``self.momentum_encoder``'s, then every target module a
+  method adds with :meth:`MomentumMethod.momentum_twin` (CVSA's conv projector ``g_c'``, LCR DualPooling's branch).
 - ``embed(images) -> N x D`` (eval mode, no grad): default the GAP backbone features of the online encoder; LCR
   overrides ``embed_features`` with its weighted pooling. ``saliency(images) -> N x S x S`` in [0, 1]: a method with
   a map of its own returns it through a :class:`~fgssl_lib.saliency.maps.MapSource`; ``NotImplementedError`` here.
@@ -248,6 +247,13 @@ class MomentumMethod(SSLMethod):
 
     def __init__(self, momentum_start: float = 0.99, momentum_end: float = 1.0, **base_options: Any) -> None:
         super().__init__(**base_options)
+        self.twins: list[tuple[nn.Module, nn.Module]] = []
+
+    def momentum_twin(self, online: nn.Module) -> nn.Module:
+        """A momentum copy of ``online`` (:func:`momentum_copy`) that follows it by EMA (:meth:`momentum_pairs`)."""
+        target = momentum_copy(online)
+        self.twins.append((online, target))
+        return target
 
     def encode_target(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """Momentum encoder (no grad): ``x`` -> (maps at ``self.stages`` + ``layer4``, projection ``N x d``). MoCo
@@ -260,8 +266,9 @@ class MomentumMethod(SSLMethod):
         return self.momentum_encoder(x, self.stages)
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        """(online, target) module pairs updated by EMA; the backbone and projection head by default."""
-        return [(self.backbone, self.momentum_encoder.backbone), (self.projection_head, self.momentum_encoder.head)]
+        """(online, target) module pairs updated by EMA: the backbone and projection head, then the twins."""
+        encoder = self.momentum_encoder
+        return [(self.backbone, encoder.backbone), (self.projection_head, encoder.head), *self.twins]
 
     def momentum_value(self) -> float:
         """EMA momentum at the current step: cosine from ``momentum_start`` to ``momentum_end`` over training."""

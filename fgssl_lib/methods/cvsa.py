@@ -18,7 +18,6 @@ from torch import Tensor, nn
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.methods.alignment import CrossViewAlignmentLoss, correspondence_intensity, cross_view_attention
-from fgssl_lib.methods.base import momentum_copy
 from fgssl_lib.methods.byol import BYOL
 from fgssl_lib.models import STAGES
 from fgssl_lib.saliency.maps import MapSource
@@ -72,15 +71,8 @@ class CVSA(BYOL):
             self.stages = (stage, "layer4")
             self.conv_projector = conv_head(channels, hidden, conv_proj_dim)  # g_c
             self.conv_predictor = conv_head(conv_proj_dim, hidden, conv_proj_dim)  # q_c
-            self.conv_projector_target = momentum_copy(self.conv_projector)  # g_c'
+            self.conv_projector_target = self.momentum_twin(self.conv_projector)  # g_c'
             self.alignment = CrossViewAlignmentLoss(intensity, attention_temperature)
-
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        """BYOL's pairs plus ``(g_c, g_c')``."""
-        pairs = super().momentum_pairs()
-        if self.alignment is not None:
-            pairs.append((self.conv_projector, self.conv_projector_target))
-        return pairs
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``loss_ctr`` (BYOL, Eq. 6), ``loss_align`` (Eq. 5) and ``loss = loss_ctr + lambda * loss_align`` (Eq. 7)."""

@@ -28,10 +28,10 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.methods.base import Encoding, MomentumMethod, momentum_copy
+from fgssl_lib.methods.base import Encoding, MomentumMethod
 from fgssl_lib.methods.byol import BYOL
 from fgssl_lib.methods.mocov2 import MoCoV2
 from fgssl_lib.methods.rationale import FITTINGS, GradCAMFittingBranch, rationale_kl, ssl_gradcam, weighted_pool
@@ -74,7 +74,7 @@ class LCR(MomentumMethod):
             raise TypeError("LCR needs a baseline: build MoCoV2LCR or BYOLLCR (registry names lcr, byol_lcr)")
         super().__init__(**base_options)
         self.branch = GradCAMFittingBranch(self.backbone.feature_dim, num_filters)
-        self.branch_target = momentum_copy(self.branch) if train_pooling else None
+        self.branch_target = self.momentum_twin(self.branch) if train_pooling else None
         self.fitting = FITTINGS[check_choice("LCR fitting", fitting, FITTINGS)]
         self.kl_temperature = self.fitting.temperature if kl_temperature is None else kl_temperature
         if self.kl_temperature <= 0:
@@ -107,13 +107,6 @@ class LCR(MomentumMethod):
             phi = maps["layer4"]  # NxCxHxW
             z = self.momentum_encoder.head(weighted_pool(phi, self.branch_target(phi)))  # Nxd
         return maps, z
-
-    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
-        """The baseline's pairs plus the branch and its momentum copy with ``train_pooling``."""
-        pairs = super().momentum_pairs()
-        if self.branch_target is not None:
-            pairs.append((self.branch, self.branch_target))
-        return pairs
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``loss_ctr`` (``L_CL``, on the authors' scale with their fitting), ``loss_kl`` (Eqs. 5-6, averaged over
