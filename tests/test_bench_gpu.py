@@ -11,7 +11,7 @@ from fgssl_lib.bench import gpu
 from fgssl_lib.bench.__main__ import main as bench_main
 
 LINE = re.compile(r"method (\S+) \S+ batch 8 32-true: step [\d.]+ ms, [\d.]+ images/s, peak -?\d+ MiB, "
-                  r"waiting for data (\d+) % \(\d+ workers\)")
+                  r"waiting for data (\d+) % \(\d+ workers, (batched|per_sample) views\)")
 
 
 @pytest.mark.slow
@@ -38,7 +38,7 @@ def test_the_other_methods_are_still_measured_after_a_failure(
         if name == "cvsa":
             raise RuntimeError("exit 1: RuntimeError: CUDA out of memory")
         return {"backbone": "resnet50", "batch": 8, "precision": "bf16-mixed", "step_ms": 1.0, "images_per_s": 2.0,
-                "peak_mib": 3.0, "data_wait": 0.5, "workers": 2}
+                "peak_mib": 3.0, "data_wait": 0.5, "workers": 2, "views": "batched"}
 
     monkeypatch.setattr(gpu, "run_method", fake)
     assert gpu.main(["--tiny", "--methods", "byol", "cvsa", "lcr"]) == 1

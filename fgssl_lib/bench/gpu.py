@@ -7,7 +7,9 @@ touches another). Initialisation is random (``pretrained=None``): it changes no 
 Per method it prints the median step time (from the batch's arrival on the device to the end of the optimizer
 step), images/s over the timed steps, the peak memory (CUDA: ``max_memory_allocated`` during training; CPU: growth of
 the peak resident set size) and the fraction of the timed wall time spent waiting for data (from one step's end to
-the next step's start: loading, views, transfer). It exits non-zero naming every method that failed.
+the next step's start: loading, views, transfer), with the loader's workers and where the views were made
+(``batched``: on the training device, so the wait is mostly view making; ``per_sample``: in the workers). It exits
+non-zero naming every method that failed.
 
 ``--tiny`` runs the same path on a CPU in seconds (smoke preset, 32 px, batch 8, 3 steps): what CI runs.
 """
@@ -46,6 +48,7 @@ class StepTimer(pl.Callback):
         self._start = self._end = None
         self._memory_before = 0.0
         self.peak_mib = 0.0
+        self.workers = 0
 
     def _now(self, module: pl.LightningModule) -> float:
         if module.device.type == "cuda":
@@ -53,6 +56,7 @@ class StepTimer(pl.Callback):
         return time.perf_counter()
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.workers = getattr(trainer.train_dataloader, "num_workers", 0)
         if module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(module.device)
             self._memory_before = torch.cuda.memory_allocated(module.device) / 2**20
@@ -93,13 +97,13 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"fgssl-bench-{name}-") as directory:
         config = bench_config(name, args, directory)
         timer = StepTimer(args.warmup)
-        fit(config, callbacks=[timer])
+        _, history = fit(config, callbacks=[timer])
     if len(timer.steps) < args.steps:
         raise RuntimeError(f"{name} ran {len(timer.steps)} timed steps of {args.steps}")
     wall = sum(timer.steps) + sum(timer.waits)
     return {
         "method": name, "batch": config.batch_size, "size": config.image_size, "backbone": config.backbone,
-        "precision": config.resolved_precision(), "workers": config.num_workers,
+        "precision": config.resolved_precision(), "workers": timer.workers, "views": history.view_pipeline,
         "step_ms": 1000 * statistics.median(timer.steps), "images_per_s": config.batch_size * len(timer.steps) / wall,
         "peak_mib": timer.peak_mib, "data_wait": sum(timer.waits) / wall,
     }
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"method {method} {r['backbone']} batch {r['batch']} {r['precision']}: step {r['step_ms']:.1f} ms, "
               f"{r['images_per_s']:.1f} images/s, peak {r['peak_mib']:.0f} MiB, "
-              f"waiting for data {100 * r['data_wait']:.0f} % ({r['workers']} workers)")
+              f"waiting for data {100 * r['data_wait']:.0f} % ({r['workers']} workers, {r['views']} views)")
     if failed:
         print(f"bench gpu: FAILED: {', '.join(failed)}", file=sys.stderr)
         for method, error in failed.items():
