@@ -253,3 +253,60 @@ def test_interrupted_build_leaves_no_entry(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="source failed"):
         SaliencyCache(tmp_path).load(TinyDataset(), FailingSource())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluating_switches_to_eval_without_gradients_and_restores_the_mode_even_on_an_error():
+    from fgssl_lib.saliency.maps import evaluating
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout()).train()
+    with evaluating(model):
+        assert not model.training and not torch.is_grad_enabled()
+    assert model.training and torch.is_grad_enabled()
+    with pytest.raises(RuntimeError, match="inside"):
+        with evaluating(model, grad=True):
+            assert not model.training and torch.is_grad_enabled()
+            raise RuntimeError("inside")
+    assert model.training
+    model.eval()
+    with evaluating(model):
+        pass
+    assert not model.training  # an eval-mode model stays in eval mode
+
+
+def test_every_map_is_a_map_source_that_restores_the_mode_and_spans_0_to_1_per_image():
+    from fgssl_lib.eval.cams import GradCAMMap
+    from fgssl_lib.methods import build
+    from fgssl_lib.methods.cvsa import IntensityMap
+    from fgssl_lib.methods.lcr import BranchMap
+    from fgssl_lib.saliency import MapSource, SaliencySource
+
+    assert all(issubclass(cls, MapSource) for cls in (GradCAMMap, IntensityMap, BranchMap, SaliencySource))
+    tiny = dict(backbone="resnet_narrow", small_input=True, hidden_dim=16, proj_dim=8)
+    torch.manual_seed(0)
+    cvsa, lcr = build("cvsa", **tiny), build("lcr", queue_size=16, **tiny)
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for source in (GradCAMMap(cvsa), IntensityMap(cvsa), BranchMap(lcr)):
+        source.model.train()
+        maps = source(images)
+        assert source.model.training, type(source).__name__
+        assert maps.shape == (3, 32, 32)
+        torch.testing.assert_close(maps.amin(dim=(1, 2)), torch.zeros(3))
+        torch.testing.assert_close(maps.amax(dim=(1, 2)), torch.ones(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(cvsa.saliency(images), IntensityMap(cvsa)(images))
+    torch.testing.assert_close(lcr.saliency(images), BranchMap(lcr)(images))
+    with pytest.raises(ValueError, match="N x 3 x S x S"):
+        BranchMap(lcr)(images[0])
+
+
+def test_a_map_source_upsamples_bicubically_then_normalises_per_image():
+    from fgssl_lib.saliency import MapSource
+
+    class Raw(MapSource):
+        def compute(self, images):
+            return images[:, 0, ::4, ::4] * 10 - 3  # N x 4 x 4, any range
+
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    raw = images[:, 0, ::4, ::4] * 10 - 3
+    up = torch.nn.functional.interpolate(raw[:, None], size=(16, 16), mode="bicubic", align_corners=False)[:, 0]
+    low, high = up.amin(dim=(1, 2), keepdim=True), up.amax(dim=(1, 2), keepdim=True)
+    torch.testing.assert_close(Raw()(images), (up - low) / (1e-7 + high - low))

@@ -55,3 +55,21 @@ def test_sample_gallery_and_variant_grid_lay_out_one_panel_per_image():
     assert len(fig.axes[0].patches) == 1  # the box
     fig = variant_grid({"original": [sample] * 2, "only_fg": [sample] * 2}, indices=(0, 1))
     assert [ax.get_title() for ax in fig.axes] == ["original", "only_fg", "", ""]
+
+
+def test_show_image_draws_uint8_and_float_images_alike_with_the_mask_contour_and_a_box():
+    from matplotlib.figure import Figure
+
+    from fgssl_lib.viz import draw_box, show_image
+
+    image = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    image[0, 2:6, 2:6] = 255
+    mask = torch.zeros(8, 8)
+    mask[2:6, 2:6] = 1
+    axes = Figure().subplots(1, 2)
+    show_image(axes[0], image, mask, title="uint8")
+    show_image(axes[1], image.float() / 255, frame=False)
+    draw_box(axes[0], (2, 2, 6, 6), "lime")
+    assert (axes[0].images[0].get_array() == axes[1].images[0].get_array()).all()
+    assert axes[0].get_title() == "uint8" and len(axes[0].collections) == 1 and len(axes[0].patches) == 1
+    assert axes[0].axison and not axes[1].axison and list(axes[0].get_xticks()) == []
