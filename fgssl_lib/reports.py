@@ -101,6 +101,15 @@ def splits(config: TrainConfig, preset: str, stream: str = "test") -> dict[str, 
     return {"train": train, **{v: BoxVariant(test, v) for v in BOX_VARIANTS}}
 
 
+def view_set(dataset: str, data_root: str | None = None, image_size: int = 64, num_images: int = 500,
+             seed: int = 0) -> Dataset:
+    """A few training images to look at: the synthetic benchmark's first ``num_images`` drawn at ``image_size``
+    with benchmark ``seed``, or a real dataset's training split as it is."""
+    if dataset == "synthetic":
+        return load_dataset(dataset, split="train", image_size=image_size, num_images=num_images, seed=seed)
+    return load_dataset(dataset, root=data_root, split="train")
+
+
 def linear_name(variant: str, fraction: float = 1.0, top: int = 1) -> str:
     """``linear_<variant>[_<pct>][_top5]``: the vocabulary's name of a linear-probe accuracy."""
     pct = "" if fraction == 1.0 else f"_{round(100 * fraction)}"

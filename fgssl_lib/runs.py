@@ -218,17 +218,37 @@ def train_methods(configs: dict[str, TrainConfig], root: str | os.PathLike | Non
     return runs
 
 
+def dual_stage_configs(preset: str, stage2: TrainConfig, stage_epochs: int,
+                       **settings: Any) -> tuple[TrainConfig, TrainConfig]:
+    """``03_train_cvsa``'s short dual-stage recipe for :func:`train_or_load` (``stage1=``): stage 1 BYOL from random
+    weights on another draw of the synthetic benchmark (benchmark seed + 1: other images of the same world, standing
+    in for the coarse dataset), stage 2 the CVSA config ``stage2``; both ``min(stage_epochs, stage2.epochs)``
+    epochs. ``settings`` as for :func:`method_configs` (their ``epochs`` is the single-stage runs')."""
+    epochs = min(stage_epochs, stage2.epochs)
+    stage1 = method_configs(["byol"], preset, "synthetic", **{**settings, "epochs": epochs})["byol"]
+    # stage 1 trains the whole network from random weights (at paper, byol's own preset is already a second stage)
+    stage1 = dataclasses.replace(stage1.with_init("scratch"),
+                                 dataset_options={**stage1.dataset_options, "seed": stage1.seed + 1})
+    return stage1, dataclasses.replace(stage2, epochs=epochs)
+
+
+def reproduction_preset(preset: str) -> str:
+    """The preset ``06_reproduce_on_gpu`` trains and evaluates at: ``paper``, else the ``smoke`` settings (the papers'
+    schedules are far beyond a CPU, and a half-trained ResNet-50 would only mislead)."""
+    return "paper" if check_preset(preset) == "paper" else "smoke"
+
+
 def reproduction_configs(methods: Sequence[str], preset: str, dataset: str, init: str = "reported",
                          data_root: str | None = None, **settings: Any) -> dict[str, TrainConfig]:
     """The runs of ``06_reproduce_on_gpu``: at ``paper``, each method with its paper's settings on ``dataset``
     (FGVC-Aircraft on train + val, the standard protocol), started as ``init`` says: ``"reported"`` as the runs behind
     the papers' numbers (:data:`fgssl_lib.reported.INIT`), ``"paper"`` as each method's own paper
-    (:data:`~fgssl_lib.train.PAPER_INIT`). Below ``paper``, the ``smoke`` settings on the synthetic benchmark from
-    scratch (a half-trained ResNet-50 would only mislead). ``settings``: :class:`TrainConfig` fields, ``None`` keeps
-    the preset's."""
+    (:data:`~fgssl_lib.train.PAPER_INIT`). Below ``paper`` (:func:`reproduction_preset`), the ``smoke`` settings on
+    the synthetic benchmark from random weights. ``settings``: :class:`TrainConfig` fields, ``None`` keeps the
+    preset's."""
     check_choice("initialisation", init, ("reported", "paper"))
     overrides = {key: value for key, value in settings.items() if value is not None}
-    if check_preset(preset) != "paper":
+    if reproduction_preset(preset) != "paper":
         return {m: TrainConfig.preset("smoke", method=m, **overrides) for m in methods}
     if dataset == "aircraft":
         overrides["split"] = "trainval"

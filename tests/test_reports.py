@@ -166,3 +166,8 @@ def test_our_numbers_sit_beside_the_papers_and_a_dataset_without_them_gets_empty
     assert table.loc["lcr", ("linear_original", "paper")] == 71.31
     assert table.loc["lcr", ("retrieval_rank1", "ours")] == 30.0
     assert reports.beside_reported(ours, "nabirds", ["linear_original"])[("linear_original", "paper")].isna().all()
+
+
+def test_view_set_draws_the_benchmark_at_the_asked_size():
+    images = reports.view_set("synthetic", image_size=32, num_images=5, seed=1)
+    assert len(images) == 5 and tuple(images[0]["image"].shape) == (3, 32, 32)

@@ -186,3 +186,13 @@ def test_trained_runs_keep_the_saliency_series_of_every_epoch_and_load_it_again(
     assert not (runs["byol"].path / SNAPSHOTS).exists()  # BYOL has no map of its own
     with pytest.raises(NotImplementedError):
         training_snapshots(runs["byol"], configs["byol"], images)
+
+
+def test_the_short_dual_stage_recipe_starts_byol_from_scratch_on_another_draw():
+    from fgssl_lib.runs import dual_stage_configs
+
+    cvsa = method_configs(["cvsa"], "smoke", seed=2, epochs=3)["cvsa"]
+    stage1, stage2 = dual_stage_configs("smoke", cvsa, 2, seed=2, epochs=3)
+    assert (stage1.method, stage1.epochs, stage1.dataset_options["seed"], stage1.pretrained) == ("byol", 2, 3, None)
+    assert stage2 == dataclasses.replace(cvsa, epochs=2)
+    assert dual_stage_configs("smoke", cvsa, 9, seed=2)[1].epochs == 3  # never longer than the single-stage run
