@@ -51,6 +51,28 @@ def test_one_parameters_cell_of_literals(notebook: nbformat.NotebookNode) -> Non
         ast.literal_eval(statement.value)  # raises ValueError on anything but a literal
 
 
+MAX_LOGIC_LINES = 12
+
+
+def _logic_lines(source: str) -> int:
+    """Non-blank lines that are not comments (imports and continuation lines count)."""
+    return sum(1 for line in source.splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+def test_code_cells_are_short(notebook: nbformat.NotebookNode) -> None:
+    long = {i: n for i, cell in enumerate(notebook.cells)
+            if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", [])
+            and (n := _logic_lines(cell.source)) > MAX_LOGIC_LINES}
+    assert not long, (f"cells {long} (index: lines) hold more than {MAX_LOGIC_LINES} lines of logic: move the logic "
+                      "into fgssl_lib and call it")
+
+
+def test_no_cell_branches_on_the_dataset_name(notebook: nbformat.NotebookNode) -> None:
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    branches = re.findall(r"\b\w*dataset\b\s*(?:==|!=|\bnot in\b|\bin\b)[^\n]*", code)
+    assert not branches, f"{branches}: the choice between the synthetic benchmark and a real dataset is fgssl_lib.reports'"
+
+
 def test_colab_install_cell_is_hidden(notebook: nbformat.NotebookNode) -> None:
     hidden = [cell for cell in _tagged(notebook, "remove-cell") if "google.colab" in cell.source]
     assert len(hidden) == 1, "one cell tagged 'remove-cell' must install the package when 'google.colab' is loaded"
