@@ -71,10 +71,11 @@ class Variants:
     probe: str  # linear probe at label fractions and retrieval
     gap: str  # the kNN gap's name (``linear_<gap>`` for the probe's)
     gap_between: tuple[str, str]  # gap = acc(first) - acc(second)
+    gap_label: str  # its column in :func:`bias_table`
 
 
-SYNTHETIC = Variants(SYNTHETIC_VARIANTS, "mixed_rand", "bg_gap", ("mixed_same", "mixed_rand"))
-BOXES = Variants(BOX_VARIANTS, "original", "fg_gap", ("foreground", "blackout"))
+SYNTHETIC = Variants(SYNTHETIC_VARIANTS, "mixed_rand", "bg_gap", ("mixed_same", "mixed_rand"), "BG-Gap")
+BOXES = Variants(BOX_VARIANTS, "original", "fg_gap", ("foreground", "blackout"), "FG-Gap")
 
 
 def variants(config: TrainConfig) -> Variants:
@@ -219,7 +220,7 @@ def bias_table(results: Mapping[str, Metrics], decimals: int = 1) -> pd.DataFram
             for kind in (SYNTHETIC, BOXES):
                 gap = kind.gap if protocol == "knn" else f"linear_{kind.gap}"
                 if row and gap in metrics:
-                    row[kind.gap.replace("_gap", "").upper() + "-Gap"] = metrics[gap]
+                    row[kind.gap_label] = metrics[gap]
             if row:
                 rows[(method, protocol)] = row
     if not rows:
@@ -330,7 +331,8 @@ def neighbours(run: Run, config: TrainConfig, data: Mapping[str, Dataset], name:
                k: int) -> Neighbours:
     """The :class:`Neighbours` of the first ``num_queries`` images of the probe variant of ``data``
     (:func:`splits`), the training split as the gallery (its features cached in ``<run>/features/<name>``)."""
-    queries = Subset(data[variants(config).probe], range(min(num_queries, len(data[variants(config).probe]))))
+    probe = data[variants(config).probe]
+    queries = Subset(probe, range(min(num_queries, len(probe))))
     extract = dict(image_size=config.image_size, device=config.device)
     train = extract_features(run.method, data["train"], cache_dir=Path(run.path) / "features" / name, **extract)
     query = extract_features(run.method, queries, **extract)

@@ -171,3 +171,16 @@ def test_our_numbers_sit_beside_the_papers_and_a_dataset_without_them_gets_empty
 def test_view_set_draws_the_benchmark_at_the_asked_size():
     images = reports.view_set("synthetic", image_size=32, num_images=5, seed=1)
     assert len(images) == 5 and tuple(images[0]["image"].shape) == (3, 32, 32)
+
+
+def test_a_real_dataset_is_evaluated_on_its_box_variants(tmp_path):
+    from fixtures_real import build_cub
+
+    root = build_cub(tmp_path / "cub")
+    config = method_configs(["byol"], "smoke", dataset="cub", data_root=str(root), device="cpu")["byol"]
+    run = Run(build_method(config), pd.DataFrame(), 1.0, tmp_path)
+    metrics = evaluate(run, config, "smoke", ("knn", "retrieval", "maxboxacc"))  # one image a class: no probe split
+    assert {"knn_original", "knn_foreground", "knn_blackout", "retrieval_map", "maxboxacc"} <= set(metrics)
+    assert "knn_mixed_rand" not in metrics
+    assert metrics["fg_gap"] == pytest.approx(metrics["knn_foreground"] - metrics["knn_blackout"])
+    assert list(bias_table({"byol": metrics}).columns) == ["original", "foreground", "blackout", "FG-Gap"]
