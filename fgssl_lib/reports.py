@@ -129,8 +129,10 @@ def _linear(train: Features, tests: Mapping[str, Features], probe: str, fraction
                                       device=device)
         scored = tests if fraction == 1.0 else {probe: tests[probe]}
         for variant, test in scored.items():
-            out[linear_name(variant, fraction)] = classifier.accuracy(test.feats, test.labels)["top1"]
-        out[linear_name(probe, fraction, top=5)] = classifier.accuracy(tests[probe].feats, tests[probe].labels)["top5"]
+            accuracy = classifier.accuracy(test.feats, test.labels)  # {"top1", "top5"}
+            out[linear_name(variant, fraction)] = accuracy["top1"]
+            if variant == probe:
+                out[linear_name(variant, fraction, top=5)] = accuracy["top5"]
     return out
 
 
