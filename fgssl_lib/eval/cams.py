@@ -1,20 +1,21 @@
 """CAM sources for MaxBoxAcc and the Grad-CAM pictures: ``images float [0,1] N x 3 x S x S -> N x S x S`` in [0, 1].
 
-- :func:`gradcam_maps`: Grad-CAM (Selvaraju et al. 2017) through ``pytorch_grad_cam.GradCAM`` on the encoder's last
-  stage (``layer4``). An SSL model has no class logits, so the target is an embedding similarity:
+- :func:`gradcam_maps` (:class:`GradCAMMap`): Grad-CAM (Selvaraju et al. 2017) through ``pytorch_grad_cam.GradCAM``
+  on the encoder's last stage (``layer4``). An SSL model has no class logits, so the target is an embedding
+  similarity:
 
   * ``target="self"`` (default): ``<f(x), sg(f(x))>``, the dot product of the embedding with its own detached value.
     Its gradient is ``f(x)`` itself, so the map shows what the embedding is made of. (The cosine of the embedding
     with itself is at its maximum, so its gradient is zero and the map would be empty: hence the dot product.)
   * ``target=prototypes`` (a ``C x D`` tensor, e.g. class means of training embeddings) with ``labels``: the cosine
     similarity of ``f(x)`` to its class prototype, as for a nearest-class-mean classifier.
-- :func:`saliency_maps`: a method's own map (``method.saliency``: the LCR branch map, the CVSA intensity map),
-  resized to image size.
-
-Both come to image size through :func:`upsample_cams`: bicubic, then min-max per image, as wsolevaluation (Choe et
-al. 2020) prepares CAMs for MaxBoxAcc.
+- :func:`saliency_maps`: a method's own map (``method.saliency``: the LCR branch map, the CVSA intensity map).
 - :func:`localization_maps`: the method's own map, else its Grad-CAM, over a whole split with the GT boxes, for
   MaxBoxAcc.
+
+Every map is a :class:`~fgssl_lib.saliency.maps.MapSource`'s: taken in eval mode, brought to image size by
+:func:`upsample_cams` (bicubic, then min-max per image, as wsolevaluation (Choe et al. 2020) prepares CAMs for
+MaxBoxAcc).
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ class LCR(MomentumMethod):
       0.01 for the authors' batch sum);
     - ``detach_branch_input``: the branch sees ``phi.detach()``, so the KL trains the branch only (the authors'
       code lets it reach the backbone: ``False``);
-    - ``train_pooling``: weighted pooling in training too (DualPooling); ``test_pooling``: weighted pooling in
-      ``embed`` (``False``: MultiTask);
+    - ``train_pooling``: weighted pooling in training too (DualPooling, registry name ``lcr_dual_pooling``);
+      ``test_pooling``: weighted pooling in ``embed`` (``False``: MultiTask, ``lcr_multitask``);
     - the base method's options (e.g. ``queue_size``, ``temperature`` for MoCo v2; ``hidden_dim``, ``proj_dim``).
     """
 
