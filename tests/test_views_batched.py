@@ -12,8 +12,8 @@ from torchvision.transforms.v2 import functional as F
 
 from fgssl_lib.data.backgrounds import GreyBackgrounds
 from fgssl_lib.views import build_batched_views
-from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, paste_boxes, patch_boxes,
-                                              random_resized_crop_boxes, resample, to_floats)
+from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, channels_last, paste_boxes, patch_boxes,
+                                              random_resized_crop_boxes, resized_crops)
 from fgssl_lib.views.batched.photometric import ORDERS, PHOTOMETRIC_UNIFORMS, colour_transforms, photometric
 from fgssl_lib.views.photometric import PHOTOMETRIC_SPECS, PhotometricSpec
 from fgssl_lib.views.saliency_swap import paste_box, sample_patch
@@ -193,6 +193,11 @@ def test_swap_patch_and_paste_boxes_match_the_per_sample_draws():
         assert ks(area(ours), area(ref)) < 0.06 and ks(ours[:, 0], ref[:, 0]) < 0.06
 
 
+def as_rows(images: torch.Tensor) -> torch.Tensor:
+    """Float ``N x 3 x S x S`` images in [0, 1] as the photometric ops' input: ``N x S x S x 3`` uint8."""
+    return torch.round(images * 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
 def forced_uniforms(order: int, factors: tuple[float, float, float, float], greyscale: bool = False) -> torch.Tensor:
     """Uniforms that apply the jitter in ``ORDERS[order]`` with the given ``(b, c, s, h)`` drawn positions."""
     u = torch.ones(1, PHOTOMETRIC_UNIFORMS, dtype=torch.float64)
@@ -206,7 +211,8 @@ def test_jitter_matrix_equals_torchvision_chain(order):
     """Brightness, contrast and saturation (hue fixed at 0) in a drawn order and greyscale, as one matrix: equal to
     torchvision's ops in that order while no value leaves [0, 1]."""
     spec = PhotometricSpec(saturation=0.4, blur_p=0.0)
-    image = 0.35 + 0.3 * torch.rand(3, 12, 12, generator=torch.Generator().manual_seed(0))
+    rows = as_rows(0.35 + 0.3 * torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0)))
+    image = rows[0].permute(2, 0, 1) / 255
     u = forced_uniforms(order, (0.2, 0.8, 0.3, 0.5), greyscale=True)
     factors = {0: 1 + 0.4 * (2 * 0.2 - 1), 1: 1 + 0.4 * (2 * 0.8 - 1), 2: 1 + 0.4 * (2 * 0.3 - 1)}
     ops = {0: F.adjust_brightness, 1: F.adjust_contrast, 2: F.adjust_saturation}
@@ -215,18 +221,19 @@ def test_jitter_matrix_equals_torchvision_chain(order):
         if op in ops:
             expected = ops[op](expected, factors[op])
     expected = F.rgb_to_grayscale(expected, num_output_channels=3)
-    ours = photometric(image[None] * 255, u, spec)[0]
+    ours = photometric(rows, u, (spec, spec))[0]
     assert torch.allclose(ours, expected, atol=1e-5)
 
 
 def test_hue_keeps_luma_and_turns_like_torchvision():
     spec = PhotometricSpec(saturation=0.0, blur_p=0.0, brightness=0.0, contrast=0.0, hue=0.1)
-    image = 0.3 + 0.4 * torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    rows = as_rows(0.3 + 0.4 * torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)))
+    image = rows[0].permute(2, 0, 1) / 255
     u = forced_uniforms(0, (0.5, 0.5, 0.5, 1.0))  # hue +0.1
     A, t = colour_transforms(u, spec, image.mean((-2, -1)).double()[None] * 255)
     assert torch.allclose(torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64) @ (A[0] * 255),
                           torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64), atol=1e-3)
-    ours = photometric(image[None] * 255, u, spec)[0]
+    ours = photometric(rows, u, (spec, spec))[0]
     ref, other_way = F.adjust_hue(image, 0.1), F.adjust_hue(image, -0.1)
     assert (ours - ref).abs().mean() < (ours - other_way).abs().mean()
 
@@ -248,22 +255,22 @@ def test_photometric_probabilities_and_ranges_match_the_spec(name):
         assert float(brightness[jittered].max()) > 1 + 0.9 * spec.brightness
         assert abs(float((u[:, 6] < spec.grayscale_p).double().mean()) - spec.grayscale_p) < 0.03
     # end to end: the fraction of grey views is jitter-independent and equals grayscale_p
-    views = photometric(torch.rand(400, 3, 8, 8) * 255, torch.rand(400, PHOTOMETRIC_UNIFORMS, dtype=torch.float64,
+    views = photometric(as_rows(torch.rand(400, 3, 8, 8)), torch.rand(400, PHOTOMETRIC_UNIFORMS, dtype=torch.float64,
                                                                    generator=torch.Generator().manual_seed(4)),
-                        PHOTOMETRIC_SPECS[name][0])
+                        PHOTOMETRIC_SPECS[name])
     grey = (views[:, 0] - views[:, 1]).abs().amax((-2, -1)) < 1e-5
     assert abs(float(grey.float().mean()) - 0.2) < 0.07
 
 
 def test_blur_and_solarize_are_applied_per_view():
     spec = PhotometricSpec(saturation=0.0, blur_p=0.5, solarize_p=0.5, jitter_p=0.0, grayscale_p=0.0)
-    image = torch.full((1, 3, 64, 64), 51.0)
-    image[..., 32:] = 204
+    image = torch.full((1, 3, 64, 64), 0.2)
+    image[..., 32:] = 0.8
     u = torch.ones(4, PHOTOMETRIC_UNIFORMS, dtype=torch.float64) - 1e-9
     u[1, 7] = 0.0  # blurred, with the largest sigma of the range
     u[2, 9] = 0.0  # solarized
-    out = photometric(image.expand(4, -1, -1, -1).clone(), u, spec)
-    plain = image[0] / 255
+    out = photometric(as_rows(image.expand(4, -1, -1, -1)), u, (spec, spec))
+    plain = image[0]
     assert torch.allclose(out[0], plain) and torch.equal(out[0], out[3])
     edge = out[1][:, :, 31:33]  # the two columns beside the step: smoothed towards each other
     assert float(edge.min()) > 0.25 and float(edge.max()) < 0.75
@@ -301,12 +308,12 @@ def test_runs_under_bfloat16_autocast(case):
     assert out["view1"].dtype == torch.float32 and out["mask2"].dtype == torch.float32
 
 
-def test_resampling_runs_on_the_meta_device():
-    """Shapes propagate without data (``roi_align`` and the buffers are device-agnostic)."""
+def test_resizing_runs_on_the_meta_device():
+    """Shapes propagate without data: the geometry is device-agnostic."""
     image = torch.empty(2, 3, 20, 30, dtype=torch.uint8, device="meta")
-    data = to_floats(Workspace(), "batch", [image], torch.tensor([[20, 30], [10, 30]]))
-    out = resample(data, torch.tensor([0, 1]), torch.tensor([[0.0, 0, 30, 20], [2, 2, 12, 8]]), 8)
-    assert out.shape == (2, 3, 8, 8) and out.device.type == "meta"
+    rows = channels_last(Workspace(), image, torch.empty(2, 20, 30, dtype=torch.uint8, device="meta"))
+    out = resized_crops(rows, torch.tensor([0, 1]), torch.tensor([[0.0, 0, 30, 20], [2, 2, 12, 8]]), 8)
+    assert out.shape == (2, 8, 8, 4) and out.device.type == "meta"
 
 
 def test_errors_say_what_to_do():

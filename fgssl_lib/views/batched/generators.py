@@ -6,8 +6,8 @@ optional ``saliency B x H x W`` uint8 (``round(255 S)``), ``box B x 4`` float (e
 ``hw B x 2`` int64 (each row's valid height and width), ``label`` and ``index`` (``B`` int64). The output is the
 collated contract of the per-sample generators: ``view1, view2`` float32 ``B x 3 x S x S`` in [0, 1], ``mask1, mask2``
 float32 ``B x S x S`` in {0, 1}, ``label``, ``index``. Views are a function of ``(seed, epoch, index)`` only
-(:mod:`~fgssl_lib.views.batched.randomness`). Each view's geometry comes first (one ``roi_align`` pass that moves the
-masks with the image, :mod:`~fgssl_lib.views.batched.geometry`), then the flip and the photometric ops
+(:mod:`~fgssl_lib.views.batched.randomness`). Each view's geometry comes first, in uint8 (antialiased resized crops
+that move the mask with the image, :mod:`~fgssl_lib.views.batched.geometry`), then the flip and the photometric ops
 (:mod:`~fgssl_lib.views.batched.photometric`).
 """
 
@@ -21,9 +21,9 @@ import torch
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.views.base import resolve_backgrounds
-from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, box_masks, flip_rows, object_boxes,
-                                              paste_boxes, patch_boxes, random_resized_crop_boxes, resample,
-                                              resized_boxes, source_rect, to_floats)
+from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, box_masks, channels_last, flip_rows,
+                                              object_boxes, paste_boxes, patch_boxes, random_resized_crop_boxes,
+                                              resized_boxes, resized_crop, resized_crops)
 from fgssl_lib.views.batched.photometric import PHOTOMETRIC_UNIFORMS, photometric
 from fgssl_lib.views.batched.randomness import draw_uniforms, sample_generators
 from fgssl_lib.views.copy_paste import BLENDINGS, PASTE_MAPS, blur_at_source
@@ -70,12 +70,13 @@ class BatchedTwoView:
             raise ValueError(f"size must be a positive int (the side of the square views), got {size!r}")
         self.size, self.flip_p, self.seed = size, float(flip_p), int(seed)
         self.photometric_name = check_choice("photometric", photometric, PHOTOMETRIC)
-        self.specs = PHOTOMETRIC_SPECS[photometric] or (None, None)
+        self.specs = PHOTOMETRIC_SPECS[photometric]
         self.workspace = Workspace()
 
     def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
                source: Source | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both views' geometry: ``(2B x 3 x S x S float in [0, 255], 2B x S x S float mask)``, rows ``v B + b``.
+        """Both views' geometry: ``2B x S x S x 4`` uint8, the image and ``255 * mask`` as the fourth channel, rows
+        ``v B + b`` (view ``v``, sample ``b``).
 
         ``u``: ``2B x UNIFORMS`` CPU uniforms in the same row order; ``generators``: the ``B`` samples' generators
         (for background pools)."""
@@ -89,12 +90,10 @@ class BatchedTwoView:
         no_autocast = torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda") else \
             contextlib.nullcontext()
         with no_autocast:
-            image, mask = self.layout(batch, u, generators, source)
-            both = flip_rows(torch.cat([image, mask[:, None]], 1), u[:, FLIP] < self.flip_p)  # 2Bx4xSxS
-            views = [photometric(both[k * n:(k + 1) * n, :3], u[k * n:(k + 1) * n, PHOTOMETRY], self.specs[k])
-                     for k in range(2)]
-            masks = (both[:, 3] >= 0.5).float()
-        return dict(view1=views[0], view2=views[1], mask1=masks[:n], mask2=masks[n:], label=batch["label"],
+            layouts = flip_rows(self.layout(batch, u, generators, source), u[:, FLIP] < self.flip_p, dim=2)
+            views = photometric(layouts[..., :3], u[:, PHOTOMETRY], self.specs)
+            masks = (layouts[..., 3] >= 128).float()
+        return dict(view1=views[:n], view2=views[n:], mask1=masks[:n], mask2=masks[n:], label=batch["label"],
                     index=batch["index"])
 
     def __repr__(self) -> str:
@@ -124,12 +123,10 @@ class BatchedStandardViews(BatchedTwoView):
         return rows, random_resized_crop_boxes(u[:, GEOMETRY], hw, self.scale, self.ratio)
 
     def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
-               source: Source | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """RandomResizedCrop of image and mask (one pass, 4 channels)."""
+               source: Source | None) -> torch.Tensor:
+        """RandomResizedCrop of image and mask (one resize per view of the 4 channels)."""
         rows, boxes = self.crops(batch, u)
-        data = to_floats(self.workspace, "batch", [batch["image"], batch["mask"][:, None]], batch["hw"])
-        out = resample(data, rows, boxes, self.size)  # 2Bx4xSxS
-        return out[:, :3], out[:, 3]
+        return resized_crops(channels_last(self.workspace, batch["image"], batch["mask"]), rows, boxes, self.size)
 
 
 class BatchedCopyPaste(BatchedStandardViews):
@@ -154,35 +151,43 @@ class BatchedCopyPaste(BatchedStandardViews):
         self.paste_map = check_choice("paste map", paste_map, PASTE_MAPS)
         self.backgrounds = resolve_backgrounds(backgrounds)
 
-    def soft_maps(self, batch: Mapping[str, torch.Tensor], blur: torch.Tensor) -> torch.Tensor:
-        """``B x 2 x H x W`` float: the soft map ``S`` in [0, 1] and, for the rows where ``blur`` (``B`` bool) is set,
-        ``S`` blurred at the stored resolution (:func:`fgssl_lib.views.copy_paste.blur_at_source`)."""
+    def soft_maps(self, batch: Mapping[str, torch.Tensor], rows: list[int], blur: list[bool]) -> torch.Tensor:
+        """``K x H x W x 4`` uint8 for the batch rows ``rows``: channel 0 is ``round(255 S)`` of the soft map, channel 1
+        the same blurred at the stored resolution (:func:`fgssl_lib.views.copy_paste.blur_at_source`) where ``blur``
+        (else undefined); four channels because the uint8 resize is fast for 3 or 4."""
+        image = batch["image"]
+        maps = self.workspace.buffer("soft", (image.shape[0], *image.shape[-2:], 4), image.device)[:len(rows)]
         use_saliency = self.paste_map == "saliency" and "saliency" in batch
-        soft = batch["saliency"].float() / 255 if use_saliency else batch["mask"].float()  # BxHxW
-        blurred = soft.clone()
-        for row in blur.nonzero()[:, 0].tolist():
+        for k, (row, blurred) in enumerate(zip(rows, blur)):
             height, width = batch["hw"][row].tolist()
-            blurred[row, :height, :width] = blur_at_source(soft[row, :height, :width].contiguous())
-        return torch.stack([soft, blurred], 1)
+            soft = batch["saliency"][row] if use_saliency else batch["mask"][row] * 255
+            maps[k, :height, :width, 0] = soft[:height, :width]
+            if blurred:
+                smooth = blur_at_source(soft[:height, :width].float() / 255)
+                maps[k, :height, :width, 1] = smooth.mul_(255).round_().to(torch.uint8)
+        return maps
 
     def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
-               source: Source | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """RandomResizedCrop of image, mask and both soft maps; pasted views blended onto their backgrounds."""
-        n = len(batch["index"])
-        pasted = u[:, OWN] < self.p  # 2B
-        if not pasted.any():
-            return super().layout(batch, u, generators, source)
-        blur = pasted & (u[:, OWN + 1] < BLENDINGS[self.blending])  # 2B: this view blends with the blurred map
-        rows, boxes = self.crops(batch, u)
-        channels = [batch["image"], batch["mask"][:, None], self.soft_maps(batch, blur.view(2, n).any(0))]
-        out = resample(to_floats(self.workspace, "batch", channels, batch["hw"]), rows, boxes, self.size)
-        image, mask, soft = out[:, :3], out[:, 3], torch.where(blur.to(out.device)[:, None, None], out[:, 5], out[:, 4])
-        views = pasted.nonzero()[:, 0]
-        backgrounds = torch.stack([self.backgrounds.draw(self.size, self.size, generators[int(k) % n])
-                                   for k in views]).to(image)  # Kx3xSxS in [0, 255]
-        rows = views.to(image.device)
-        blended = torch.lerp(backgrounds, image.index_select(0, rows), soft.index_select(0, rows)[:, None].clamp(0, 1))
-        return image.index_copy(0, rows, blended), mask
+               source: Source | None) -> torch.Tensor:
+        """RandomResizedCrop views; those that paste are blended onto their background with ``S`` cropped alike."""
+        layouts = super().layout(batch, u, generators, source)
+        n = len(generators)
+        pasted = (u[:, OWN] < self.p).nonzero()[:, 0]
+        if not len(pasted):
+            return layouts
+        blur = u[pasted, OWN + 1] < BLENDINGS[self.blending]
+        rows, slots = (pasted % n).unique(return_inverse=True)
+        blur_rows = torch.zeros(len(rows), dtype=torch.bool).index_put_((slots,), blur, accumulate=True)
+        maps = self.soft_maps(batch, rows.tolist(), blur_rows.tolist())
+        crops = resized_crops(maps, slots, self.crops(batch, u)[1][pasted], self.size)  # KxSxSx4
+        soft = torch.where(blur.to(layouts.device)[:, None, None], crops[..., 1], crops[..., 0])[..., None] / 255
+        backgrounds = torch.stack([self.backgrounds.draw(self.size, self.size, generators[row]).permute(1, 2, 0)
+                                   for row in (pasted % n).tolist()]).to(layouts.device)  # KxSxSx3
+        views = pasted.to(layouts.device)
+        selected = layouts.index_select(0, views)  # KxSxSx4
+        blended = torch.lerp(backgrounds.float(), selected[..., :3].float(), soft)
+        selected[..., :3] = blended.round_()
+        return layouts.index_copy_(0, views, selected)
 
 
 class BatchedSaliencySwap(BatchedTwoView):
@@ -223,40 +228,43 @@ class BatchedSaliencySwap(BatchedTwoView):
         other = torch.floor(u * (self.dataset_size - 1)).long().clamp(max=self.dataset_size - 2)
         return other + (other >= index).long()
 
-    def background(self, u: torch.Tensor, generators: list[torch.Generator], source: Source | None,
-                   index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(2B x 3 x S x S float in [0, 255], 2B x 4 box where the patch goes)``: another image resized to
-        ``S x S`` and its box ``B_b`` (``same``), or a pool background and a random paste box (``other``; the box
-        needs the patch's aspect, so ``u``'s patch columns are read again in :meth:`layout`)."""
+    def backgrounds_of(self, u: torch.Tensor, generators: list[torch.Generator], source: Source | None,
+                       index: torch.Tensor, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Per view, its ``S x S x 3`` uint8 background and the box ``B_b`` the patch replaces (``same``: another
+        training image resized to ``S x S`` and its box; ``other``: a pool background, ``None``: box drawn later)."""
         n = len(generators)
         if self.mode == "other":
             draws = [self.backgrounds.draw(self.size, self.size, generators[k % n]) for k in range(2 * n)]
-            return torch.stack(draws).to(device=device, dtype=torch.float32), torch.empty(0)
+            return [draw.to(device).permute(1, 2, 0) for draw in draws], None
         if source is None:
             raise ValueError("batched SaliencySwap mode='same' draws its backgrounds from the training set: call it "
                              "with source=<indices -> store batch of those rows>, or build it with mode='other'")
-        others = self.other_indices(index.repeat(2), u)
-        batch = source(others.to(device))
-        hw = batch["hw"].cpu()
-        whole = torch.cat([torch.zeros(len(hw), 2, dtype=torch.float64), hw.flip(1).double()], 1)  # 2Bx4
-        data = to_floats(self.workspace, "source", [batch["image"]], batch["hw"])
-        image = resample(data, torch.arange(len(hw)), whole, self.size)
-        return image, resized_boxes(object_boxes(batch["box"].cpu(), hw), hw, self.size)
+        others, slots = self.other_indices(index.repeat(2), u).unique(return_inverse=True)
+        rows = source(others.to(device))
+        hw = rows["hw"].cpu()
+        images = rows["image"].permute(0, 2, 3, 1)  # NxHxWx3
+        resized = [resized_crop(images, k, [0, 0, width, height], self.size, self.size)
+                   for k, (height, width) in enumerate(hw.tolist())]
+        boxes = resized_boxes(object_boxes(rows["box"].cpu().double(), hw), hw, self.size)
+        return [resized[k] for k in slots.tolist()], boxes[slots]
 
     def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
-               source: Source | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The patch resampled onto its box of the background; the mask is that box."""
+               source: Source | None) -> torch.Tensor:
+        """The patch resized onto its box of the background; the mask is that box."""
         n, device = len(generators), batch["image"].device
         hw = batch["hw"].cpu().repeat(2, 1)
-        patch = patch_boxes(u[:, OWN:OWN + 3], object_boxes(batch["box"].cpu().repeat(2, 1), hw), self.crop_scale)
-        background, target = self.background(u[:, OWN + 6], generators, source, batch["index"].cpu(), device)
-        if self.mode == "other":
+        patch = patch_boxes(u[:, OWN:OWN + 3], object_boxes(batch["box"].cpu().double().repeat(2, 1), hw),
+                            self.crop_scale)
+        backgrounds, target = self.backgrounds_of(u[:, OWN + 6], generators, source, batch["index"].cpu(), device)
+        if target is None:
             target = paste_boxes(u[:, OWN + 3:OWN + 6], patch, self.size, self.paste_ratio)
-        data = to_floats(self.workspace, "batch", [batch["image"]], batch["hw"])
-        rows = torch.arange(2 * n) % n
-        foreground = resample(data, rows, source_rect(patch, target, self.size), self.size)  # 2Bx3xSxS
-        mask = box_masks(target, self.size, device)  # 2BxSxS
-        return torch.where(mask[:, None] > 0, foreground, background), mask
+        data = channels_last(self.workspace, batch["image"])
+        views = torch.empty(2 * n, self.size, self.size, 4, dtype=torch.uint8, device=device)
+        views[..., :3] = torch.stack(backgrounds)
+        views[..., 3] = box_masks(target, self.size, device) * 255
+        for k, (box, (x0, y0, x1, y1)) in enumerate(zip(patch.long().tolist(), target.long().tolist())):
+            views[k, y0:y1, x0:x1, :3] = resized_crop(data, k % n, box, y1 - y0, x1 - x0)
+        return views
 
 
 BATCHED_VIEWS: dict[str, type[BatchedTwoView]] = {"rrc": BatchedStandardViews, "saliency_swap": BatchedSaliencySwap,

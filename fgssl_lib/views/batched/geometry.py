@@ -1,11 +1,12 @@
 """Batched geometry of the two-view generators: per-sample boxes (RandomResizedCrop, SaliencySwap's patch and paste
-boxes) and one resampling pass that moves the image and its masks together.
+boxes), vectorised, and the crops resized with the mask moved along.
 
 Boxes are ``N x 4`` float64 ``(x0, y0, x1, y1)`` with exclusive ends, integer-valued like the per-sample generators'
-(drawn from the uniforms of :mod:`~fgssl_lib.views.batched.randomness`). Resampling is ``roi_align`` (aligned,
-adaptive sampling ratio ``ceil(box side / S)``): bilinear when a box is magnified, an average of bilinear samples
-(close to an antialiased resize) when it is shrunk. Masks travel as extra channels of the same pass and are
-thresholded at 0.5 afterwards, which matches the per-sample nearest-neighbour masks up to a one-pixel border.
+(drawn from the uniforms of :mod:`~fgssl_lib.views.batched.randomness`). Resizing is the per-sample generators'
+antialiased bilinear resize, one call per view on a channels-last uint8 batch (the fastest layout of PyTorch's uint8
+kernel: on a CPU this beats any one-call batched resampler such as ``roi_align`` or ``grid_sample`` on float copies by
+about 10x at 224 px). The mask rides along as a fourth channel ``255 * mask`` and is thresholded at 128, which
+matches the per-sample nearest-neighbour masks up to a one-pixel border.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torchvision.ops import roi_align
+import torch.nn.functional as F
 
 ATTEMPTS = 10
 """RandomResizedCrop's tries before the central-crop fallback (as torchvision)."""
@@ -97,15 +98,6 @@ def resized_boxes(box: torch.Tensor, hw: torch.Tensor, size: int) -> torch.Tenso
     return torch.stack([x0, y0, x1, y1], 1)
 
 
-def source_rect(patch: torch.Tensor, target: torch.Tensor, size: int) -> torch.Tensor:
-    """The source rectangle ``N x 4`` whose resampling to ``S x S`` puts ``patch`` (source pixels) exactly on
-    ``target`` (view pixels): the affine map patch -> target extended to the whole view."""
-    sx = (patch[:, 2] - patch[:, 0]) / (target[:, 2] - target[:, 0])
-    sy = (patch[:, 3] - patch[:, 1]) / (target[:, 3] - target[:, 1])
-    x0, y0 = patch[:, 0] - target[:, 0] * sx, patch[:, 1] - target[:, 1] * sy
-    return torch.stack([x0, y0, x0 + size * sx, y0 + size * sy], 1)
-
-
 def box_masks(box: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
     """``N x S x S`` float32 masks, 1 inside each whole-pixel ``box``."""
     box = box.to(device=device, dtype=torch.float32)
@@ -116,55 +108,53 @@ def box_masks(box: torch.Tensor, size: int, device: torch.device) -> torch.Tenso
 
 
 class Workspace:
-    """Reusable float buffers for the resampling's input (a fresh ``B x C x H x W`` float tensor per batch costs
-    more in page faults than the uint8 -> float copy itself on a CPU)."""
+    """Reusable uint8 buffers for the batch in channels-last layout (a fresh ``B x H x W x C`` tensor per batch costs
+    page faults on a CPU on top of the copy)."""
 
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
 
-    def floats(self, role: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        """A float32 tensor of ``shape`` on ``device`` (contents undefined), reused across calls for ``role``."""
+    def buffer(self, role: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """A uint8 tensor of ``shape`` on ``device`` (contents undefined), reused across calls for ``role``."""
         buffer = self._buffers.get(role)
         if buffer is None or buffer.shape != shape or buffer.device != device:
-            buffer = self._buffers[role] = torch.empty(shape, dtype=torch.float32, device=device)
+            buffer = self._buffers[role] = torch.empty(shape, dtype=torch.uint8, device=device)
         return buffer
 
 
-def replicate_edges(x: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
-    """Copy each row's last valid column and row into the padding just beyond it (``x``: ``B x C x H x W``, in
-    place), so bilinear samples at the valid region's edge never mix in padding."""
-    rows = torch.arange(x.shape[0], device=x.device)
-    height, width = hw[:, 0].to(x.device), hw[:, 1].to(x.device)
-    beyond, last = width.clamp(max=x.shape[-1] - 1), width - 1  # beyond == last where there is no padding
-    x[rows, :, :, beyond] = x[rows, :, :, last]
-    beyond, last = height.clamp(max=x.shape[-2] - 1), height - 1
-    x[rows, :, beyond, :] = x[rows, :, last, :]
-    return x
+def channels_last(workspace: Workspace, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``B x H x W x C`` uint8: the ``B x 3 x H x W`` images, with ``255 * mask`` (``B x H x W``) as a fourth channel
+    when given, in one reused buffer (the layout the antialiased uint8 resize is fastest on)."""
+    channels = 3 if mask is None else 4
+    out = workspace.buffer(f"rows{channels}", (image.shape[0], *image.shape[-2:], channels), image.device)
+    out[..., :3].copy_(image.permute(0, 2, 3, 1))
+    if mask is not None:
+        out[..., 3].copy_(mask).mul_(255)
+    return out
 
 
-def to_floats(workspace: Workspace, role: str, channels: list[torch.Tensor], hw: torch.Tensor) -> torch.Tensor:
-    """``channels`` (each ``B x c x H x W``, any dtype) copied into one ``B x C x H x W`` float32 buffer of
-    ``workspace``, edges replicated (:func:`replicate_edges`)."""
-    first = channels[0]
-    shape = (first.shape[0], sum(c.shape[1] for c in channels), *first.shape[-2:])
-    out = workspace.floats(role, shape, first.device)
-    start = 0
-    for c in channels:
-        out[:, start:start + c.shape[1]].copy_(c)
-        start += c.shape[1]
-    return replicate_edges(out, hw)
+def resized_crop(source: torch.Tensor, row: int, box: list[int], height: int, width: int) -> torch.Tensor:
+    """``height x width x C``: pixels ``box`` (``x0, y0, x1, y1``) of ``source[row]`` (``B x H x W x C``) resized
+    bilinearly with antialiasing, as ``torchvision``'s ``resized_crop`` (uint8 on a CPU; through float elsewhere)."""
+    x0, y0, x1, y1 = box
+    crop = source[row, y0:y1, x0:x1].permute(2, 0, 1)[None]  # 1xCxhxw
+    if crop.device.type == "cpu":
+        out = F.interpolate(crop, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    else:
+        out = F.interpolate(crop.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+        out = out.round_().clamp_(0, 255).to(source.dtype) if source.dtype == torch.uint8 else out
+    return out[0].permute(1, 2, 0)
 
 
-def resample(source: torch.Tensor, rows: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """``K x C x S x S``: the rectangle ``boxes[k]`` (source pixels, ``K x 4``) of ``source[rows[k]]``
-    (``B x C x H x W`` float) resampled to ``S x S`` by ``roi_align`` (see the module docstring)."""
-    rois = torch.cat([rows.to(boxes)[:, None], boxes], 1).to(device=source.device, dtype=source.dtype)  # Kx5
-    return roi_align(source, rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+def resized_crops(source: torch.Tensor, rows: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """``K x S x S x C``: each box ``boxes[k]`` (whole pixels) of ``source[rows[k]]`` resized to ``S x S``."""
+    return torch.stack([resized_crop(source, row, box, size, size)
+                        for row, box in zip(rows.tolist(), boxes.long().tolist())])
 
 
-def flip_rows(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Mirror the rows of ``x`` (``N x ... x W``) where ``flip`` (``N`` bool, CPU) is set, in place."""
+def flip_rows(x: torch.Tensor, flip: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mirror the rows of ``x`` along ``dim`` where ``flip`` (``N`` bool, CPU) is set, in place."""
     rows = flip.nonzero()[:, 0].to(x.device)
     if len(rows):
-        x.index_copy_(0, rows, x.index_select(0, rows).flip(-1))
+        x.index_copy_(0, rows, x.index_select(0, rows).flip(dim))
     return x

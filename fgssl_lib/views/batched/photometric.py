@@ -23,11 +23,11 @@ from __future__ import annotations
 import itertools
 import math
 
+import cv2
 import torch
 import torch.nn.functional as F
 
-from fgssl_lib.views.photometric import (SOLARIZE_THRESHOLD, PhotometricSpec, blur_kernel_size, blur_sigma_range,
-                                         separable_gaussian_blur)
+from fgssl_lib.views.photometric import SOLARIZE_THRESHOLD, PhotometricSpec, blur_kernel_size, blur_sigma_range
 
 PHOTOMETRIC_UNIFORMS = 10
 """Uniforms one view's photometric ops draw: jitter applied, jitter order, 4 factors, greyscale, blur applied, sigma,
@@ -51,62 +51,76 @@ def hue_matrices(hue: torch.Tensor) -> torch.Tensor:
 
 def colour_transforms(u: torch.Tensor, spec: PhotometricSpec, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-view colour jitter and greyscale as ``(A N x 3 x 3, t N x 3)`` float64, ``out = A x + t`` for views ``x``
-    in [0, 255] (``mean``: their ``N x 3`` channel means; ``u``: ``N x PHOTOMETRIC_UNIFORMS`` uniforms)."""
+    in [0, 255] (``mean``: their ``N x 3`` channel means; ``u``: ``N x PHOTOMETRIC_UNIFORMS`` uniforms).
+
+    Composed in homogeneous ``4 x 4`` form: ops ``0..3`` are brightness, contrast, saturation, hue (contrast is
+    rebuilt at each step, as it blends towards the current mean grey level) and op 4, the identity, stands in for
+    every step of a view without jitter."""
     n = len(u)
-    eye = torch.eye(3, dtype=torch.float64).expand(n, 3, 3)
-    grey = torch.ones(3, 1, dtype=torch.float64) @ GREY[None]  # 3x3: every channel <- the grey level
-    A, t = eye / 255, torch.zeros(n, 3, dtype=torch.float64)
-    jitter = u[:, 0] < spec.jitter_p
+    eye = torch.eye(4, dtype=torch.float64)
+    grey = eye.clone()
+    grey[:3, :3] = GREY.expand(3, 3)  # every channel <- the grey level
+    factors = 1 + torch.tensor([spec.brightness, spec.contrast, spec.saturation]) * (2 * u[:, 2:5] - 1)  # Nx3
+    ops = eye.repeat(n, 5, 1, 1)  # Nx5x4x4
+    ops[:, 0, :3, :3] *= factors[:, 0, None, None]
+    ops[:, 1, :3, :3] *= factors[:, 1, None, None]
+    ops[:, 2, :3, :3] = factors[:, 2, None, None] * eye[:3, :3] + (1 - factors[:, 2, None, None]) * grey[:3, :3]
+    ops[:, 3, :3, :3] = hue_matrices(spec.hue * (2 * u[:, 5] - 1))
     order = ORDERS[torch.floor(u[:, 1] * len(ORDERS)).long().clamp(max=len(ORDERS) - 1)]  # Nx4
-    brightness = 1 + spec.brightness * (2 * u[:, 2] - 1)
-    contrast = 1 + spec.contrast * (2 * u[:, 3] - 1)
-    saturation = 1 + spec.saturation * (2 * u[:, 4] - 1)
-    rotate_hue = hue_matrices(spec.hue * (2 * u[:, 5] - 1))
+    order = torch.where((u[:, 0] < spec.jitter_p)[:, None], order, 4)
+    transform = torch.diag(torch.tensor([1 / 255] * 3 + [1], dtype=torch.float64)).repeat(n, 1, 1)  # Nx4x4
+    mean = torch.cat([mean, torch.ones(n, 1, dtype=torch.float64)], 1)[:, :, None]  # Nx4x1, homogeneous
+    rows = torch.arange(n)
     for step in range(4):
-        op = torch.where(jitter, order[:, step], -1)[:, None, None]  # -1: no jitter
-        level = (A @ mean[:, :, None])[:, :, 0] + t  # Nx3, the current channel means
-        blend = (level @ GREY)[:, None] * torch.ones(3, dtype=torch.float64)  # Nx3, contrast's mean grey level
-        scale = torch.where(op[:, :, 0] == 0, brightness[:, None], torch.where(op[:, :, 0] == 1, contrast[:, None], 1))
-        matrix = torch.where(op == 2, saturation[:, None, None] * eye + (1 - saturation[:, None, None]) * grey,
-                             torch.where(op == 3, rotate_hue, eye))
-        offset = torch.where(op[:, :, 0] == 1, (1 - contrast[:, None]) * blend, 0)
-        A, t = scale[:, :, None] * (matrix @ A), scale * (matrix @ t[:, :, None])[:, :, 0] + offset
-    greyscale = (u[:, 6] < spec.grayscale_p)[:, None, None]
-    return torch.where(greyscale, grey @ A, A), torch.where(greyscale[:, :, 0], (grey @ t[:, :, None])[:, :, 0], t)
+        level = (grey[0] @ (transform @ mean))[:, 0]  # N, the current mean grey level
+        ops[:, 1, :3, 3] = ((1 - factors[:, 1]) * level)[:, None]  # contrast: c x + (1 - c) level
+        transform = ops[rows, order[:, step]] @ transform
+    transform = torch.where((u[:, 6] < spec.grayscale_p)[:, None, None], grey @ transform, transform)
+    return transform[:, :3, :3], transform[:, :3, 3]
 
 
-def gaussian_blur(x: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
-    """Each ``C x S x S`` view of ``x`` (``N x C x S x S`` float) blurred with its own ``sigma`` (``N``), separably,
-    reflect-101 border: OpenCV per view on a CPU, one grouped convolution per pass elsewhere."""
-    n, channels = x.shape[:2]
+def gaussian_blur(x: torch.Tensor, rows: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur the views ``x[rows]`` (``x``: ``N x C x S x S`` float, contiguous; ``rows``: ``K`` CPU indices), each with
+    its own ``sigma`` (``K``), in place, separably with a reflect-101 border as
+    :func:`fgssl_lib.views.photometric.separable_gaussian_blur`: OpenCV per channel plane on a CPU, one grouped
+    convolution per pass elsewhere."""
     if x.device.type == "cpu":
-        return torch.stack([separable_gaussian_blur(view, kernel_size, float(s)) for view, s in zip(x, sigma)])
+        views = x.numpy()
+        for row, s in zip(rows.tolist(), sigma.tolist()):
+            for plane in views[row]:
+                cv2.GaussianBlur(plane, (kernel_size, kernel_size), s, dst=plane, borderType=cv2.BORDER_REFLECT_101)
+        return x
+    rows = rows.to(x.device)
+    n, channels = len(rows), x.shape[1]
     taps = torch.arange(kernel_size, dtype=x.dtype, device=x.device) - (kernel_size - 1) / 2
     kernels = torch.softmax(-(taps**2) / (2 * sigma.to(x)[:, None] ** 2), dim=1).repeat_interleave(channels, 0)
     pad = kernel_size // 2
-    out = F.pad(x.reshape(1, n * channels, *x.shape[-2:]), (pad,) * 4, mode="reflect")
+    out = F.pad(x.index_select(0, rows).reshape(1, n * channels, *x.shape[2:]), (pad,) * 4, mode="reflect")
     out = F.conv2d(out, kernels[:, None, None, :], groups=n * channels)
     out = F.conv2d(out, kernels[:, None, :, None], groups=n * channels)
-    return out.reshape(x.shape)
+    return x.index_copy_(0, rows, out.reshape(n, channels, *x.shape[2:]))
 
 
-def photometric(x: torch.Tensor, u: torch.Tensor, spec: PhotometricSpec | None) -> torch.Tensor:
-    """The views ``x`` (``N x 3 x S x S`` float in [0, 255]) after ``spec``'s ops, float32 in [0, 1];
-    ``u``: ``N x PHOTOMETRIC_UNIFORMS`` uniforms (CPU); ``spec=None`` only scales to [0, 1]."""
-    n, size = len(x), x.shape[-1]
-    if spec is None:
-        return (x / 255).clamp_(0, 1)
-    mean = x.mean((-2, -1)).double().cpu()  # Nx3
-    A, t = colour_transforms(u, spec, mean)
-    A, t = A.to(device=x.device, dtype=torch.float32), t.to(device=x.device, dtype=torch.float32)
-    out = torch.baddbmm(t[:, :, None], A, x.reshape(n, 3, -1)).clamp_(0, 1).reshape(x.shape)
+def photometric(x: torch.Tensor, u: torch.Tensor,
+                specs: tuple[PhotometricSpec, PhotometricSpec] | None) -> torch.Tensor:
+    """Both views' photometric ops: ``x`` (``2B x S x S x 3`` uint8, view 1's rows first) to ``2B x 3 x S x S``
+    float32 in [0, 1], view 1's rows with ``specs[0]``, view 2's with ``specs[1]``; ``u``: ``2B x
+    PHOTOMETRIC_UNIFORMS`` CPU uniforms; ``specs=None`` only scales to [0, 1]."""
+    n, size = len(x), x.shape[1]
+    planes = x.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)  # Nx3xSxS in [0, 255]
+    if specs is None:
+        return planes.div_(255)
+    halves, mean = (slice(0, n // 2), slice(n // 2, n)), planes.mean((-2, -1)).double().cpu()
+    A, t = (torch.cat(parts).to(device=x.device, dtype=torch.float32)
+            for parts in zip(*(colour_transforms(u[rows], spec, mean[rows]) for rows, spec in zip(halves, specs))))
+    out = torch.bmm(A, planes.reshape(n, 3, -1)).add_(t[:, :, None]).clamp_(0, 1).reshape(planes.shape)
     low, high = blur_sigma_range(size)
-    blurred = (u[:, 7] < spec.blur_p).nonzero()[:, 0]
+    blur_p, solarize_p = (torch.tensor([getattr(specs[0], name)] * (n // 2) + [getattr(specs[1], name)] * (n - n // 2),
+                                       dtype=torch.float64) for name in ("blur_p", "solarize_p"))
+    blurred = (u[:, 7] < blur_p).nonzero()[:, 0]
     if len(blurred):
-        sigma = low + (high - low) * u[blurred, 8]
-        rows = blurred.to(x.device)
-        out.index_copy_(0, rows, gaussian_blur(out.index_select(0, rows), blur_kernel_size(size), sigma))
-    solarized = (u[:, 9] < spec.solarize_p).nonzero()[:, 0].to(x.device)
+        gaussian_blur(out, blurred, blur_kernel_size(size), low + (high - low) * u[blurred, 8])
+    solarized = (u[:, 9] < solarize_p).nonzero()[:, 0].to(x.device)
     if len(solarized):
         views = out.index_select(0, solarized)
         out.index_copy_(0, solarized, torch.where(views >= SOLARIZE_THRESHOLD, 1 - views, views))
