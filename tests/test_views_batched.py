@@ -13,8 +13,9 @@ from torchvision.transforms.v2 import functional as F
 from fgssl_lib.data.backgrounds import GreyBackgrounds
 from fgssl_lib.views import build_batched_views
 from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, channels_last, paste_boxes, patch_boxes,
-                                              random_resized_crop_boxes, resized_crops)
-from fgssl_lib.views.batched.photometric import ORDERS, PHOTOMETRIC_UNIFORMS, colour_transforms, photometric
+                                              random_resized_crop_boxes, resized_crop, resized_crops)
+from fgssl_lib.views.batched.photometric import (ORDERS, PHOTOMETRIC_UNIFORMS, colour_transforms, gaussian_blur,
+                                                 grouped_gaussian_blur, photometric)
 from fgssl_lib.views.photometric import PHOTOMETRIC_SPECS, PhotometricSpec
 from fgssl_lib.views.saliency_swap import paste_box, sample_patch
 from test_views import assert_mask_matches_red, l_shape, make_sample, rectangle, red_pixels
@@ -306,6 +307,25 @@ def test_runs_under_bfloat16_autocast(case):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = build(case, photometric="byol")(batch, 0, source=source_of(batch))
     assert out["view1"].dtype == torch.float32 and out["mask2"].dtype == torch.float32
+
+
+def test_float_resize_path_matches_the_uint8_kernel():
+    """The path other devices take (through float) gives the CPU's uint8 kernel's pixels, up to rounding."""
+    source = torch.randint(0, 256, (2, 40, 50, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for box, (height, width) in [([3, 5, 45, 37], (16, 16)), ([10, 2, 20, 12], (24, 31))]:  # shrink, magnify
+        exact = resized_crop(source, 1, box, height, width)
+        through_float = resized_crop(source.float(), 1, box, height, width).round().clamp(0, 255)
+        assert exact.shape == (height, width, 4)
+        assert (through_float - exact.float()).abs().max() <= 1
+
+
+def test_grouped_blur_matches_opencv():
+    """The blur other devices take (grouped convolutions) equals OpenCV's on a CPU, per view and sigma."""
+    views = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    rows, sigma = torch.tensor([0, 2, 3]), torch.tensor([0.3, 1.0, 2.5], dtype=torch.float64)
+    expected = gaussian_blur(views.clone(), rows, 9, sigma)
+    ours = grouped_gaussian_blur(views.clone(), rows, 9, sigma)
+    assert torch.allclose(ours, expected, atol=1e-5) and torch.equal(ours[1], views[1])
 
 
 def test_resizing_runs_on_the_meta_device():

@@ -74,7 +74,7 @@ class BatchedTwoView:
         self.workspace = Workspace()
 
     def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
-               source: Source | None) -> tuple[torch.Tensor, torch.Tensor]:
+               source: Source | None) -> torch.Tensor:
         """Both views' geometry: ``2B x S x S x 4`` uint8, the image and ``255 * mask`` as the fourth channel, rows
         ``v B + b`` (view ``v``, sample ``b``).
 
@@ -133,7 +133,7 @@ class BatchedCopyPaste(BatchedStandardViews):
     """:class:`fgssl_lib.views.CopyPaste` batched (DiLo): RandomResizedCrop views whose background is replaced with
     probability ``p``, ``S x + (1 - S) bg``, with ``S`` the soft map (the batch's ``saliency``, else its mask; or the
     mask with ``paste_map="mask"``) blurred at the stored resolution before the crop per ``blending``; image, mask and
-    ``S`` share one resampling pass. Backgrounds are drawn per pasted view from the sample's generator.
+    ``S`` share one crop box. Backgrounds are drawn per pasted view from the sample's generator.
 
     Args:
         size: side ``S`` of the views.

@@ -135,14 +135,15 @@ def channels_last(workspace: Workspace, image: torch.Tensor, mask: torch.Tensor 
 
 def resized_crop(source: torch.Tensor, row: int, box: list[int], height: int, width: int) -> torch.Tensor:
     """``height x width x C``: pixels ``box`` (``x0, y0, x1, y1``) of ``source[row]`` (``B x H x W x C``) resized
-    bilinearly with antialiasing, as ``torchvision``'s ``resized_crop`` (uint8 on a CPU; through float elsewhere)."""
+    bilinearly with antialiasing, as ``torchvision``'s ``resized_crop``: uint8 in, uint8 out on a CPU (PyTorch's
+    uint8 kernel); elsewhere, and for float sources, through float (rounded back to uint8 for uint8 sources)."""
     x0, y0, x1, y1 = box
     crop = source[row, y0:y1, x0:x1].permute(2, 0, 1)[None]  # 1xCxhxw
-    if crop.device.type == "cpu":
-        out = F.interpolate(crop, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-    else:
+    if crop.device.type != "cpu" or crop.dtype != torch.uint8:
         out = F.interpolate(crop.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
         out = out.round_().clamp_(0, 255).to(source.dtype) if source.dtype == torch.uint8 else out
+    else:
+        out = F.interpolate(crop, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
     return out[0].permute(1, 2, 0)
 
 

@@ -82,14 +82,19 @@ def colour_transforms(u: torch.Tensor, spec: PhotometricSpec, mean: torch.Tensor
 def gaussian_blur(x: torch.Tensor, rows: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
     """Blur the views ``x[rows]`` (``x``: ``N x C x S x S`` float, contiguous; ``rows``: ``K`` CPU indices), each with
     its own ``sigma`` (``K``), in place, separably with a reflect-101 border as
-    :func:`fgssl_lib.views.photometric.separable_gaussian_blur`: OpenCV per channel plane on a CPU, one grouped
-    convolution per pass elsewhere."""
-    if x.device.type == "cpu":
-        views = x.numpy()
-        for row, s in zip(rows.tolist(), sigma.tolist()):
-            for plane in views[row]:
-                cv2.GaussianBlur(plane, (kernel_size, kernel_size), s, dst=plane, borderType=cv2.BORDER_REFLECT_101)
-        return x
+    :func:`fgssl_lib.views.photometric.separable_gaussian_blur`: OpenCV per channel plane on a CPU,
+    :func:`grouped_gaussian_blur` elsewhere."""
+    if x.device.type != "cpu":
+        return grouped_gaussian_blur(x, rows, kernel_size, sigma)
+    views = x.numpy()
+    for row, s in zip(rows.tolist(), sigma.tolist()):
+        for plane in views[row]:
+            cv2.GaussianBlur(plane, (kernel_size, kernel_size), s, dst=plane, borderType=cv2.BORDER_REFLECT_101)
+    return x
+
+
+def grouped_gaussian_blur(x: torch.Tensor, rows: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
+    """:func:`gaussian_blur` on any device: two grouped 1-D convolutions (one kernel per view and channel)."""
     rows = rows.to(x.device)
     n, channels = len(rows), x.shape[1]
     taps = torch.arange(kernel_size, dtype=x.dtype, device=x.device) - (kernel_size - 1) / 2
