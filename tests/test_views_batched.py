@@ -344,7 +344,7 @@ def test_errors_say_what_to_do():
         build("saliency_swap_same")(batch, 0)
     with pytest.raises(ValueError, match="copy_paste, rrc, saliency_swap"):
         build_batched_views("cutmix", SIZE)
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ValueError, match="lacks .hw."):
         build("rrc")({"image": batch["image"]}, 0)
     with pytest.raises(ValueError, match="uint8"):
         build("rrc")(batch | {"image": batch["image"].float()}, 0)

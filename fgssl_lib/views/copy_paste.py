@@ -44,6 +44,14 @@ the source image's shorter side."""
 PASTE_MAPS = ("saliency", "mask")
 
 
+def paste_options(p: float, backgrounds: Any, blending: str, paste_map: str) -> tuple[float, Any, str, str]:
+    """The copy-paste options checked (``p`` in [0, 1], known names) and the background pool resolved."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"p is the probability of a copy-paste per view and must lie in [0, 1], got {p}")
+    return (float(p), resolve_backgrounds(backgrounds), check_choice("blending", blending, BLENDINGS),
+            check_choice("paste map", paste_map, PASTE_MAPS))
+
+
 def soft_map(sample: Mapping[str, Any], paste_map: str) -> torch.Tensor:
     """The ``H x W`` float map ``S`` a paste blends with: the sample's ``saliency`` (else its mask), or its mask."""
     if paste_map == "saliency" and "saliency" in sample:
@@ -73,12 +81,7 @@ class CopyPaste(StandardViews):
     def __init__(self, size: int, p: float = 0.3, backgrounds: Any = "grey", blending: str = "mix",
                  paste_map: str = "saliency", **kwargs: Any):
         super().__init__(size, **kwargs)
-        if not 0 <= p <= 1:
-            raise ValueError(f"p is the probability of a copy-paste per view and must lie in [0, 1], got {p}")
-        self.p = float(p)
-        self.blending = check_choice("blending", blending, BLENDINGS)
-        self.paste_map = check_choice("paste map", paste_map, PASTE_MAPS)
-        self.backgrounds = resolve_backgrounds(backgrounds)
+        self.p, self.backgrounds, self.blending, self.paste_map = paste_options(p, backgrounds, blending, paste_map)
 
     def layout(self, sample: Mapping[str, Any], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """RandomResizedCrop view; with probability ``p`` blended onto a background: ``S x + (1 - S) bg``."""

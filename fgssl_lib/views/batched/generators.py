@@ -26,7 +26,7 @@ from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, box_masks
                                               resized_boxes, resized_crop, resized_crops)
 from fgssl_lib.views.batched.photometric import PHOTOMETRIC_UNIFORMS, photometric
 from fgssl_lib.views.batched.randomness import draw_uniforms, sample_generators
-from fgssl_lib.views.copy_paste import BLENDINGS, PASTE_MAPS, blur_at_source
+from fgssl_lib.views.copy_paste import BLENDINGS, blur_at_source, paste_options
 from fgssl_lib.views.photometric import PHOTOMETRIC, PHOTOMETRIC_SPECS
 from fgssl_lib.views.saliency_swap import MODES, _check_fractions
 
@@ -43,16 +43,15 @@ _BATCH_KEYS = ("image", "mask", "box", "hw", "label", "index")
 
 def check_batch(batch: Mapping[str, Any]) -> None:
     """Raise a ``ValueError`` that says what is wrong if ``batch`` breaks the store-batch contract."""
-    missing = [key for key in _BATCH_KEYS if key not in batch]
-    if missing:
-        raise ValueError(f"batch is missing {missing}; a batch is dict(image, mask, box, hw, label, index[, saliency]) "
-                         "of store rows, see fgssl_lib.views.batched.generators")
-    image, mask = batch["image"], batch["mask"]
-    if image.dtype != torch.uint8 or image.ndim != 4 or image.shape[1] != 3:
-        raise ValueError(f"batch['image'] must be a Bx3xHxW uint8 tensor, got {image.dtype} {tuple(image.shape)}")
-    if mask.shape != (image.shape[0], *image.shape[-2:]):
-        raise ValueError(f"batch['mask'] has shape {tuple(mask.shape)}, expected BxHxW = "
-                         f"{(image.shape[0], *image.shape[-2:])} like the images")
+    problems = [f"it lacks {key!r}" for key in _BATCH_KEYS if key not in batch]
+    image, mask = batch.get("image"), batch.get("mask")
+    if image is not None and (image.dtype != torch.uint8 or image.ndim != 4 or image.shape[1] != 3):
+        problems.append(f"'image' must be Bx3xHxW uint8, not {image.dtype} {tuple(image.shape)}")
+    elif image is not None and mask is not None and mask.shape != (image.shape[0], *image.shape[-2:]):
+        problems.append(f"'mask' must be BxHxW like the images, not {tuple(mask.shape)}")
+    if problems:
+        raise ValueError(f"not a batch of store rows ({'; '.join(problems)}): pass dict(image, mask, box, hw, label, "
+                         "index[, saliency]) as fgssl_lib.views.batched.generators describes")
 
 
 class BatchedTwoView:
@@ -144,12 +143,7 @@ class BatchedCopyPaste(BatchedStandardViews):
     def __init__(self, size: int, p: float = 0.3, backgrounds: Any = "grey", blending: str = "mix",
                  paste_map: str = "saliency", **kwargs: Any):
         super().__init__(size, **kwargs)
-        if not 0 <= p <= 1:
-            raise ValueError(f"p is the probability of a copy-paste per view and must lie in [0, 1], got {p}")
-        self.p = float(p)
-        self.blending = check_choice("blending", blending, BLENDINGS)
-        self.paste_map = check_choice("paste map", paste_map, PASTE_MAPS)
-        self.backgrounds = resolve_backgrounds(backgrounds)
+        self.p, self.backgrounds, self.blending, self.paste_map = paste_options(p, backgrounds, blending, paste_map)
 
     def soft_maps(self, batch: Mapping[str, torch.Tensor], rows: list[int], blur: list[bool]) -> torch.Tensor:
         """``K x H x W x 4`` uint8 for the batch rows ``rows``: channel 0 is ``round(255 S)`` of the soft map, channel 1
