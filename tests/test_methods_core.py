@@ -267,7 +267,10 @@ def test_the_ema_runs_before_every_training_step_of_a_momentum_method() -> None:
     method = tiny("byol", momentum_start=0.5)
     with torch.no_grad():
         method.projection_head.layers[0].weight.add_(1.0)  # online and target now differ
-    target = method.momentum_encoder.head.layers[0].weight.clone()
-    method.on_train_batch_start(batch(), 0)
-    expected = 0.5 * target + 0.5 * method.projection_head.layers[0].weight
-    torch.testing.assert_close(method.momentum_encoder.head.layers[0].weight, expected)
+    expected = 0.5 * method.momentum_encoder.head.layers[0].weight + 0.5 * method.projection_head.layers[0].weight
+    seen = []
+    method.losses = lambda b: seen.append(method.momentum_encoder.head.layers[0].weight.clone()) or {  # type: ignore
+        "loss": torch.zeros((), requires_grad=True)}
+    method.log_dict = method.log = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    method.training_step(batch(), 0)
+    torch.testing.assert_close(seen[0], expected)  # the target had moved when the losses were computed

@@ -31,6 +31,7 @@ import time
 import torch
 
 from fgssl_lib.config import PRESETS, resolve_device
+from fgssl_lib.methods import MomentumMethod
 from fgssl_lib.models import small_input_stem
 from fgssl_lib.train import TrainConfig, build_method
 
@@ -80,7 +81,8 @@ class StepRunner:
         self.device = device
 
     def __call__(self) -> None:
-        self.method.on_train_batch_start(self.data, 0)  # the EMA update of a momentum method
+        if isinstance(self.method, MomentumMethod):
+            self.method.update_momentum()
         loss = self.method.losses(self.data)["loss"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -285,6 +285,7 @@ class MomentumMethod(SSLMethod):
         for online, target in self.momentum_pairs():
             update_momentum(online, target, m)
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """The EMA update, before every training step's forward."""
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """The EMA update (:meth:`update_momentum`), then :meth:`SSLMethod.training_step`."""
         self.update_momentum()
+        return super().training_step(batch, batch_idx)
