@@ -336,6 +336,21 @@ def test_resizing_runs_on_the_meta_device():
     assert out.shape == (2, 8, 8, 4) and out.device.type == "meta"
 
 
+def test_bench_prints_one_line_per_generator_and_size(capsys):
+    from fgssl_lib.bench.views import BATCHED_CASES, main
+
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--sizes", "--batched-sizes", "16", "--batch", "4", "--batched-rounds", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the bench runs on one thread
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in lines] == [["views", name, "16"] for name in BATCHED_CASES]
+    for line in lines:
+        fields = dict(field.split("=") for field in line.split()[3:])
+        assert set(fields) == {"batched_per_s", "per_sample_per_s", "ratio"} and float(fields["ratio"]) > 0
+
+
 def test_errors_say_what_to_do():
     batch = rect_batch()
     with pytest.raises(ValueError, match="dataset_size"):
