@@ -2,8 +2,9 @@
 
 Features: :func:`extract_features` (cached). Classification: :func:`linear_probe`, :func:`knn_accuracy`,
 :func:`fine_tune`. Retrieval: :func:`retrieval_metrics`. Localisation: :func:`max_box_acc` over CAMs from
-:func:`gradcam_maps` or :func:`saliency_maps`, over a split by :func:`localization_maps`. Background bias: :func:`background_bias_report`,
-:func:`box_background_report`. Every function returns plain numbers or dicts (percentages).
+:func:`gradcam_maps` or :func:`saliency_maps`, over a split by :func:`localization_maps`. Background bias:
+:func:`background_bias_report`, :func:`box_background_report`. Every function returns plain numbers or dicts
+(percentages).
 """
 
 from fgssl_lib.eval.background_bias import BoxVariant, background_bias_report, box_background_report

@@ -64,8 +64,9 @@ class MoCoV2(MomentumMethod):
         return {}, batch_unshuffle(key, order, distributed=distributed)
 
     def contrastive_forward(self, batch: dict[str, Tensor]) -> PairOutput:
-        """InfoNCE of query ``q = g(f(view1))`` against key ``k = g'(f'(view2))`` and the queue (MoCo Eq. 1); only view 1
-        goes through the online encoder, so view 2's online encoding is ``None`` and the unused ``target_maps`` are ``{}``."""
+        """InfoNCE of query ``q = g(f(view1))`` against key ``k = g'(f'(view2))`` and the queue (MoCo Eq. 1); only
+        view 1 goes through the online encoder, so view 2's online encoding is ``None`` and the unused ``target_maps``
+        are ``{}``."""
         encoding = self.encode(batch["view1"])  # features: NxD
         query = self.projection_head(encoding.features)  # Nxd
         _, key = self.encode_target(batch["view2"])  # Nxd, no grad

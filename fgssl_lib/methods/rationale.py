@@ -118,10 +118,12 @@ def fitting_distribution(maps: Tensor, temperature: float, eps: float | None = N
 def rationale_kl(branch_map: Tensor, gradcam: Tensor, temperature: float = 0.4, normalise_gradcam: bool = True,
                  reduction: str = "mean") -> Tensor:
     """LCR Eqs. 5-6: ``KL(G_bar || A_bar)`` with the distributions of :func:`fitting_distribution` (``A`` always
-    normalised per image as Eq. 8, ``G`` scale-free if ``normalise_gradcam``), summed over positions and averaged (``reduction="mean"``)
-    or summed (``"sum"``) over the batch. ``branch_map`` ``A`` and ``gradcam`` ``G``: NxHxW."""
+    normalised per image as Eq. 8, ``G`` scale-free if ``normalise_gradcam``), summed over positions and averaged
+    (``reduction="mean"``) or summed (``"sum"``) over the batch. ``branch_map`` ``A`` and ``gradcam`` ``G``: NxHxW."""
     if branch_map.shape != gradcam.shape:
-        raise ValueError(f"A and G must have the same NxHxW shape, got {tuple(branch_map.shape)} and {tuple(gradcam.shape)}")
+        raise ValueError(
+            f"A and G must have the same NxHxW shape, got {tuple(branch_map.shape)} and {tuple(gradcam.shape)}"
+        )
     check_choice("KL reduction over the batch", reduction, ("mean", "sum"))
     log_a = fitting_distribution(branch_map, temperature)  # N x HW
     log_g = fitting_distribution(gradcam, temperature, 0.0 if normalise_gradcam else None)  # N x HW

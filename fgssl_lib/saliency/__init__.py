@@ -1,4 +1,5 @@
-"""Saliency: where the object is, as a map ``S`` in ``[0, 1]`` and the box derived from it (the DiLo and CVSA theory pages).
+"""Saliency: where the object is, as a map ``S`` in ``[0, 1]`` and the box derived from it (the DiLo and CVSA theory
+pages).
 
 - :mod:`~fgssl_lib.saliency.maps`: :class:`MapSource`, the one map interface (eval mode without gradients, the mode
   restored, bicubic upsampling, min-max per image) of Grad-CAM, CVSA's intensity, LCR's branch map and the sources;

@@ -4,8 +4,8 @@ Among the axis-aligned boxes ``B`` whose corners lie on a coarse grid, pick ``B*
 parameter-free objectives (``objective=``):
 
 - ``"contrast"`` (the literal form of our formulation): ``mean_{p in B} S(p) - mean_{p not in B} S(p)``;
-- ``"covariance"`` (**default**): ``Cov(S, 1_B) = mean_p (S(p) - mean S) 1_B(p) = a (1 - a) (mean_in - mean_out)`` with ``a`` the
-  box's area fraction: the saliency mass above the image mean that the box collects.
+- ``"covariance"`` (**default**): ``Cov(S, 1_B) = mean_p (S(p) - mean S) 1_B(p) = a (1 - a) (mean_in - mean_out)``
+  with ``a`` the box's area fraction: the saliency mass above the image mean that the box collects.
 
 The contrast form prefers small boxes on smooth or peaked maps (a box at the maximum keeps ``mean_in`` near 1 while
 ``mean_out`` barely moves): on the synthetic benchmark its boxes cover ~0.5% of the image for OpenCV and CAM-like

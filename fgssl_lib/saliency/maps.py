@@ -5,9 +5,9 @@ in eval mode (:func:`evaluating`: no gradients unless the map needs them, the pr
 afterwards), the raw ``N x h x w`` map is upsampled to image size (bicubic, ``cv2.INTER_CUBIC``'s kernel, as
 wsolevaluation prepares CAMs for MaxBoxAcc; Choe et al. 2020) and min-max normalised per image
 (:func:`normalise_per_image`). A subclass overrides one method, :meth:`MapSource.compute`: Grad-CAM
-(:class:`fgssl_lib.eval.cams.GradCAMMap`), CVSA's correspondence intensity (:class:`fgssl_lib.methods.cvsa.IntensityMap`),
-LCR's branch map (:class:`fgssl_lib.methods.lcr.BranchMap`) and the classic saliency sources
-(:class:`fgssl_lib.saliency.sources.SaliencySource`, one image at a time).
+(:class:`fgssl_lib.eval.cams.GradCAMMap`), CVSA's correspondence intensity
+(:class:`fgssl_lib.methods.cvsa.IntensityMap`), LCR's branch map (:class:`fgssl_lib.methods.lcr.BranchMap`) and
+the classic saliency sources (:class:`fgssl_lib.saliency.sources.SaliencySource`, one image at a time).
 """
 
 from __future__ import annotations

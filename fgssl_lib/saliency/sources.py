@@ -49,7 +49,9 @@ class SaliencySource(MapSource):
     name: ClassVar[str] = ""
     interpolation: ClassVar[str] = "bilinear"
 
-    def __call__(self, image: torch.Tensor, sample: dict[str, Any] | None = None) -> torch.Tensor:  # type: ignore[override]
+    def __call__(  # type: ignore[override]
+        self, image: torch.Tensor, sample: dict[str, Any] | None = None
+    ) -> torch.Tensor:
         """Saliency of ``image`` (``3 x H x W`` uint8): ``H x W`` float32 in ``[0, 1]``."""
         if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
             got = f"{tuple(image.shape)} {image.dtype}" if isinstance(image, torch.Tensor) else type(image).__name__
@@ -64,7 +66,9 @@ class SaliencySource(MapSource):
         """:func:`min_max_normalise` of each map (a flat map has no contrast)."""
         return torch.stack([min_max_normalise(m.cpu()) for m in maps])
 
-    def compute(self, image: torch.Tensor, sample: dict[str, Any] | None) -> torch.Tensor | np.ndarray:  # type: ignore[override]
+    def compute(  # type: ignore[override]
+        self, image: torch.Tensor, sample: dict[str, Any] | None
+    ) -> torch.Tensor | np.ndarray:
         """The raw ``h x w`` map of ``image`` (any real range, any size: the base resizes and normalises it)."""
         raise NotImplementedError(f"{type(self).__name__} must override compute(image, sample) -> h x w")
 

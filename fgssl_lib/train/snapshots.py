@@ -3,9 +3,10 @@
 CVSA's map is the correspondence intensity of Eq. 4 (the CVSA theory page), LCR's the output of its localization
 branch (the LCR theory page); a snapshot series shows how that map moves onto the object while the method trains.
 :class:`SaliencySnapshots` is the Lightning callback that records the series (and keeps it in the run's checkpoint,
-so a resumed run's series covers the whole run). The run store trains every run with it, on the first :data:`SNAPSHOT_IMAGES` training images (:func:`run_snapshot_images`), and keeps the series at
-``<run>/snapshots.pt``; :func:`training_snapshots` returns the series a finished run recorded on the images asked for,
-or else its two ends (the same-seed initialisation and the trained weights).
+so a resumed run's series covers the whole run). The run store trains every run with it, on the first
+:data:`SNAPSHOT_IMAGES` training images (:func:`run_snapshot_images`), and keeps the series at ``<run>/snapshots.pt``;
+:func:`training_snapshots` returns the series a finished run recorded on the images asked for, or else its two ends
+(the same-seed initialisation and the trained weights).
 """
 
 from __future__ import annotations
