@@ -152,8 +152,9 @@ class BatchedCopyPaste(BatchedStandardViews):
         image = batch["image"]
         maps = self.workspace.buffer("soft", (image.shape[0], *image.shape[-2:], 4), image.device)[:len(rows)]
         use_saliency = self.paste_map == "saliency" and "saliency" in batch
+        sizes = batch["hw"].tolist()
         for k, (row, blurred) in enumerate(zip(rows, blur)):
-            height, width = batch["hw"][row].tolist()
+            height, width = sizes[row]
             soft = batch["saliency"][row] if use_saliency else batch["mask"][row] * 255
             maps[k, :height, :width, 0] = soft[:height, :width]
             if blurred:
@@ -173,15 +174,13 @@ class BatchedCopyPaste(BatchedStandardViews):
         rows, slots = (pasted % n).unique(return_inverse=True)
         blur_rows = torch.zeros(len(rows), dtype=torch.bool).index_put_((slots,), blur, accumulate=True)
         maps = self.soft_maps(batch, rows.tolist(), blur_rows.tolist())
-        crops = resized_crops(maps, slots, self.crops(batch, u)[1][pasted], self.size)  # KxSxSx4
-        soft = torch.where(blur.to(layouts.device)[:, None, None], crops[..., 1], crops[..., 0])[..., None] / 255
-        backgrounds = torch.stack([self.backgrounds.draw(self.size, self.size, generators[row]).permute(1, 2, 0)
-                                   for row in (pasted % n).tolist()]).to(layouts.device)  # KxSxSx3
-        views = pasted.to(layouts.device)
-        selected = layouts.index_select(0, views)  # KxSxSx4
-        blended = torch.lerp(backgrounds.float(), selected[..., :3].float(), soft)
-        selected[..., :3] = blended.round_()
-        return layouts.index_copy_(0, views, selected)
+        boxes = self.crops(batch, u)[1][pasted].long().tolist()
+        for view, slot, box, blurred in zip(pasted.tolist(), slots.tolist(), boxes, blur.tolist()):
+            soft = resized_crop(maps, slot, box, self.size, self.size)[..., int(blurred), None]  # SxSx1
+            background = self.backgrounds.draw(self.size, self.size, generators[view % n]).to(layouts.device)
+            image = layouts[view, ..., :3]  # SxSx3, written in place
+            image.copy_(torch.lerp(background.permute(1, 2, 0).float(), image.float(), soft / 255).round_())
+        return layouts
 
 
 class BatchedSaliencySwap(BatchedTwoView):
@@ -254,9 +253,9 @@ class BatchedSaliencySwap(BatchedTwoView):
             target = paste_boxes(u[:, OWN + 3:OWN + 6], patch, self.size, self.paste_ratio)
         data = channels_last(self.workspace, batch["image"])
         views = torch.empty(2 * n, self.size, self.size, 4, dtype=torch.uint8, device=device)
-        views[..., :3] = torch.stack(backgrounds)
-        views[..., 3] = box_masks(target, self.size, device) * 255
+        views[..., 3] = box_masks(target, self.size, device).to(torch.uint8).mul_(255)
         for k, (box, (x0, y0, x1, y1)) in enumerate(zip(patch.long().tolist(), target.long().tolist())):
+            views[k, ..., :3] = backgrounds[k]
             views[k, y0:y1, x0:x1, :3] = resized_crop(data, k % n, box, y1 - y0, x1 - x0)
         return views
 

@@ -99,12 +99,12 @@ def resized_boxes(box: torch.Tensor, hw: torch.Tensor, size: int) -> torch.Tenso
 
 
 def box_masks(box: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
-    """``N x S x S`` float32 masks, 1 inside each whole-pixel ``box``."""
-    box = box.to(device=device, dtype=torch.float32)
-    grid = torch.arange(size, device=device, dtype=torch.float32)
+    """``N x S x S`` bool masks, set inside each whole-pixel ``box``."""
+    grid = torch.arange(size, device=device, dtype=torch.float64)
+    box = box.to(device=device, dtype=torch.float64)
     inside_y = (grid >= box[:, 1:2]) & (grid < box[:, 3:4])  # NxS
     inside_x = (grid >= box[:, 0:1]) & (grid < box[:, 2:3])  # NxS
-    return (inside_y[:, :, None] & inside_x[:, None, :]).float()
+    return inside_y[:, :, None] & inside_x[:, None, :]
 
 
 class Workspace:
