@@ -11,7 +11,7 @@ from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as F
 
 from fgssl_lib.data.backgrounds import GreyBackgrounds
-from fgssl_lib.views import build_batched_views
+from fgssl_lib.views import build_batched_views, build_views
 from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, channels_last, paste_boxes, patch_boxes,
                                               random_resized_crop_boxes, resized_crop, resized_crops)
 from fgssl_lib.views.batched.photometric import (ORDERS, PHOTOMETRIC_UNIFORMS, colour_transforms, gaussian_blur,
@@ -197,6 +197,26 @@ def test_swap_patch_and_paste_boxes_match_the_per_sample_draws():
 def as_rows(images: torch.Tensor) -> torch.Tensor:
     """Float ``N x 3 x S x S`` images in [0, 1] as the photometric ops' input: ``N x S x S x 3`` uint8."""
     return torch.round(images * 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+@pytest.mark.parametrize("case", ["rrc", "saliency_swap_other"])
+def test_view_mask_fractions_match_the_per_sample_generator(case):
+    """End to end, over many epochs: the fraction of each view the mask covers (what the crop scale, aspect and paste
+    ratio decide together) has the per-sample generator's distribution."""
+    samples = [make_sample(h, w, rectangle(h, w, *box), i)
+               for i, (h, w, *box) in enumerate([(30, 40, 5, 8, 30, 25), (50, 36, 10, 5, 30, 40)])]
+    batch, params = collate(samples), {key: value for key, value in CASES[case].items() if key != "name"}
+    batched = build(case, photometric="none")
+    per_sample = build_views(CASES[case]["name"], SIZE, photometric="none", seed=0, **params)
+    ours, theirs = [], []
+    for epoch in range(100):
+        out = batched(batch, epoch)
+        ours += torch.cat([out["mask1"], out["mask2"]]).mean((-2, -1)).tolist()
+        per_sample.set_epoch(epoch)
+        for sample in samples:
+            views = per_sample(sample)
+            theirs += [float(views["mask1"].mean()), float(views["mask2"].mean())]
+    assert ks(np.array(ours), np.array(theirs)) < 0.12
 
 
 def forced_uniforms(order: int, factors: tuple[float, float, float, float], greyscale: bool = False) -> torch.Tensor:
