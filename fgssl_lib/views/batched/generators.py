@@ -186,8 +186,9 @@ class BatchedCopyPaste(BatchedStandardViews):
 class BatchedSaliencySwap(BatchedTwoView):
     """:class:`fgssl_lib.views.SaliencySwap` batched (CVSA §2.1): each view pastes a random patch of the object box
     ``B_f`` over another training image's box ``B_b`` (``same``, drawn through ``source``) or at a random place of a
-    background from a pool (``other``); the view's mask is the pasted box. Patch and background are each one
-    resampling pass straight into the view.
+    background from a pool (``other``); the view's mask is the pasted box. The patch is resized straight into its box
+    of the background. Mode ``same`` calls ``source`` once per batch with the distinct other indices (sorted, in the
+    index space of ``batch['index']``, never a view's own index unless ``N == 1``), on the batch's device.
 
     Args:
         size: side ``S`` of the views.
