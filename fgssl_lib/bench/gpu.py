@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,12 @@ TINY = {"preset": "smoke", "device": "cpu", "size": 32, "batch": 8, "steps": 3, 
 
 
 class StepTimer(pl.Callback):
-    """Wall time of every training step and of the wait for its batch, after ``warmup`` steps; peak memory."""
+    """Time of every training step and of the wait for its batch, after ``warmup`` steps; peak memory. ``clock``:
+    seconds, default the wall clock (after a CUDA synchronisation)."""
 
-    def __init__(self, warmup: int) -> None:
+    def __init__(self, warmup: int, clock: Callable[[], float] = time.perf_counter) -> None:
         self.warmup = warmup
+        self.clock = clock
         self.steps: list[float] = []  # s, batch on the device -> optimizer step done
         self.waits: list[float] = []  # s, previous step done -> this batch on the device
         self._start = self._end = None
@@ -53,7 +56,7 @@ class StepTimer(pl.Callback):
     def _now(self, module: pl.LightningModule) -> float:
         if module.device.type == "cuda":
             torch.cuda.synchronize(module.device)
-        return time.perf_counter()
+        return self.clock()
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.workers = getattr(trainer.train_dataloader, "num_workers", 0)
