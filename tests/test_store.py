@@ -1,4 +1,5 @@
-"""The training store: rows resized to a shorter side, padded with their valid size, cached atomically by identity."""
+"""The training store: rows resized to a shorter side, stored unpadded, gathered into zero-padded batches with their
+valid size; cached atomically by identity."""
 
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ def test_rows_are_padded_and_carry_their_valid_size_box_label_and_index(cache: P
     assert batch["saliency"][0].max() == 128  # round(255 * 0.5)
     object_pixels = batch["image"][:, 0] == 200
     assert torch.equal(object_pixels, batch["mask"].bool())  # the mask covers exactly the object's pixels
+    assert store.batch(torch.tensor([3]))["image"].shape == (1, 3, 8, 12)  # padded to the batch's largest only
 
 
 def test_resized_rows_scale_the_box_and_keep_the_mask_on_the_object() -> None:
@@ -121,6 +123,7 @@ def test_the_store_pickles_without_its_arrays_and_gathers_on_request() -> None:
     assert copy._tensors is None
     assert torch.equal(copy.batch(torch.tensor([2, 3]))["image"], store.batch(torch.tensor([2, 3]))["image"])
     assert store.fits(torch.device("cpu"), 0.0)
-    assert store.nbytes == 6 * (3 + 1 + 1) * 144 + 6 * (4 * 4 + 2 * 8 + 8 + 8)  # pixels, box, hw, label, index
+    pixels = 2 * (8 * 12 + 12 * 8 + 10 * 10)  # unpadded
+    assert store.nbytes == (3 + 1 + 1) * pixels + 6 * (4 * 4 + 2 * 8 + 8 + 8 + 8)  # + box, hw, start, label, index
     moved = store.to("cpu").batch(torch.tensor([5]), device="cpu")
     assert moved["index"].tolist() == [105]

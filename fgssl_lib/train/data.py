@@ -131,8 +131,12 @@ class BatchedViewData(pl.LightningDataModule):
         loader.sampler.set_epoch(self.trainer.current_epoch)  # a resumed run builds its first iterator before the
         return loader                                         # epoch hooks run
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Rows go to the device; positions stay on the host, where the store reads its row layout."""
+        return batch if self.resident else super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> dict[str, Any]:
-        """Positions (or uint8 rows) on the training device -> the batch's two views."""
+        """Positions (or uint8 rows on the training device) -> the batch's two views on the training device."""
         rows = self.store.batch(batch) if self.resident else batch
         source = functools.partial(self.store.batch, device=rows["image"].device)  # other rows, e.g. SaliencySwap's
         return self.views(rows, self.trainer.current_epoch, source=source)

@@ -6,19 +6,22 @@ box and, where the data carries one, its saliency map (the soft map of DiLo's pa
 fingerprint, the subset's indices, ``side`` and :data:`STORE_VERSION`) is written atomically, as the saliency cache
 is (:func:`fgssl_lib.saliency.cache.atomic_directory`), and read back memory-mapped. It holds
 
-- ``image.npy`` ``N x 3 x H x W``, ``mask.npy`` ``N x H x W`` ({0, 1}) and, where the samples carry ``saliency``,
-  ``saliency.npy`` ``N x H x W`` (``round(255 S)``), all uint8, each row top-left aligned and zero-padded to the
-  largest stored ``H x W``;
+- ``image.u8``, ``mask.u8`` ({0, 1}) and, where the samples carry ``saliency``, ``saliency.u8`` (``round(255 S)``):
+  the rows one after another, unpadded (``3 x h x w``, ``h x w``, ``h x w``), so that images of mixed orientation
+  take only their own pixels;
 - ``rows.npz``: ``box`` ``N x 4`` float32 (``x0, y0, x1, y1`` exclusive, stored pixels), ``hw`` ``N x 2`` int64
-  (each row's valid height and width), ``label`` and ``index`` (the sample's own ``index``) ``N`` int64;
+  (each row's height and width), ``start`` ``N`` int64 (its first pixel in the mask and saliency files; ``3 x`` in
+  the image file), ``label`` and ``index`` (the sample's own ``index``) ``N`` int64;
 - ``meta.json``, for humans.
 
 :meth:`TrainingStore.batch` gathers rows into the batch form the batched view generators take
-(:func:`fgssl_lib.views.build_batched_views`).
+(:func:`fgssl_lib.views.build_batched_views`): each row top-left aligned and zero-padded to the batch's largest
+``H x W``, with its valid ``hw``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -34,11 +37,11 @@ from tqdm.auto import tqdm
 from fgssl_lib.saliency.cache import atomic_directory, cache_root, dataset_fingerprint
 from fgssl_lib.views.base import check_sample
 
-STORE_VERSION = 1
+STORE_VERSION = 2
 """Part of the key: bump it whenever a change here changes what an entry holds."""
-ARRAYS = ("image", "mask", "saliency")
-"""The per-pixel uint8 arrays of an entry (``saliency`` only where the samples carry one)."""
-ROWS = ("box", "hw", "label", "index")
+ARRAYS = {"image": 3, "mask": 1, "saliency": 1}
+"""The per-pixel uint8 arrays of an entry and their channels (``saliency`` only where the samples carry one)."""
+ROWS = ("box", "hw", "start", "label", "index")
 """The per-row arrays of an entry."""
 FINGERPRINT_KEYS = ("image", "mask", "box", "label", "index", "saliency")
 """The sample entries whose values enter the dataset's key (a new saliency source changes boxes, not pixels)."""
@@ -99,61 +102,45 @@ def store_key(dataset: Dataset, side: int | None) -> str:
 
 
 def _write(path: Path, dataset: Dataset, side: int | None, progress: bool) -> None:
-    """Store every sample of ``dataset`` in a temporary directory, then rename it to ``path``.
-
-    Rows are written one after another to a scratch file first (their sizes are known only at the end), then laid
-    out zero-padded in the ``.npy`` arrays.
-    """
-    with atomic_directory(path, "rows.npz") as tmp:
+    """Store every sample of ``dataset`` in a temporary directory, then rename it to ``path``."""
+    with atomic_directory(path, "rows.npz") as tmp, contextlib.ExitStack() as files:
         rows: dict[str, list[Any]] = {name: [] for name in ROWS}
-        names: tuple[str, ...] | None = None
+        out: dict[str, Any] = {}
+        start = 0
         indices = tqdm(range(len(dataset)), desc="store") if progress else range(len(dataset))
-        with open(tmp / "scratch.u8", "wb") as scratch:
-            for position in indices:
-                sample = dataset[position]
-                stored = stored_sample(sample, side)
-                present = tuple(name for name in ARRAYS if name in stored)
-                if names is not None and present != names:
-                    raise StoreError(f"sample {position} carries {present}, but sample 0 carries {names}: every "
-                                     "sample must carry a saliency map, or none")
-                names = present
-                for name in names:
-                    scratch.write(stored[name].contiguous().numpy().tobytes())
-                rows["box"].append(stored["box"].numpy())
-                rows["hw"].append(stored["image"].shape[-2:])
-                rows["label"].append(int(sample["label"]))
-                rows["index"].append(int(sample["index"]))
-        if names is None:
-            raise StoreError("the dataset is empty: there is nothing to store")
-        hw = np.array(rows["hw"], dtype=np.int64).reshape(-1, 2)
-        height, width = (int(v) for v in hw.max(axis=0))
-        scratch = np.memmap(tmp / "scratch.u8", dtype=np.uint8, mode="r")
-        arrays = {name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=np.uint8,
-                                                  shape=(len(hw), 3, height, width) if name == "image"
-                                                  else (len(hw), height, width)) for name in names}
-        offset = 0
-        for row, (h, w) in enumerate(hw):
+        for position in indices:
+            sample = dataset[position]
+            stored = stored_sample(sample, side)
+            names = [name for name in ARRAYS if name in stored]
+            if not out:
+                out = {name: files.enter_context(open(tmp / f"{name}.u8", "wb")) for name in names}
+            elif names != list(out):
+                raise StoreError(f"sample {position} carries {names}, but sample 0 carries {list(out)}: every sample "
+                                 "must carry a saliency map, or none")
             for name in names:
-                shape = (*arrays[name].shape[1:-2], h, w)  # 3 x h x w or h x w
-                size = int(np.prod(shape))
-                arrays[name][row, ..., :h, :w] = scratch[offset:offset + size].reshape(shape)
-                offset += size
-        for array in arrays.values():
-            array.flush()
-        del arrays, scratch
-        (tmp / "scratch.u8").unlink()
-        np.savez(tmp / "rows.npz", box=np.array(rows["box"], dtype=np.float32).reshape(-1, 4), hw=hw,
-                 label=np.array(rows["label"], dtype=np.int64), index=np.array(rows["index"], dtype=np.int64))
-        meta = {"rows": len(hw), "side": side, "height": height, "width": width, "arrays": list(names),
+                out[name].write(stored[name].contiguous().numpy().tobytes())
+            height, width = stored["image"].shape[-2:]
+            rows["box"].append(stored["box"].numpy())
+            rows["hw"].append((height, width))
+            rows["start"].append(start)
+            rows["label"].append(int(sample["label"]))
+            rows["index"].append(int(sample["index"]))
+            start += height * width
+        if not out:
+            raise StoreError("the dataset is empty: there is nothing to store")
+        np.savez(tmp / "rows.npz", box=np.array(rows["box"], dtype=np.float32).reshape(-1, 4),
+                 **{name: np.array(rows[name], dtype=np.int64) for name in ROWS if name != "box"})
+        meta = {"rows": len(rows["start"]), "pixels": start, "side": side, "arrays": list(out),
                 "version": STORE_VERSION}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
 
 
 class TrainingStore:
-    """The rows of one store entry as tensors: memory-mapped on the host until :meth:`to` moves them.
+    """The rows of one store entry: memory-mapped on the host until :meth:`to` moves them to a device.
 
     ``len(store)`` rows; ``store.batch(positions)`` is a batch dict (``image`` ``B x 3 x H x W``, ``mask``,
-    ``saliency`` ``B x H x W`` uint8, ``box`` ``B x 4``, ``hw`` ``B x 2``, ``label``, ``index`` ``B``).
+    ``saliency`` ``B x H x W`` uint8, zero-padded to the batch's largest ``H x W``; ``box`` ``B x 4``, ``hw``
+    ``B x 2``, ``label``, ``index`` ``B``).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -161,8 +148,8 @@ class TrainingStore:
         if not (self.path / "rows.npz").is_file():
             raise FileNotFoundError(f"no training store at {self.path}; build one with TrainingStore.load(dataset)")
         with np.load(self.path / "rows.npz") as rows:
-            self._rows = {name: torch.from_numpy(rows[name]) for name in ROWS}
-        self.arrays = tuple(name for name in ARRAYS if (self.path / f"{name}.npy").is_file())
+            self.rows = {name: torch.from_numpy(rows[name]) for name in ROWS}  # on the host: the batches' layout
+        self.arrays = tuple(name for name in ARRAYS if (self.path / f"{name}.u8").is_file())
         self._tensors: dict[str, torch.Tensor] | None = None  # opened lazily, so the store pickles to workers
 
     @classmethod
@@ -178,15 +165,15 @@ class TrainingStore:
         return cls(path)
 
     def __len__(self) -> int:
-        return len(self._rows["index"])
+        return len(self.rows["index"])
 
     @property
     def tensors(self) -> dict[str, torch.Tensor]:
-        """Every array of the entry by name (pixel arrays first), on :attr:`device`."""
+        """The flat pixel arrays and the per-row arrays by name, on :attr:`device`."""
         if self._tensors is None:
-            self._tensors = {name: torch.from_numpy(np.load(self.path / f"{name}.npy", mmap_mode="c"))
+            self._tensors = {name: torch.from_numpy(np.memmap(self.path / f"{name}.u8", dtype=np.uint8, mode="c"))
                              for name in self.arrays}
-            self._tensors.update(self._rows)
+            self._tensors.update(self.rows)
         return self._tensors
 
     @property
@@ -211,10 +198,21 @@ class TrainingStore:
         return self
 
     def batch(self, positions: torch.Tensor, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
-        """The rows at ``positions`` (``B`` int64, any device) as a batch dict on ``device`` (default: the
-        store's)."""
-        positions = torch.as_tensor(positions, dtype=torch.int64).to(self.device)
-        out = {name: tensor.index_select(0, positions) for name, tensor in self.tensors.items()}
+        """The rows at ``positions`` (``B`` int64, any device) as a batch dict on ``device`` (default: the store's),
+        each row copied into the zero-padded batch from its place in the flat arrays."""
+        positions = torch.as_tensor(positions, dtype=torch.int64).cpu()
+        hw, start = self.rows["hw"][positions], self.rows["start"][positions]
+        height, width = (int(v) for v in hw.max(0).values)
+        tensors = self.tensors
+        out = {name: torch.zeros((len(positions), ARRAYS[name], height, width), dtype=torch.uint8, device=self.device)
+               for name in self.arrays}
+        for row, (first, (h, w)) in enumerate(zip(start.tolist(), hw.tolist())):
+            for name, pixels in out.items():
+                channels = ARRAYS[name]
+                pixels[row, :, :h, :w] = tensors[name][channels * first:channels * (first + h * w)].view(-1, h, w)
+        out = {name: pixels if ARRAYS[name] == 3 else pixels[:, 0] for name, pixels in out.items()}
+        on_store = positions.to(self.device)
+        out.update({name: tensors[name].index_select(0, on_store) for name in ROWS if name != "start"})
         return out if device is None else {name: t.to(device, non_blocking=True) for name, t in out.items()}
 
     def __getstate__(self) -> dict[str, Any]:
