@@ -39,7 +39,8 @@ def _randint(high: int) -> int:
     return int(torch.randint(high + 1, ()))
 
 
-def _check_fractions(name: str, bounds: tuple[float, float]) -> tuple[float, float]:
+def check_fractions(name: str, bounds: tuple[float, float]) -> tuple[float, float]:
+    """``bounds`` as a ``(min, max)`` pair of area fractions with ``0 < min <= max <= 1``, else a ``ValueError``."""
     lo, hi = (float(v) for v in bounds)
     if not 0 < lo <= hi <= 1:
         raise ValueError(f"{name} must satisfy 0 < min <= max <= 1 (area fractions), got {bounds}")
@@ -96,8 +97,8 @@ class SaliencySwap(TwoViewTransform):
                  backgrounds: Any = "texture", **kwargs: Any):
         super().__init__(size, **kwargs)
         self.mode = check_choice("SaliencySwap mode", mode, MODES)
-        self.crop_scale = _check_fractions("crop_scale", crop_scale)
-        self.paste_ratio = _check_fractions("paste_ratio", paste_ratio)
+        self.crop_scale = check_fractions("crop_scale", crop_scale)
+        self.paste_ratio = check_fractions("paste_ratio", paste_ratio)
         if mode == "same":
             self.get_sample, self.dataset_size = self._background_source(dataset, dataset_size)
         else:

@@ -28,7 +28,7 @@ from fgssl_lib.views.batched.photometric import PHOTOMETRIC_UNIFORMS, photometri
 from fgssl_lib.views.batched.randomness import draw_uniforms, sample_generators
 from fgssl_lib.views.copy_paste import BLENDINGS, blur_at_source, paste_options
 from fgssl_lib.views.photometric import PHOTOMETRIC, PHOTOMETRIC_SPECS
-from fgssl_lib.views.saliency_swap import MODES, _check_fractions
+from fgssl_lib.views.saliency_swap import MODES, check_fractions
 
 Source = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
 GEOMETRY = slice(0, RRC_UNIFORMS)
@@ -203,8 +203,8 @@ class BatchedSaliencySwap(BatchedTwoView):
                  dataset_size: int | None = None, backgrounds: Any = "texture", **kwargs: Any):
         super().__init__(size, **kwargs)
         self.mode = check_choice("SaliencySwap mode", mode, MODES)
-        self.crop_scale = _check_fractions("crop_scale", crop_scale)
-        self.paste_ratio = _check_fractions("paste_ratio", paste_ratio)
+        self.crop_scale = check_fractions("crop_scale", crop_scale)
+        self.paste_ratio = check_fractions("paste_ratio", paste_ratio)
         if mode == "same":
             self.dataset_size = dataset_size if dataset_size is not None else \
                 len(dataset) if hasattr(dataset, "__len__") else None
