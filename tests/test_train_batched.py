@@ -76,8 +76,8 @@ def test_a_store_kept_on_the_host_gives_the_same_run_as_one_on_the_device(
     resident, _ = fit(smoke(tmp_path / "a", epochs=1))
     monkeypatch.setattr(TrainingStore, "fits", lambda self, device, fraction: False)
     with caplog.at_level(logging.WARNING, logger="fgssl_lib.train.data"):
-        streamed, _ = fit(smoke(tmp_path / "b", epochs=1))
-    assert "stays on the host" in caplog.text
+        streamed, _ = fit(smoke(tmp_path / "b", epochs=1, num_workers=1))  # a worker gathers the rows
+    assert "stays on the host and 1 loader workers gather its batches" in caplog.text
     for (name, a), b in zip(resident.state_dict().items(), streamed.state_dict().values()):
         assert torch.equal(a, b), name
 

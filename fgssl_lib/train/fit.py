@@ -3,7 +3,9 @@
 The run directory (``config.checkpoint_dir``) holds ``last.ckpt`` (written atomically at epoch ends, every
 ``checkpoint_every`` epochs or ``checkpoint_minutes`` minutes, and at the last) and
 ``logs/version_<n>/metrics.csv`` (every logged loss, per step; one version per run or resumed run). ``resume=True`` continues from ``last.ckpt`` with the same global
-step, optimizer and schedule state, and the same batches as an uninterrupted run.
+step, optimizer and schedule state, and the same batches as an uninterrupted run. The views come from
+:func:`view_data`: made in batches on the training device from the training store, or one sample at a time in the
+loader's workers (``TrainConfig.view_pipeline``).
 """
 
 from __future__ import annotations
