@@ -12,8 +12,8 @@ from torchvision.transforms.v2 import functional as F
 
 from fgssl_lib.data.backgrounds import GreyBackgrounds
 from fgssl_lib.views import build_batched_views, build_views
-from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, channels_last, paste_boxes, patch_boxes,
-                                              random_resized_crop_boxes, resized_crop, resized_crops)
+from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, channels_last, flip_rows, paste_boxes,
+                                              patch_boxes, random_resized_crop_boxes, resized_crop, resized_crops)
 from fgssl_lib.views.batched.photometric import (ORDERS, PHOTOMETRIC_UNIFORMS, colour_transforms, gaussian_blur,
                                                  grouped_gaussian_blur, photometric)
 from fgssl_lib.views.photometric import PHOTOMETRIC_SPECS, PhotometricSpec
@@ -246,6 +246,17 @@ def test_jitter_matrix_equals_torchvision_chain(order):
     assert torch.allclose(ours, expected, atol=1e-5)
 
 
+def test_a_spec_pair_gives_each_half_of_the_views_its_own_transforms():
+    """Both views' transforms in one call equal each half's with its own spec (BYOL's asymmetric pair)."""
+    first, plain = PHOTOMETRIC_SPECS["byol"][0], PhotometricSpec(saturation=0.0, blur_p=0.0, hue=0.0)
+    u = torch.rand(6, PHOTOMETRIC_UNIFORMS, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    mean = 255 * torch.rand(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    both = colour_transforms(u, (first, plain), mean)
+    halves = [colour_transforms(u[:3], first, mean[:3]), colour_transforms(u[3:], plain, mean[3:])]
+    for ours, expected in zip(both, zip(*halves)):
+        assert torch.allclose(ours, torch.cat(expected))
+
+
 def test_hue_keeps_luma_and_turns_like_torchvision():
     spec = PhotometricSpec(saturation=0.0, blur_p=0.0, brightness=0.0, contrast=0.0, hue=0.1)
     rows = as_rows(0.3 + 0.4 * torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)))
@@ -337,6 +348,26 @@ def test_float_resize_path_matches_the_uint8_kernel():
         through_float = resized_crop(source.float(), 1, box, height, width).round().clamp(0, 255)
         assert exact.shape == (height, width, 4)
         assert (through_float - exact.float()).abs().max() <= 1
+
+
+def test_resized_crops_into_a_buffer_equal_torch_interpolate():
+    """The CPU loop (the uint8 kernel written into a reused buffer) gives F.interpolate's antialiased pixels exactly."""
+    source = torch.randint(0, 256, (2, 40, 50, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    boxes = torch.tensor([[3.0, 5, 45, 37], [10, 2, 20, 12], [0, 0, 50, 40]])
+    out = Workspace().buffer("views", (3, 16, 16, 4), source.device)
+    ours = resized_crops(source, torch.tensor([1, 0, 1]), boxes, 16, out=out)
+    for k, (row, (x0, y0, x1, y1)) in enumerate(zip([1, 0, 1], boxes.long().tolist())):
+        expected = torch.nn.functional.interpolate(source[row, y0:y1, x0:x1].permute(2, 0, 1)[None], size=(16, 16),
+                                                   mode="bilinear", antialias=True, align_corners=False)
+        assert torch.equal(ours[k], expected[0].permute(1, 2, 0))
+    assert ours.data_ptr() == out.data_ptr()
+
+
+def test_flip_rows_mirrors_only_the_flagged_rows():
+    x = torch.arange(3 * 2 * 4 * 1, dtype=torch.uint8).view(3, 2, 4, 1)
+    flip = torch.tensor([True, False, True])
+    expected = torch.where(flip[:, None, None, None], x.flip(2), x)
+    assert torch.equal(flip_rows(x.clone(), flip, dim=2), expected)
 
 
 def test_grouped_blur_matches_opencv():

@@ -90,8 +90,8 @@ class BatchedTwoView:
             contextlib.nullcontext()
         with no_autocast:
             layouts = flip_rows(self.layout(batch, u, generators, source), u[:, FLIP] < self.flip_p, dim=2)
-            views = photometric(layouts[..., :3], u[:, PHOTOMETRY], self.specs)
-            masks = (layouts[..., 3] >= 128).float()
+            views = photometric(layouts[..., :3], u[:, PHOTOMETRY], self.specs, self.workspace)
+            masks = layouts[..., 3].float().div_(255).round_()  # 255 * mask thresholded at 128
         return dict(view1=views[:n], view2=views[n:], mask1=masks[:n], mask2=masks[n:], label=batch["label"],
                     index=batch["index"])
 
@@ -125,7 +125,9 @@ class BatchedStandardViews(BatchedTwoView):
                source: Source | None) -> torch.Tensor:
         """RandomResizedCrop of image and mask (one resize per view of the 4 channels)."""
         rows, boxes = self.crops(batch, u)
-        return resized_crops(channels_last(self.workspace, batch["image"], batch["mask"]), rows, boxes, self.size)
+        source = channels_last(self.workspace, batch["image"], batch["mask"])
+        out = self.workspace.buffer("views", (len(rows), self.size, self.size, 4), source.device)
+        return resized_crops(source, rows, boxes, self.size, out=out)
 
 
 class BatchedCopyPaste(BatchedStandardViews):

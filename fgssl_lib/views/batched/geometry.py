@@ -20,6 +20,8 @@ ATTEMPTS = 10
 """RandomResizedCrop's tries before the central-crop fallback (as torchvision)."""
 RRC_UNIFORMS = 2 * ATTEMPTS + 2
 """Uniforms one RandomResizedCrop draws: a scale and a log-aspect per try, then the position."""
+_bilinear_aa = torch._C._nn._upsample_bilinear2d_aa
+"""The antialiased bilinear kernel behind ``F.interpolate(mode="bilinear", antialias=True)``, with ``out=``."""
 
 
 def _randint(u: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -108,17 +110,18 @@ def box_masks(box: torch.Tensor, size: int, device: torch.device) -> torch.Tenso
 
 
 class Workspace:
-    """Reusable uint8 buffers for the batch in channels-last layout (a fresh ``B x H x W x C`` tensor per batch costs
-    page faults on a CPU on top of the copy)."""
+    """Reusable buffers of a generator's intermediates (the channels-last rows, the views' layouts, their float
+    planes): a fresh tensor per batch costs page faults on a CPU on top of the writes."""
 
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
 
-    def buffer(self, role: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        """A uint8 tensor of ``shape`` on ``device`` (contents undefined), reused across calls for ``role``."""
+    def buffer(self, role: str, shape: tuple[int, ...], device: torch.device,
+               dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+        """A ``dtype`` tensor of ``shape`` on ``device`` (contents undefined), reused across calls for ``role``."""
         buffer = self._buffers.get(role)
-        if buffer is None or buffer.shape != shape or buffer.device != device:
-            buffer = self._buffers[role] = torch.empty(shape, dtype=torch.uint8, device=device)
+        if buffer is None or buffer.shape != shape or buffer.device != device or buffer.dtype != dtype:
+            buffer = self._buffers[role] = torch.empty(shape, dtype=dtype, device=device)
         return buffer
 
 
@@ -133,29 +136,51 @@ def channels_last(workspace: Workspace, image: torch.Tensor, mask: torch.Tensor 
     return out
 
 
-def resized_crop(source: torch.Tensor, row: int, box: list[int], height: int, width: int) -> torch.Tensor:
+def resized_crop(source: torch.Tensor, row: int, box: list[int], height: int, width: int,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
     """``height x width x C``: pixels ``box`` (``x0, y0, x1, y1``) of ``source[row]`` (``B x H x W x C``) resized
-    bilinearly with antialiasing, as ``torchvision``'s ``resized_crop``: uint8 in, uint8 out on a CPU (PyTorch's
-    uint8 kernel); elsewhere, and for float sources, through float (rounded back to uint8 for uint8 sources)."""
+    bilinearly with antialiasing, as ``torchvision``'s ``resized_crop``, written into ``out`` (``height x width x C``,
+    e.g. a row of a channels-last buffer) when given. uint8 in, uint8 out on a CPU: PyTorch's uint8 kernel, the one
+    ``F.interpolate(..., antialias=True)`` dispatches to, called directly so that it writes into ``out`` (no copy)
+    and skips ``interpolate``'s per-call checks; elsewhere, and for float sources, through float (rounded back to
+    uint8 for uint8 sources)."""
     x0, y0, x1, y1 = box
     crop = source[row, y0:y1, x0:x1].permute(2, 0, 1)[None]  # 1xCxhxw
-    if crop.device.type != "cpu" or crop.dtype != torch.uint8:
-        out = F.interpolate(crop.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-        out = out.round_().clamp_(0, 255).to(source.dtype) if source.dtype == torch.uint8 else out
-    else:
-        out = F.interpolate(crop, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-    return out[0].permute(1, 2, 0)
+    target = None if out is None else out.permute(2, 0, 1)[None]
+    if crop.device.type == "cpu" and crop.dtype == torch.uint8:
+        return _bilinear_aa(crop, (height, width), False, out=target)[0].permute(1, 2, 0)
+    resized = F.interpolate(crop.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    resized = resized.round_().clamp_(0, 255).to(source.dtype) if source.dtype == torch.uint8 else resized
+    return resized[0].permute(1, 2, 0) if target is None else target.copy_(resized)[0].permute(1, 2, 0)
 
 
-def resized_crops(source: torch.Tensor, rows: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """``K x S x S x C``: each box ``boxes[k]`` (whole pixels) of ``source[rows[k]]`` resized to ``S x S``."""
-    return torch.stack([resized_crop(source, row, box, size, size)
-                        for row, box in zip(rows.tolist(), boxes.long().tolist())])
+def resized_crops(source: torch.Tensor, rows: torch.Tensor, boxes: torch.Tensor, size: int,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """``K x S x S x C``: each box ``boxes[k]`` (whole pixels) of ``source[rows[k]]`` resized to ``S x S``, written
+    row by row into ``out`` (``K x S x S x C``, e.g. a reused :class:`Workspace` buffer; default: a new tensor). A
+    uint8 source on a CPU takes the kernel of :func:`resized_crop` straight from channel-first views (the loop is
+    most of the cost at small sizes)."""
+    if out is None:
+        out = torch.empty((len(rows), size, size, source.shape[-1]), dtype=source.dtype, device=source.device)
+    crops = zip(rows.tolist(), boxes.long().tolist())
+    if source.device.type != "cpu" or source.dtype != torch.uint8:
+        for k, (row, box) in enumerate(crops):
+            resized_crop(source, row, box, size, size, out=out[k])
+        return out
+    planes, targets = source.permute(0, 3, 1, 2), out.permute(0, 3, 1, 2)  # channel-first views, no copy
+    for k, (row, (x0, y0, x1, y1)) in enumerate(crops):
+        _bilinear_aa(planes[row:row + 1, :, y0:y1, x0:x1], (size, size), False, out=targets[k:k + 1])
+    return out
 
 
 def flip_rows(x: torch.Tensor, flip: torch.Tensor, dim: int) -> torch.Tensor:
-    """Mirror the rows of ``x`` along ``dim`` where ``flip`` (``N`` bool, CPU) is set, in place."""
-    rows = flip.nonzero()[:, 0].to(x.device)
-    if len(rows):
+    """Mirror the rows of ``x`` along ``dim`` where ``flip`` (``N`` bool, CPU) is set, in place: row by row on a CPU
+    (no gathered copy), in one gather and scatter elsewhere."""
+    rows = flip.nonzero()[:, 0]
+    if x.device.type == "cpu":
+        for row in rows.tolist():
+            x[row] = x[row].flip(dim - 1)
+    elif len(rows):
+        rows = rows.to(x.device)
         x.index_copy_(0, rows, x.index_select(0, rows).flip(dim))
     return x

@@ -27,6 +27,7 @@ import cv2
 import torch
 import torch.nn.functional as F
 
+from fgssl_lib.views.batched.geometry import Workspace
 from fgssl_lib.views.photometric import SOLARIZE_THRESHOLD, PhotometricSpec, blur_kernel_size, blur_sigma_range
 
 PHOTOMETRIC_UNIFORMS = 10
@@ -40,18 +41,35 @@ ORDERS = torch.tensor(list(itertools.permutations(range(4))))
 """The 24 orders of (brightness, contrast, saturation, hue)."""
 
 
+YIQ_TO_RGB = torch.linalg.inv(RGB_TO_YIQ)
+
+
 def hue_matrices(hue: torch.Tensor) -> torch.Tensor:
     """``N x 3 x 3`` RGB matrices that rotate the YIQ chroma plane by ``-2 pi hue`` (``hue``: ``N`` float64)."""
     cos, sin = torch.cos(-2 * math.pi * hue), torch.sin(-2 * math.pi * hue)
     rotation = torch.zeros(len(hue), 3, 3, dtype=torch.float64)
     rotation[:, 0, 0] = 1
     rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
-    return torch.linalg.inv(RGB_TO_YIQ) @ rotation @ RGB_TO_YIQ
+    return YIQ_TO_RGB @ rotation @ RGB_TO_YIQ
 
 
-def colour_transforms(u: torch.Tensor, spec: PhotometricSpec, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+Specs = PhotometricSpec | tuple[PhotometricSpec, PhotometricSpec]
+"""One spec for every view, or ``(view 1's, view 2's)`` for views stacked view 1's rows first."""
+
+
+def per_view(specs: Specs, n: int, name: str) -> torch.Tensor:
+    """``n`` float64: the field ``name`` of each of ``n`` views' spec (a pair: the first half of the rows has the
+    first spec's, the rest the second's)."""
+    first, second = (specs, specs) if isinstance(specs, PhotometricSpec) else specs
+    values = torch.empty(n, dtype=torch.float64)
+    values[:n // 2], values[n // 2:] = getattr(first, name), getattr(second, name)
+    return values
+
+
+def colour_transforms(u: torch.Tensor, spec: Specs, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-view colour jitter and greyscale as ``(A N x 3 x 3, t N x 3)`` float64, ``out = A x + t`` for views ``x``
-    in [0, 255] (``mean``: their ``N x 3`` channel means; ``u``: ``N x PHOTOMETRIC_UNIFORMS`` uniforms).
+    in [0, 255] (``mean``: their ``N x 3`` channel means; ``u``: ``N x PHOTOMETRIC_UNIFORMS`` uniforms; ``spec``: see
+    :data:`Specs`).
 
     Composed in homogeneous ``4 x 4`` form: ops ``0..3`` are brightness, contrast, saturation, hue (contrast is
     rebuilt at each step, as it blends towards the current mean grey level) and op 4, the identity, stands in for
@@ -60,14 +78,15 @@ def colour_transforms(u: torch.Tensor, spec: PhotometricSpec, mean: torch.Tensor
     eye = torch.eye(4, dtype=torch.float64)
     grey = eye.clone()
     grey[:3, :3] = GREY.expand(3, 3)  # every channel <- the grey level
-    factors = 1 + torch.tensor([spec.brightness, spec.contrast, spec.saturation]) * (2 * u[:, 2:5] - 1)  # Nx3
+    strengths = torch.stack([per_view(spec, n, name) for name in ("brightness", "contrast", "saturation")], 1)
+    factors = 1 + strengths * (2 * u[:, 2:5] - 1)  # Nx3
     ops = eye.repeat(n, 5, 1, 1)  # Nx5x4x4
     ops[:, 0, :3, :3] *= factors[:, 0, None, None]
     ops[:, 1, :3, :3] *= factors[:, 1, None, None]
     ops[:, 2, :3, :3] = factors[:, 2, None, None] * eye[:3, :3] + (1 - factors[:, 2, None, None]) * grey[:3, :3]
-    ops[:, 3, :3, :3] = hue_matrices(spec.hue * (2 * u[:, 5] - 1))
+    ops[:, 3, :3, :3] = hue_matrices(per_view(spec, n, "hue") * (2 * u[:, 5] - 1))
     order = ORDERS[torch.floor(u[:, 1] * len(ORDERS)).long().clamp(max=len(ORDERS) - 1)]  # Nx4
-    order = torch.where((u[:, 0] < spec.jitter_p)[:, None], order, 4)
+    order = torch.where((u[:, 0] < per_view(spec, n, "jitter_p"))[:, None], order, 4)
     transform = torch.diag(torch.tensor([1 / 255] * 3 + [1], dtype=torch.float64)).repeat(n, 1, 1)  # Nx4x4
     mean = torch.cat([mean, torch.ones(n, 1, dtype=torch.float64)], 1)[:, :, None]  # Nx4x1, homogeneous
     rows = torch.arange(n)
@@ -75,7 +94,7 @@ def colour_transforms(u: torch.Tensor, spec: PhotometricSpec, mean: torch.Tensor
         level = (grey[0] @ (transform @ mean))[:, 0]  # N, the current mean grey level
         ops[:, 1, :3, 3] = ((1 - factors[:, 1]) * level)[:, None]  # contrast: c x + (1 - c) level
         transform = ops[rows, order[:, step]] @ transform
-    transform = torch.where((u[:, 6] < spec.grayscale_p)[:, None, None], grey @ transform, transform)
+    transform = torch.where((u[:, 6] < per_view(spec, n, "grayscale_p"))[:, None, None], grey @ transform, transform)
     return transform[:, :3, :3], transform[:, :3, 3]
 
 
@@ -106,22 +125,24 @@ def grouped_gaussian_blur(x: torch.Tensor, rows: torch.Tensor, kernel_size: int,
     return x.index_copy_(0, rows, out.reshape(n, channels, *x.shape[2:]))
 
 
-def photometric(x: torch.Tensor, u: torch.Tensor,
-                specs: tuple[PhotometricSpec, PhotometricSpec] | None) -> torch.Tensor:
+def photometric(x: torch.Tensor, u: torch.Tensor, specs: tuple[PhotometricSpec, PhotometricSpec] | None,
+                workspace: Workspace | None = None) -> torch.Tensor:
     """Both views' photometric ops: ``x`` (``2B x S x S x 3`` uint8, view 1's rows first) to ``2B x 3 x S x S``
     float32 in [0, 1], view 1's rows with ``specs[0]``, view 2's with ``specs[1]``; ``u``: ``2B x
-    PHOTOMETRIC_UNIFORMS`` CPU uniforms; ``specs=None`` only scales to [0, 1]."""
+    PHOTOMETRIC_UNIFORMS`` CPU uniforms; ``specs=None`` only scales to [0, 1]. The colour transforms (which also
+    scale to [0, 1]) take one batched ``t + A x`` over the float planes of ``x``, held in ``workspace`` if given."""
     n, size = len(x), x.shape[1]
-    planes = x.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)  # Nx3xSxS in [0, 255]
+    shape = (n, 3, size, size)
+    planes = torch.empty(shape, device=x.device) if workspace is None else \
+        workspace.buffer("planes", shape, x.device, torch.float32)
+    planes.copy_(x.permute(0, 3, 1, 2))  # Nx3xSxS in [0, 255]
     if specs is None:
-        return planes.div_(255)
-    halves, mean = (slice(0, n // 2), slice(n // 2, n)), planes.mean((-2, -1)).double().cpu()
-    A, t = (torch.cat(parts).to(device=x.device, dtype=torch.float32)
-            for parts in zip(*(colour_transforms(u[rows], spec, mean[rows]) for rows, spec in zip(halves, specs))))
-    out = torch.bmm(A, planes.reshape(n, 3, -1)).add_(t[:, :, None]).clamp_(0, 1).reshape(planes.shape)
+        return planes.div(255)
+    A, t = (m.to(device=x.device, dtype=torch.float32)
+            for m in colour_transforms(u, specs, planes.mean((-2, -1)).double().cpu()))
+    out = torch.baddbmm(t[:, :, None], A, planes.view(n, 3, -1)).clamp_(0, 1).view(shape)
     low, high = blur_sigma_range(size)
-    blur_p, solarize_p = (torch.tensor([getattr(specs[0], name)] * (n // 2) + [getattr(specs[1], name)] * (n - n // 2),
-                                       dtype=torch.float64) for name in ("blur_p", "solarize_p"))
+    blur_p, solarize_p = (per_view(specs, n, name) for name in ("blur_p", "solarize_p"))
     blurred = (u[:, 7] < blur_p).nonzero()[:, 0]
     if len(blurred):
         gaussian_blur(out, blurred, blur_kernel_size(size), low + (high - low) * u[blurred, 8])
