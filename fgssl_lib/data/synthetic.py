@@ -20,28 +20,23 @@ instances render identical tensors. The mask is exactly the drawn bird's pixels 
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.data.sample import mask_to_box
+from fgssl_lib.data.rendered import RenderedSplit, index_generator
 from fgssl_lib.data.textures import grey_image, habitat, render_habitats
 
 STREAMS = ("train", "val", "test")
 VARIANTS = ("original", "only_fg", "only_bg", "mixed_same", "mixed_rand")
 SPLITS = STREAMS + tuple(f"{s}_{v}" for s in STREAMS for v in VARIANTS)
 DEFAULT_NUM_IMAGES = {"train": 3000, "val": 500, "test": 1000}
-CHUNK = 256
 RENDER_VERSION = 3
 """Part of the disk-cache key: bump it whenever a change to the drawing code changes the pixels."""
-"""Images are rendered (and kept in memory) in batches of this many consecutive indices."""
 ONLY_FG_GREY = 128
 NO_HABITAT = -1
 """``habitat`` of an ``only_fg`` sample (no background texture)."""
@@ -99,12 +94,13 @@ def sample_bird(label: int, generator: torch.Generator) -> Bird:
     return Bird(label, centre, math.radians(60 * (u[7] - 0.5)), scale, u[8] < 0.5, body)
 
 
-def _ellipse(u: torch.Tensor, v: torch.Tensor, cu: float, cv: float, a: float, b: float) -> torch.Tensor:
+def ellipse(u: torch.Tensor, v: torch.Tensor, cu: float, cv: float, a: float, b: float) -> torch.Tensor:
+    """Inside test for the axis-aligned ellipse of centre ``(cu, cv)`` and half-axes ``a``, ``b``."""
     return ((u - cu) / a) ** 2 + ((v - cv) / b) ** 2 <= 1
 
 
-def _polygon(u: torch.Tensor, v: torch.Tensor,
-             vertices: tuple[tuple[float | torch.Tensor, float], ...]) -> torch.Tensor:
+def convex_polygon(u: torch.Tensor, v: torch.Tensor,
+                   vertices: tuple[tuple[float | torch.Tensor, float], ...]) -> torch.Tensor:
     """Inside test for a convex polygon (vertices in either winding): on the same side of every edge."""
     inside_pos = inside_neg = None
     for (u0, v0), (u1, v1) in zip(vertices, vertices[1:] + vertices[:1]):
@@ -115,7 +111,7 @@ def _polygon(u: torch.Tensor, v: torch.Tensor,
     return inside_pos | inside_neg
 
 
-def _broadcast(values: list | tuple) -> torch.Tensor:
+def broadcast(values: list | tuple) -> torch.Tensor:
     """Per-image (or shared) values as a broadcastable ``(N x) C x 1 x 1`` float tensor."""
     return torch.tensor(values, dtype=torch.float32)[..., None, None]
 
@@ -128,33 +124,48 @@ def draw_birds(birds: list[Bird], height: int, width: int) -> tuple[torch.Tensor
     of pixels the bird covers. No anti-aliasing: every pixel is either bird or background. Only exactly rounded
     tensor operations are used, so bird ``k`` does not depend on the rest of the batch.
     """
-    n = len(birds)
     parts = torch.tensor([class_parts(b.label) for b in birds])  # N x 3: wing, head, tail
-    side = float(max(height, width))
-    cy, cx = _broadcast([b.centre[1] for b in birds]), _broadcast([b.centre[0] for b in birds])  # N x 1 x 1
-    ys = (torch.arange(height, dtype=torch.float32)[None, :, None] + 0.5) / side - cy  # N x H x 1
-    xs = (torch.arange(width, dtype=torch.float32)[None, None, :] + 0.5) / side - cx  # N x 1 x W
-    c, s = _broadcast([math.cos(b.angle) for b in birds]), _broadcast([math.sin(b.angle) for b in birds])
-    scale = _broadcast([b.scale for b in birds])
-    u = (c * xs + s * ys) / scale  # N x H x W, the bird's frame
-    v = (c * ys - s * xs) / scale
-    u = torch.where(torch.tensor([b.flip for b in birds])[:, None, None], -u, u)
+    u, v = object_frame([b.centre for b in birds], [b.angle for b in birds], [b.scale for b in birds],
+                        [b.flip for b in birds], height, width)
     body = torch.tensor([b.body for b in birds]).clamp(0, 255)[:, :, None, None]  # N x 3 x 1 x 1
     head, tail = parts[:, 1, None, None], parts[:, 2, None, None]  # N x 1 x 1
-    tail_region = _polygon(u, v, ((-0.15, -0.035), (-0.15, 0.045), (-0.34, 0.085), (-0.34, -0.075)))
-    tail_region &= ~((tail == 1) & _polygon(u, v, ((-0.345, -0.06), (-0.345, 0.07), (-0.21, 0.005))))  # fork
-    wing = _ellipse(u, v, -0.02, -0.005, 0.13, 0.065)
+    tail_region = convex_polygon(u, v, ((-0.15, -0.035), (-0.15, 0.045), (-0.34, 0.085), (-0.34, -0.075)))
+    tail_region &= ~((tail == 1) & convex_polygon(u, v, ((-0.345, -0.06), (-0.345, 0.07), (-0.21, 0.005))))  # fork
+    wing = ellipse(u, v, -0.02, -0.005, 0.13, 0.065)
     beak_tip = torch.where(head == 2, 0.42, 0.31)  # long beak
     layers = [
         (tail_region, 0.75 * body),
-        (tail_region & (tail == 2) & (u < -0.25), _broadcast((240, 240, 235))),  # white tip
-        (_ellipse(u, v, 0.0, 0.0, 0.2, 0.11), body),
-        (wing, _broadcast([_WING_RGB[w] for w in parts[:, 0].tolist()])),
-        (_ellipse(u, v, 0.19, -0.085, 0.075, 0.075), 1.1 * body),  # head
-        (_polygon(u, v, ((0.25, -0.105), (0.25, -0.065), (beak_tip, -0.085))), _broadcast((60, 50, 30))),  # beak
-        (_ellipse(u, v, 0.22, -0.095, 0.018, 0.018), _broadcast((10, 10, 10))),  # eye
-        ((head == 1) & _polygon(u, v, ((0.22, -0.15), (0.13, -0.14), (0.05, -0.27))), 0.45 * body),  # crest
+        (tail_region & (tail == 2) & (u < -0.25), broadcast((240, 240, 235))),  # white tip
+        (ellipse(u, v, 0.0, 0.0, 0.2, 0.11), body),
+        (wing, broadcast([_WING_RGB[w] for w in parts[:, 0].tolist()])),
+        (ellipse(u, v, 0.19, -0.085, 0.075, 0.075), 1.1 * body),  # head
+        (convex_polygon(u, v, ((0.25, -0.105), (0.25, -0.065), (beak_tip, -0.085))), broadcast((60, 50, 30))),  # beak
+        (ellipse(u, v, 0.22, -0.095, 0.018, 0.018), broadcast((10, 10, 10))),  # eye
+        ((head == 1) & convex_polygon(u, v, ((0.22, -0.15), (0.13, -0.14), (0.05, -0.27))), 0.45 * body),  # crest
     ]
+    return paint_layers(layers, len(birds), height, width)
+
+
+def object_frame(centres: list[tuple[float, float]], angles: list[float], scales: list[float], flips: list[bool],
+                 height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each object's own frame ``(u, v)`` at the pixel centres, both ``N x H x W``: origin at ``centres[k]`` (in
+    fractions of the image side), rotated by ``angles[k]`` (radians), in units of ``scales[k]`` image sides, ``u``
+    mirrored where ``flips[k]``. Exactly rounded operations only (python's ``cos``/``sin`` per object)."""
+    side = float(max(height, width))
+    cy, cx = broadcast([c[1] for c in centres]), broadcast([c[0] for c in centres])  # N x 1 x 1
+    ys = (torch.arange(height, dtype=torch.float32)[None, :, None] + 0.5) / side - cy  # N x H x 1
+    xs = (torch.arange(width, dtype=torch.float32)[None, None, :] + 0.5) / side - cx  # N x 1 x W
+    c, s = broadcast([math.cos(a) for a in angles]), broadcast([math.sin(a) for a in angles])
+    scale = broadcast(scales)
+    u = (c * xs + s * ys) / scale  # N x H x W
+    v = (c * ys - s * xs) / scale
+    return torch.where(torch.tensor(flips)[:, None, None], -u, u), v
+
+
+def paint_layers(layers: list[tuple[torch.Tensor, torch.Tensor]], n: int, height: int,
+                 width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paint ``layers`` (``(region N x H x W bool, colour broadcastable to N x 3 x 1 x 1)``) in order, later ones on
+    top: ``(colour N x 3 x H x W float32 in [0, 255], mask N x H x W bool)``, the mask the union of the regions."""
     top = torch.zeros(n, height, width, dtype=torch.long)  # index of the topmost layer covering a pixel, 0 = none
     for k, (region, _) in enumerate(layers, start=1):
         top.masked_fill_(region, k)
@@ -194,14 +205,11 @@ class SyntheticConfig:
 
 
 def _generator(config: SyntheticConfig, stream: str, index: int, role: str) -> torch.Generator:
-    """A generator seeded by a stable hash of ``(seed, stream, index, role)``.
-
-    Roles: ``bird``, ``habitat``, ``background``, ``mixed``."""
-    key = f"{config.seed}/{stream}/{index}/{role}".encode()
-    return torch.Generator().manual_seed(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little"))
+    """The generator of ``(seed, stream, index, role)``; roles: ``bird``, ``habitat``, ``background``, ``mixed``."""
+    return index_generator(config.seed, stream, index, role)
 
 
-class SyntheticBirds(Dataset):
+class SyntheticBirds(RenderedSplit):
     """One split of the benchmark; ``dataset[i]`` is a sample dict with the contract keys
     ``image, label, box, mask, index`` plus ``habitat`` (the background's habitat id; ``-1`` for ``only_fg``)."""
 
@@ -222,12 +230,7 @@ class SyntheticBirds(Dataset):
         self.num_classes = self.config.num_classes
         self.classes = [class_name(c) for c in range(self.num_classes)]
         self.habitats = [habitat(h).name for h in range(self.num_classes)]
-        self._chunks: dict[int, dict[str, torch.Tensor]] = {}
-        if cache_dir is not None:
-            self._chunks = self._load_cache(Path(cache_dir))
-
-    def __len__(self) -> int:
-        return self.num_images
+        self.use_cache(cache_dir, "synthetic", (RENDER_VERSION, asdict(self.config), self.split, self.num_images))
 
     def label(self, index: int) -> int:
         """Class of image ``index``: balanced, ``index mod num_classes``."""
@@ -245,9 +248,7 @@ class SyntheticBirds(Dataset):
     def render(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """Render images ``indices`` as one batch: ``image`` N x 3 x S x S uint8, ``mask`` N x S x S uint8,
         ``habitat`` N int64. Each image depends only on its own index (per-index generators)."""
-        for i in indices:
-            if not 0 <= i < self.num_images:
-                raise IndexError(f"index {i} out of range for {self.split!r} with {self.num_images} images")
+        self.check_indices(indices)
         size, labels = self.config.image_size, [self.label(i) for i in indices]
         birds = [sample_bird(c, _generator(self.config, self.stream, i, "bird")) for i, c in zip(indices, labels)]
         colour, mask = draw_birds(birds, size, size)  # N x 3 x S x S, N x S x S
@@ -265,33 +266,6 @@ class SyntheticBirds(Dataset):
             background = render_habitats(habitats, size, size, generators)
         image = background if self.variant == "only_bg" else composite(colour, mask, background)
         return dict(image=image, mask=mask.to(torch.uint8), habitat=torch.tensor(habitats))
-
-    def _chunk(self, chunk: int) -> dict[str, torch.Tensor]:
-        if chunk not in self._chunks:
-            self._chunks[chunk] = self.render(list(range(chunk * CHUNK, min((chunk + 1) * CHUNK, self.num_images))))
-        return self._chunks[chunk]
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not 0 <= index < self.num_images:
-            raise IndexError(f"index {index} out of range for {self.split!r} with {self.num_images} images")
-        rendered, row = self._chunk(index // CHUNK), index % CHUNK
-        mask = rendered["mask"][row].clone()  # copies: callers may write into the sample
-        return dict(image=rendered["image"][row].clone(), label=self.label(index), box=mask_to_box(mask), mask=mask,
-                    index=index, habitat=int(rendered["habitat"][row]))
-
-    def _load_cache(self, cache_dir: Path) -> dict[int, dict[str, torch.Tensor]]:
-        """Render the whole split once into ``cache_dir`` (one file keyed by every parameter), or load it."""
-        params = (RENDER_VERSION, asdict(self.config), self.split, self.num_images)
-        key = hashlib.blake2b(repr(params).encode(), digest_size=8)
-        path = cache_dir / f"synthetic-{self.split}-{key.hexdigest()}.pt"
-        if path.exists():
-            return torch.load(path, weights_only=True)
-        chunks = {c: self._chunk(c) for c in range(math.ceil(self.num_images / CHUNK))}
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(chunks, tmp)
-        tmp.replace(path)
-        return chunks
 
 
 def load(root: str | None = None, split: str = "train", **options: Any) -> SyntheticBirds:

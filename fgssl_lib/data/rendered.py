@@ -1,0 +1,89 @@
+"""Procedurally rendered splits: per-index randomness, rendering in chunks, and the disk cache.
+
+A rendered dataset (the synthetic benchmark, :mod:`fgssl_lib.data.synthetic`; the coarse world,
+:mod:`fgssl_lib.data.coarse`) draws image ``i`` only from generators seeded by a hash of its key parts (seed, stream,
+index, role), so an image is a pure function of them; it renders :data:`CHUNK` consecutive indices as one batch and
+can keep a whole split in one cache file keyed by every parameter, so the many runs of a study render it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from fgssl_lib.data.sample import mask_to_box
+
+CHUNK = 256
+"""Images are rendered (and kept in memory) in batches of this many consecutive indices."""
+
+
+def index_generator(*key: object) -> torch.Generator:
+    """A generator seeded by a stable hash of ``key`` (e.g. ``(seed, stream, index, role)``), joined with ``/``."""
+    text = "/".join(str(part) for part in key).encode()
+    return torch.Generator().manual_seed(int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little"))
+
+
+class RenderedSplit(Dataset):
+    """One rendered split; subclasses set ``split`` and ``num_images`` and define :meth:`label` and :meth:`render`.
+
+    ``dataset[i]`` is the sample dict ``image, label, box, mask, index`` plus one ``int`` per extra entry of
+    :meth:`render` (e.g. the benchmark's ``habitat``).
+    """
+
+    split: str
+    num_images: int
+    _chunks: dict[int, dict[str, torch.Tensor]]
+
+    def label(self, index: int) -> int:
+        """Class of image ``index``."""
+        raise NotImplementedError
+
+    def render(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """Images ``indices`` as one batch: ``image`` N x 3 x S x S uint8, ``mask`` N x S x S uint8 (exactly the
+        object's pixels) and per-image int64 extras (N); image ``k`` depends only on ``indices[k]``."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def check_indices(self, indices: list[int]) -> None:
+        """Raise ``IndexError`` for an index outside ``[0, num_images)``."""
+        for i in indices:
+            if not 0 <= i < self.num_images:
+                raise IndexError(f"index {i} out of range for {self.split!r} with {self.num_images} images")
+
+    def _chunk(self, chunk: int) -> dict[str, torch.Tensor]:
+        if chunk not in self._chunks:
+            self._chunks[chunk] = self.render(list(range(chunk * CHUNK, min((chunk + 1) * CHUNK, self.num_images))))
+        return self._chunks[chunk]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        self.check_indices([index])
+        rendered, row = self._chunk(index // CHUNK), index % CHUNK
+        mask = rendered["mask"][row].clone()  # copies: callers may write into the sample
+        extras = {key: int(value[row]) for key, value in rendered.items() if key not in ("image", "mask")}
+        return dict(image=rendered["image"][row].clone(), label=self.label(index), box=mask_to_box(mask), mask=mask,
+                    index=index, **extras)
+
+    def use_cache(self, cache_dir: str | Path | None, prefix: str, params: tuple) -> None:
+        """Start with no rendered chunk; with ``cache_dir``, render the whole split once into
+        ``<cache_dir>/<prefix>-<split>-<hash of params>.pt`` (written atomically), or load it."""
+        self._chunks = {}
+        if cache_dir is None:
+            return
+        key = hashlib.blake2b(repr(params).encode(), digest_size=8)
+        path = Path(cache_dir) / f"{prefix}-{self.split}-{key.hexdigest()}.pt"
+        if path.exists():
+            self._chunks = torch.load(path, weights_only=True)
+            return
+        self._chunks = {c: self._chunk(c) for c in range(math.ceil(self.num_images / CHUNK))}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(self._chunks, tmp)
+        tmp.replace(path)
