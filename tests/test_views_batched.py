@@ -414,3 +414,29 @@ def test_errors_say_what_to_do():
         build("rrc")({"image": batch["image"]}, 0)
     with pytest.raises(ValueError, match="uint8"):
         build("rrc")(batch | {"image": batch["image"].float()}, 0)
+
+
+def test_splitmix64_matches_its_64_bit_definition():
+    """The wrapped int64 arithmetic gives SplitMix64's outputs (reference: Python's unbounded ints mod 2^64)."""
+    from fgssl_lib.views.batched.randomness import splitmix64
+
+    def reference(x: int) -> int:
+        z = (x + 0x9E3779B97F4A7C15) % 2**64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+        return z ^ (z >> 31)
+
+    states = [0, 1, 12345, 2**62 + 3, 2**64 - 5, 2**63 + 7]
+    ours = splitmix64(torch.tensor([x - 2**64 if x >= 2**63 else x for x in states], dtype=torch.int64))
+    assert [v % 2**64 for v in ours.tolist()] == [reference(x) for x in states]
+
+
+def test_uniforms_are_uniform_and_per_sample():
+    """A sample's uniforms depend only on (seed, epoch, index), not on the batch around it."""
+    from fgssl_lib.views.batched.randomness import draw_uniforms, sample_keys
+
+    u = draw_uniforms(sample_keys(3, 1, torch.arange(500)), 40)
+    assert ks_2samp(u.flatten().numpy(), np.linspace(0, 1, 2000)).pvalue > 1e-3
+    alone = draw_uniforms(sample_keys(3, 1, torch.tensor([7])), 40)
+    assert torch.equal(alone[0], u[7])
+    assert not torch.equal(draw_uniforms(sample_keys(3, 2, torch.tensor([7])), 40), alone)

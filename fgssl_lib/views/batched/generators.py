@@ -14,7 +14,7 @@ that move the mask with the image, :mod:`~fgssl_lib.views.batched.geometry`), th
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, box_masks
                                               object_boxes, paste_boxes, patch_boxes, random_resized_crop_boxes,
                                               resized_boxes, resized_crop, resized_crops)
 from fgssl_lib.views.batched.photometric import PHOTOMETRIC_UNIFORMS, photometric
-from fgssl_lib.views.batched.randomness import draw_uniforms, sample_generators
+from fgssl_lib.views.batched.randomness import SampleGenerators, draw_uniforms, sample_keys
 from fgssl_lib.views.copy_paste import BLENDINGS, blur_at_source, paste_options
 from fgssl_lib.views.photometric import PHOTOMETRIC, PHOTOMETRIC_SPECS
 from fgssl_lib.views.saliency_swap import MODES, check_fractions
@@ -72,7 +72,7 @@ class BatchedTwoView:
         self.specs = PHOTOMETRIC_SPECS[photometric]
         self.workspace = Workspace()
 
-    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
+    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: Sequence[torch.Generator],
                source: Source | None) -> torch.Tensor:
         """Both views' geometry: ``2B x S x S x 4`` uint8, the image and ``255 * mask`` as the fourth channel, rows
         ``v B + b`` (view ``v``, sample ``b``).
@@ -84,8 +84,9 @@ class BatchedTwoView:
     def __call__(self, batch: Mapping[str, torch.Tensor], epoch: int, source: Source | None = None) -> dict[str, Any]:
         check_batch(batch)
         n, device = len(batch["index"]), batch["image"].device
-        generators = sample_generators(self.seed, int(epoch), batch["index"].cpu())
-        u = draw_uniforms(generators, 2 * UNIFORMS).view(n, 2, UNIFORMS).transpose(0, 1).reshape(2 * n, UNIFORMS)
+        keys = sample_keys(self.seed, int(epoch), batch["index"])
+        u = draw_uniforms(keys, 2 * UNIFORMS).view(n, 2, UNIFORMS).transpose(0, 1).reshape(2 * n, UNIFORMS)
+        generators = SampleGenerators(keys)
         no_autocast = torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda") else \
             contextlib.nullcontext()
         with no_autocast:
@@ -121,7 +122,7 @@ class BatchedStandardViews(BatchedTwoView):
         rows = torch.arange(len(hw)) % len(batch["hw"])
         return rows, random_resized_crop_boxes(u[:, GEOMETRY], hw, self.scale, self.ratio)
 
-    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
+    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: Sequence[torch.Generator],
                source: Source | None) -> torch.Tensor:
         """RandomResizedCrop of image and mask (one resize per view of the 4 channels)."""
         rows, boxes = self.crops(batch, u)
@@ -164,7 +165,7 @@ class BatchedCopyPaste(BatchedStandardViews):
                 maps[k, :height, :width, 1] = smooth.mul_(255).round_().to(torch.uint8)
         return maps
 
-    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
+    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: Sequence[torch.Generator],
                source: Source | None) -> torch.Tensor:
         """RandomResizedCrop views; those that paste are blended onto their background with ``S`` cropped alike."""
         layouts = super().layout(batch, u, generators, source)
@@ -224,7 +225,7 @@ class BatchedSaliencySwap(BatchedTwoView):
         other = torch.floor(u * (self.dataset_size - 1)).long().clamp(max=self.dataset_size - 2)
         return other + (other >= index).long()
 
-    def backgrounds_of(self, u: torch.Tensor, generators: list[torch.Generator], source: Source | None,
+    def backgrounds_of(self, u: torch.Tensor, generators: Sequence[torch.Generator], source: Source | None,
                        index: torch.Tensor, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Per view, its ``S x S x 3`` uint8 background and the box ``B_b`` the patch replaces (``same``: another
         training image resized to ``S x S`` and its box; ``other``: a pool background, ``None``: box drawn later)."""
@@ -244,7 +245,7 @@ class BatchedSaliencySwap(BatchedTwoView):
         boxes = resized_boxes(object_boxes(rows["box"].cpu().double(), hw), hw, self.size)
         return [resized[k] for k in slots.tolist()], boxes[slots]
 
-    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: list[torch.Generator],
+    def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: Sequence[torch.Generator],
                source: Source | None) -> torch.Tensor:
         """The patch resized onto its box of the background; the mask is that box."""
         n, device = len(generators), batch["image"].device
