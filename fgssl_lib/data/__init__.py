@@ -22,6 +22,7 @@ _READERS = {
     "cars": "fgssl_lib.data.cars:load",
     "folder": "fgssl_lib.data.folder:load",
     "synthetic": "fgssl_lib.data.synthetic:load",
+    "coarse": "fgssl_lib.data.coarse:load",
 }
 DATASETS = tuple(_READERS)
 
@@ -30,7 +31,8 @@ def load_dataset(name: str, root: str | None = None, split: str = "train", **opt
     """Return the ``split`` of dataset ``name`` as a ``Dataset`` of sample dicts.
 
     ``root=None`` means the dataset's default location under the cache directory (``$FGSSL_DATA``); the synthetic
-    benchmark ignores it. For ``synthetic``, ``split`` also takes the test variants (``test_mixed_rand``, ...).
+    benchmark and the coarse world (``coarse``: streams ``train`` / ``val``) ignore it. For ``synthetic``, ``split``
+    also takes the test variants (``test_mixed_rand``, ...).
     """
     module_name, func = _READERS[check_choice("dataset", name, _READERS)].split(":")
     return getattr(importlib.import_module(module_name), func)(root=root, split=split, **options)
