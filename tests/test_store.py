@@ -64,6 +64,20 @@ def test_rows_are_padded_and_carry_their_valid_size_box_label_and_index(cache: P
     assert store.batch(torch.tensor([3]))["image"].shape == (1, 3, 8, 12)  # padded to the batch's largest only
 
 
+def test_rows_of_one_size_are_gathered_at_once_as_the_padded_copy_would(cache: Path) -> None:
+    """A store whose rows share one size gathers with one index per array; the batch equals the row-by-row copy of
+    the mixed-size path."""
+    square = Subset(Samples(9), [2, 5, 8])  # the 10 x 10 samples only
+    store = TrainingStore.load(square, side=None)
+    assert store.row_shape == (10, 10) and TrainingStore.load(Samples(), side=None).row_shape is None
+    positions = torch.tensor([2, 0, 2])
+    fast = store.batch(positions)
+    store.row_shape = None  # the general path
+    slow = store.batch(positions)
+    assert fast.keys() == slow.keys() and all(torch.equal(fast[name], slow[name]) for name in fast)
+    assert fast["index"].tolist() == [108, 102, 108] and fast["image"].shape == (3, 3, 10, 10)
+
+
 def test_resized_rows_scale_the_box_and_keep_the_mask_on_the_object() -> None:
     store = TrainingStore.load(Samples(saliency=False), side=16)
     assert store.arrays == ("image", "mask")

@@ -150,6 +150,9 @@ class TrainingStore:
         with np.load(self.path / "rows.npz") as rows:
             self.rows = {name: torch.from_numpy(rows[name]) for name in ROWS}  # on the host: the batches' layout
         self.arrays = tuple(name for name in ARRAYS if (self.path / f"{name}.u8").is_file())
+        hw, start = self.rows["hw"], self.rows["start"]
+        uniform = bool((hw == hw[0]).all()) and torch.equal(start, torch.arange(len(hw)) * int(hw[0].prod()))
+        self.row_shape = tuple(hw[0].tolist()) if uniform else None  # (h, w) when every row has it
         self._tensors: dict[str, torch.Tensor] | None = None  # opened lazily, so the store pickles to workers
 
     @classmethod
@@ -199,19 +202,23 @@ class TrainingStore:
 
     def batch(self, positions: torch.Tensor, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
         """The rows at ``positions`` (``B`` int64, any device) as a batch dict on ``device`` (default: the store's),
-        each row copied into the zero-padded batch from its place in the flat arrays."""
+        each row copied into the zero-padded batch from its place in the flat arrays (one gather per array when
+        every row has the same size, as on the synthetic benchmark)."""
         positions = torch.as_tensor(positions, dtype=torch.int64).cpu()
-        hw, start = self.rows["hw"][positions], self.rows["start"][positions]
-        height, width = (int(v) for v in hw.max(0).values)
-        tensors = self.tensors
-        out = {name: torch.zeros((len(positions), ARRAYS[name], height, width), dtype=torch.uint8, device=self.device)
-               for name in self.arrays}
-        for row, (first, (h, w)) in enumerate(zip(start.tolist(), hw.tolist())):
-            for name, pixels in out.items():
-                channels = ARRAYS[name]
-                pixels[row, :, :h, :w] = tensors[name][channels * first:channels * (first + h * w)].view(-1, h, w)
+        tensors, on_store = self.tensors, positions.to(self.device)
+        if self.row_shape is not None:  # rows of one size, one after another: one gather per array
+            out = {name: tensors[name].view(len(self), ARRAYS[name], *self.row_shape).index_select(0, on_store)
+                   for name in self.arrays}
+        else:
+            hw, start = self.rows["hw"][positions], self.rows["start"][positions]
+            height, width = (int(v) for v in hw.max(0).values)
+            out = {name: torch.zeros((len(positions), ARRAYS[name], height, width), dtype=torch.uint8,
+                                     device=self.device) for name in self.arrays}
+            for row, (first, (h, w)) in enumerate(zip(start.tolist(), hw.tolist())):
+                for name, pixels in out.items():
+                    channels = ARRAYS[name]
+                    pixels[row, :, :h, :w] = tensors[name][channels * first:channels * (first + h * w)].view(-1, h, w)
         out = {name: pixels if ARRAYS[name] == 3 else pixels[:, 0] for name, pixels in out.items()}
-        on_store = positions.to(self.device)
         out.update({name: tensors[name].index_select(0, on_store) for name in ROWS if name != "start"})
         return out if device is None else {name: t.to(device, non_blocking=True) for name, t in out.items()}
 
