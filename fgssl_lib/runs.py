@@ -28,12 +28,15 @@ from typing import Any
 import pandas as pd
 import pytorch_lightning as pl
 
-from fgssl_lib.data import data_home
+from fgssl_lib.data import coarse, data_home
 from fgssl_lib.data.synthetic import RENDER_VERSION
 from fgssl_lib.methods import TRAINING_VERSION, SSLMethod, evaluated_as, evaluated_from
 from fgssl_lib.config import check_choice, check_preset
+from fgssl_lib.models import Backbone
 from fgssl_lib.reported import INIT as REPORTED_INIT
-from fgssl_lib.train import PAPER_INIT, TrainConfig, fit, fit_dual_stage, load_method
+from fgssl_lib.train import PAPER_INIT, TrainConfig, build_method, fit, fit_dual_stage, load_method
+from fgssl_lib.train.config import INITS, STAGE1_PREFIX
+from fgssl_lib.train.fit import training_set
 from fgssl_lib.train.run_lock import launched_rank, run_lock
 from fgssl_lib.train.snapshots import SNAPSHOTS, SaliencySnapshots, run_snapshot_images
 
@@ -49,10 +52,13 @@ def run_key(config: TrainConfig) -> str:
     """``<method>-seed<seed>-<hash>``: the hash covers every setting that changes the trained weights
     (:meth:`TrainConfig.identity`: the data by name, split and image count, not by path, so data moved from Drive to
     local disk keeps its runs), and for the synthetic benchmark the version of its drawing code (a redrawn benchmark
-    must not load runs of the old one), and the methods' :data:`~fgssl_lib.methods.TRAINING_VERSION`."""
+    must not load runs of the old one; the same for the coarse world), and the methods'
+    :data:`~fgssl_lib.methods.TRAINING_VERSION`. A run started from a stage-1 run names it in ``pretrained``
+    (``"run:<its key>"``), so its key covers the stage-1 run's."""
     settings = {**config.identity(), "training_version": TRAINING_VERSION}
-    if config.dataset == "synthetic":
-        settings["synthetic_render_version"] = RENDER_VERSION
+    render_versions = {"synthetic": RENDER_VERSION, "coarse": coarse.RENDER_VERSION}
+    if config.dataset in render_versions:
+        settings[f"{config.dataset}_render_version"] = render_versions[config.dataset]
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{config.method}-seed{config.seed}-{digest}"
 
@@ -97,7 +103,7 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
                 (path / stale).unlink(missing_ok=True)
             for stage in ("stage1", "stage2"):
                 shutil.rmtree(path / stage, ignore_errors=True)
-        method, history = (_fit_one(config, path, callbacks) if stage1 is None
+        method, history = (_fit_one(config, path, callbacks, root) if stage1 is None
                            else _fit_dual_stage(stage1, config, path))
         seconds = float(history["time_s"].sum()) if "time_s" in history else 0.0
         if first:
@@ -111,12 +117,38 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
         return Run(method.eval(), history, seconds, path)
 
 
-def _fit_one(config: TrainConfig, path: Path, callbacks: Sequence[pl.Callback]) -> tuple[SSLMethod, pd.DataFrame]:
-    """Train (or resume) one run in ``path``; its whole history."""
+def _fit_one(config: TrainConfig, path: Path, callbacks: Sequence[pl.Callback],
+             root: str | os.PathLike | None) -> tuple[SSLMethod, pd.DataFrame]:
+    """Train (or resume) one run in ``path``, started from its stage-1 run under ``root`` if it names one; its
+    whole history."""
     snapshots = SaliencySnapshots(run_snapshot_images(config)[0], path / SNAPSHOTS)  # its state resumes with the run
     method, history = fit(dataclasses.replace(config, checkpoint_dir=str(path), resume=(path / "last.ckpt").exists()),
-                          callbacks=[snapshots, *callbacks])
+                          method=_from_stage1(config, root), callbacks=[snapshots, *callbacks])
     return method, history.epochs  # covers the whole run, also when it resumed
+
+
+def _from_stage1(config: TrainConfig, root: str | os.PathLike | None) -> SSLMethod | None:
+    """The method of ``config`` built as :func:`~fgssl_lib.train.fit` builds it (same seed), every backbone of it
+    (online and momentum) holding the final backbone weights of the stage-1 run that ``config.pretrained`` names;
+    ``None`` when it names none. Only the backbone carries over, as from ImageNet weights: the heads start fresh."""
+    if not (config.pretrained or "").startswith(STAGE1_PREFIX):
+        return None
+    path = Path(root or runs_root()) / config.pretrained.removeprefix(STAGE1_PREFIX)
+    if not (path / DONE).exists():
+        raise FileNotFoundError(f"{config.method} starts from the stage-1 run {path.name}, which has not finished under "
+                                f"{path.parent}: train it first (fgssl_lib.runs.start_from trains it and names it)")
+    weights = load_method(_checkpoint(path)).backbone.state_dict()
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    method = build_method(dataclasses.replace(config, pretrained=None), training_set(config))
+    for backbone in (module for module in method.modules() if isinstance(module, Backbone)):
+        target = backbone.state_dict()
+        if set(target) != set(weights):
+            raise ValueError(f"the stage-1 run {path.name} has another backbone than {config.method}'s "
+                             f"({config.backbone}): train the stage-1 run with the same backbone and image size")
+        # MoCo's split BatchNorm keeps one copy of the running statistics per group: repeat them per group
+        backbone.load_state_dict({k: v.repeat(target[k].numel() // max(v.numel(), 1)) if v.dim() == 1 else v
+                                  for k, v in weights.items()})
+    return method
 
 
 def _fit_dual_stage(stage1: TrainConfig, stage2: TrainConfig, path: Path) -> tuple[SSLMethod, pd.DataFrame]:
@@ -230,6 +262,34 @@ def dual_stage_configs(preset: str, stage2: TrainConfig, stage_epochs: int,
     stage1 = dataclasses.replace(stage1.with_init("scratch"),
                                  dataset_options={**stage1.dataset_options, "seed": stage1.seed + 1})
     return stage1, dataclasses.replace(stage2, epochs=epochs)
+
+
+def stage1_config(init: str, preset: str, **settings: Any) -> TrainConfig:
+    """The stage-1 run of the coarse-world init ``init`` (:data:`~fgssl_lib.train.config.INITS`, e.g.
+    ``coarse_dual_stage``): its ``stage1`` method (supervised, or BYOL) at ``preset`` trained from random weights on
+    the coarse world (:mod:`fgssl_lib.data.coarse`) rendered at the preset's image size, as many images as the preset
+    trains on. ``settings`` as for :func:`method_configs` (they must give stage 2's backbone and image size)."""
+    method = INITS[check_choice("initialisation", init, INITS)].get("stage1")
+    if method is None:
+        raise ValueError(f"initialisation {init!r} has no stage-1 run; the ones with one: "
+                         f"{', '.join(name for name, init in INITS.items() if 'stage1' in init)}")
+    overrides = {key: value for key, value in settings.items() if value is not None}
+    config = TrainConfig.preset(preset, method=method, **{**overrides, "dataset": "coarse", "data_root": None})
+    options = {"image_size": config.image_size, "num_images": config.num_images or coarse.DEFAULT_NUM_IMAGES["train"],
+               **overrides.get("dataset_options", {})}
+    return dataclasses.replace(config.with_init("scratch"), dataset_options=options)
+
+
+def start_from(config: TrainConfig, init: str, preset: str, root: str | os.PathLike | None = None,
+               **settings: Any) -> TrainConfig:
+    """``config`` started as ``init`` says (:meth:`~fgssl_lib.train.TrainConfig.with_init`). A coarse-world init
+    first trains its stage-1 run (:func:`stage1_config` of ``preset`` and ``settings``) under ``root``, or loads it:
+    a keyed, cached run, trained once for every run that starts from it; the config then names it by its key."""
+    if "stage1" not in INITS[check_choice("initialisation", init, INITS)]:
+        return config.with_init(init)
+    stage1 = stage1_config(init, preset, **settings)
+    train_or_load(stage1, root=root)
+    return config.with_init(init, stage1=run_key(stage1))
 
 
 def reproduction_preset(preset: str) -> str:

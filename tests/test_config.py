@@ -60,7 +60,7 @@ def test_the_paper_preset_starts_each_method_as_its_paper_does() -> None:
     cvsa = TrainConfig.preset("paper", method="cvsa")
     scratch = cvsa.with_init("scratch")
     assert scratch.pretrained is None and scratch.method_options == {**cvsa.method_options, "freeze_early": False}
-    with pytest.raises(ValueError, match="valid initialisations: dual_stage, imagenet, scratch"):
+    with pytest.raises(ValueError, match="valid initialisations: coarse_dual_stage, coarse_supervised, dual_stage, imagenet, scratch"):
         cvsa.with_init("coco")
 
 

@@ -122,10 +122,17 @@ class TrainConfig:
             config.method_options["bn_splits"] = moco_bn_splits(config.batch_size)  # follows a resized batch
         return config
 
-    def with_init(self, init: str) -> TrainConfig:
-        """This config started as :data:`INITS` ``[init]`` says (``imagenet``, ``dual_stage`` or ``scratch``)."""
+    def with_init(self, init: str, stage1: str | None = None) -> TrainConfig:
+        """This config started as :data:`INITS` ``[init]`` says (``imagenet``, ``dual_stage``, ``scratch``, or a
+        coarse-world init, which needs ``stage1``: the run key of its finished stage-1 run, recorded in
+        ``pretrained`` as ``"run:<key>"``; :func:`fgssl_lib.runs.start_from` trains or finds it)."""
         settings = INITS[check_choice("initialisation", init, INITS)]
-        return dataclasses.replace(self, pretrained=settings["pretrained"],
+        if ("stage1" in settings) != (stage1 is not None):
+            raise ValueError(f"initialisation {init!r} " + ("starts from a stage-1 run: pass stage1=<its run key>, or "
+                             "use fgssl_lib.runs.start_from, which trains it" if "stage1" in settings else
+                             f"takes no stage-1 run, got stage1={stage1!r}"))
+        pretrained = settings["pretrained"] if stage1 is None else STAGE1_PREFIX + stage1
+        return dataclasses.replace(self, pretrained=pretrained,
                                    method_options={**self.method_options, **settings["method_options"]})
 
     def identity(self) -> dict[str, Any]:
@@ -221,10 +228,21 @@ INITS: dict[str, dict[str, Any]] = {
     "imagenet": {"pretrained": "imagenet", "method_options": {"freeze_early": False}},
     "dual_stage": {"pretrained": "imagenet", "method_options": {"freeze_early": True}},
     "scratch": {"pretrained": None, "method_options": {"freeze_early": False}},
+    "coarse_supervised": {"stage1": "supervised", "method_options": {"freeze_early": False}},
+    "coarse_dual_stage": {"stage1": "byol", "method_options": {"freeze_early": True}},
 }
 """How a run starts: torchvision's ImageNet-supervised weights; CVSA's dual stage (stage 1 on a coarse dataset,
 then stem + layer1 + layer2 frozen; at ``paper`` the ImageNet-supervised weights stand in for CVSA's stage-1 BYOL on
-ImageNet, which no single GPU session trains); or random weights. :meth:`TrainConfig.with_init` applies one."""
+ImageNet, which no single GPU session trains); random weights; or the backbone of a stage-1 run on the coarse world
+(:mod:`fgssl_lib.data.coarse`, the stand-in for ImageNet): its ``stage1`` method trained from random weights, then the
+whole network fine-tuned (``coarse_supervised``, as from ImageNet) or its early stages frozen (``coarse_dual_stage``,
+CVSA's dual stage). :meth:`TrainConfig.with_init` applies one."""
+STAGE1_PREFIX = "run:"
+"""``pretrained`` of a run started from a stage-1 run: ``"run:<run key of the stage-1 run>"``, so the stage-1 run's
+identity is part of the run's own (:meth:`TrainConfig.identity`)."""
+COARSE_INIT: dict[str, str] = {"imagenet": "coarse_supervised", "dual_stage": "coarse_dual_stage",
+                               "scratch": "scratch"}
+"""The coarse world's stand-in for each paper initialisation of :data:`PAPER_INIT`."""
 
 PAPER_INIT: dict[str, str] = {
     # LCR Sec. 4 and Tables 2-4: LCR, its variants and every baseline it reports start from ImageNet weights
