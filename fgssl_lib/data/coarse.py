@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.data.rendered import RenderedSplit, index_generator
+from fgssl_lib.data.rendered import RenderedSplit, WorldConfig, index_generator, split_options
 from fgssl_lib.data.synthetic import broadcast, composite, convex_polygon, ellipse, object_frame, paint_layers
 from fgssl_lib.data.textures import render_habitats
 
@@ -139,20 +139,19 @@ def draw_things(things: list[Thing], height: int, width: int) -> tuple[torch.Ten
 
 
 @dataclass(frozen=True)
-class CoarseConfig:
-    """Parameters of the coarse world; an image is a pure function of these, the stream and the index."""
+class CoarseConfig(WorldConfig):
+    """Parameters of the coarse world (``image_size``, ``num_classes``, ``num_backgrounds``, ``seed``); an image is
+    a pure function of these, the stream and the index."""
 
-    image_size: int = 64
     num_classes: int = 40
     num_backgrounds: int = 40
     seed: int = 0
+    drawn: ClassVar[str] = "the shapes"
+    most_classes: ClassVar[int] = _MAX_CLASSES
+    classes_from: ClassVar[str] = f"{len(FAMILIES)} families x {len(COLOURS)} colours x {len(PATTERNS)} patterns"
 
     def __post_init__(self) -> None:
-        if self.image_size < 16:
-            raise ValueError(f"image_size must be >= 16 pixels for the shapes to be visible, got {self.image_size}")
-        if not 2 <= self.num_classes <= _MAX_CLASSES:
-            raise ValueError(f"num_classes must be in [2, {_MAX_CLASSES}] ({len(FAMILIES)} families x "
-                             f"{len(COLOURS)} colours x {len(PATTERNS)} patterns), got {self.num_classes}")
+        super().__post_init__()
         if self.num_backgrounds < 1:
             raise ValueError(f"num_backgrounds must be >= 1, got {self.num_backgrounds}")
 
@@ -164,14 +163,8 @@ class CoarseObjects(RenderedSplit):
     def __init__(self, split: str = "train", num_images: int | None = None, cache_dir: str | Path | None = None,
                  **options: Any) -> None:
         self.split = check_choice("coarse split", split, STREAMS)
-        unknown = set(options) - {f.name for f in fields(CoarseConfig)}
-        if unknown:
-            raise ValueError(f"unknown coarse option(s) {sorted(unknown)}; valid options: num_images, cache_dir, "
-                             f"{', '.join(f.name for f in fields(CoarseConfig))}")
-        self.config = CoarseConfig(**options)
-        self.num_images = DEFAULT_NUM_IMAGES[split] if num_images is None else int(num_images)
-        if self.num_images < 1:
-            raise ValueError(f"num_images must be >= 1, got {self.num_images}")
+        self.config, self.num_images = split_options("coarse", CoarseConfig, num_images, DEFAULT_NUM_IMAGES[split],
+                                                     options)
         self.num_classes = self.config.num_classes
         self.classes = [kind_name(c) for c in range(self.num_classes)]
         self.use_cache(cache_dir, "coarse", (RENDER_VERSION, asdict(self.config), self.split, self.num_images))

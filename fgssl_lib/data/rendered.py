@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.utils.data import Dataset
@@ -27,6 +28,40 @@ def index_generator(*key: object) -> torch.Generator:
     """A generator seeded by a stable hash of ``key`` (e.g. ``(seed, stream, index, role)``), joined with ``/``."""
     text = "/".join(str(part) for part in key).encode()
     return torch.Generator().manual_seed(int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little"))
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """The parameters every rendered world has: ``image_size`` (pixels) and ``num_classes``; a subclass adds its own
+    (its ``seed`` last) and says what it draws (``drawn``, e.g. "the parts"), how many classes it can make
+    (``most_classes``) and of what (``classes_from``)."""
+
+    image_size: int = 64
+    num_classes: int = 10
+    drawn: ClassVar[str] = "the objects"
+    most_classes: ClassVar[int] = 2
+    classes_from: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        if self.image_size < 16:
+            raise ValueError(f"image_size must be >= 16 pixels for {self.drawn} to be visible, got {self.image_size}")
+        if not 2 <= self.num_classes <= self.most_classes:
+            raise ValueError(f"num_classes must be in [2, {self.most_classes}] ({self.classes_from}), got "
+                             f"{self.num_classes}")
+
+
+def split_options(world: str, config_type: type, num_images: int | None, default: int, options: dict[str, Any]
+                  ) -> tuple[Any, int]:
+    """``(config_type(**options), image count)`` of a split of ``world``: unknown options and a count below 1 are
+    refused with the valid options; ``num_images=None`` means ``default``."""
+    unknown = set(options) - {f.name for f in fields(config_type)}
+    if unknown:
+        raise ValueError(f"unknown {world} option(s) {sorted(unknown)}; valid options: num_images, cache_dir, "
+                         f"{', '.join(f.name for f in fields(config_type))}")
+    count = default if num_images is None else int(num_images)
+    if count < 1:
+        raise ValueError(f"num_images must be >= 1, got {count}")
+    return config_type(**options), count
 
 
 class RenderedSplit(Dataset):

@@ -21,14 +21,14 @@ instances render identical tensors. The mask is exactly the drawn bird's pixels 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.data.rendered import RenderedSplit, index_generator
+from fgssl_lib.data.rendered import RenderedSplit, WorldConfig, index_generator, split_options
 from fgssl_lib.data.textures import grey_image, habitat, render_habitats
 
 STREAMS = ("train", "val", "test")
@@ -187,19 +187,18 @@ def composite(colour: torch.Tensor, mask: torch.Tensor, background: torch.Tensor
 
 
 @dataclass(frozen=True)
-class SyntheticConfig:
-    """Parameters of the benchmark; an image is a pure function of these, the stream and the index."""
+class SyntheticConfig(WorldConfig):
+    """Parameters of the benchmark (``image_size``, ``num_classes``, ``rho``, ``seed``); an image is a pure function
+    of these, the stream and the index."""
 
-    image_size: int = 64
-    num_classes: int = 10
     rho: float = 0.9
     seed: int = 0
+    drawn: ClassVar[str] = "the parts"
+    most_classes: ClassVar[int] = _MAX_CLASSES
+    classes_from: ClassVar[str] = "3 parts x 3 values"
 
     def __post_init__(self) -> None:
-        if self.image_size < 16:
-            raise ValueError(f"image_size must be >= 16 pixels for the parts to be visible, got {self.image_size}")
-        if not 2 <= self.num_classes <= _MAX_CLASSES:
-            raise ValueError(f"num_classes must be in [2, {_MAX_CLASSES}] (3 parts x 3 values), got {self.num_classes}")
+        super().__post_init__()
         if not 0.0 <= self.rho <= 1.0:
             raise ValueError(f"rho is a probability, got {self.rho}")
 
@@ -219,14 +218,8 @@ class SyntheticBirds(RenderedSplit):
         self.stream, _, variant = split.partition("_")
         self.variant = variant or "original"
         self.split = split
-        unknown = set(options) - {f.name for f in fields(SyntheticConfig)}
-        if unknown:
-            raise ValueError(f"unknown synthetic option(s) {sorted(unknown)}; valid options: num_images, cache_dir, "
-                             f"{', '.join(f.name for f in fields(SyntheticConfig))}")
-        self.config = SyntheticConfig(**options)
-        self.num_images = DEFAULT_NUM_IMAGES[self.stream] if num_images is None else int(num_images)
-        if self.num_images < 1:
-            raise ValueError(f"num_images must be >= 1, got {self.num_images}")
+        self.config, self.num_images = split_options("synthetic", SyntheticConfig, num_images,
+                                                     DEFAULT_NUM_IMAGES[self.stream], options)
         self.num_classes = self.config.num_classes
         self.classes = [class_name(c) for c in range(self.num_classes)]
         self.habitats = [habitat(h).name for h in range(self.num_classes)]
