@@ -9,6 +9,9 @@
 
 Both evaluate on the variants of one stream: ``val`` while tuning the design, ``test`` for the reported numbers
 (Xiao et al. 2020: original, only_fg, only_bg, mixed_same, mixed_rand; BG-Gap = mixed_same - mixed_rand).
+
+- :func:`calibration_record` / :func:`write_calibration`: the study's calibration on ``val`` (issue 17) from measured
+  values, against :data:`TARGETS`, as ``book/results/calibration.json``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import statistics
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -142,6 +149,43 @@ def foreground_supervised_check(eval_stream: str = "test", num_train: int = 3000
         result[variant] = _accuracy(model, ev_images, ev_labels, dev)
     result["bg_gap"] = result["mixed_same"] - result["mixed_rand"]
     return result
+
+
+TARGETS = {"learnable": 70.0, "biased": 40.0, "stable": 3.0}
+"""The study's calibration targets on ``val`` (issue 17), in points: *learnable*, a supervised model trained with
+uninformative backgrounds (``rho = 1 / num_classes``) reaches at least this top-1 on ``mixed_rand``; *biased*, BYOL's
+BG-Gap (mean over seeds) is at least this; *stable*, the std over seeds of BYOL's ``mixed_rand`` is at most this."""
+
+
+def calibration_record(supervised_mixed_rand: float, byol_bg_gap: Sequence[float], byol_mixed_rand: Sequence[float],
+                       budget: dict[str, Any], runs: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The calibration as ``calibration.json`` holds it: ``learnable`` / ``biased`` / ``stable`` each with the
+    measured ``value``, its :data:`TARGETS` ``target`` and whether it is ``met`` (``stable`` the sample std, ddof 1,
+    of ``byol_mixed_rand``: one value per seed, at least two), the per-seed values they come from, the ``budget``
+    chosen (e.g. ``epochs``, ``num_images``, ``image_size``) and the calibration ``runs`` (their keys and numbers)."""
+    if len(byol_bg_gap) != len(byol_mixed_rand) or len(byol_mixed_rand) < 2:
+        raise ValueError(f"give BYOL's val BG-Gap and mixed_rand for the same seeds, at least two (the std needs "
+                         f"them), got {len(byol_bg_gap)} and {len(byol_mixed_rand)} values")
+    values = {"learnable": float(supervised_mixed_rand), "biased": statistics.fmean(byol_bg_gap),
+              "stable": statistics.stdev(byol_mixed_rand)}
+    record: dict[str, Any] = {
+        name: {"value": round(value, 2), "target": TARGETS[name],
+               "met": value <= TARGETS[name] if name == "stable" else value >= TARGETS[name]}
+        for name, value in values.items()}
+    record["biased"]["seeds"] = [float(v) for v in byol_bg_gap]
+    record["stable"]["seeds"] = [float(v) for v in byol_mixed_rand]
+    return {**record, "budget": dict(budget), "runs": [dict(run) for run in runs]}
+
+
+def write_calibration(record: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``record`` (:func:`calibration_record`) as JSON to ``path`` (the book's
+    ``book/results/calibration.json``), atomically; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
