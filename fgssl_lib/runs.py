@@ -135,14 +135,17 @@ def _from_stage1(config: TrainConfig, root: str | os.PathLike | None) -> SSLMeth
         return None
     path = Path(root or runs_root()) / config.pretrained.removeprefix(STAGE1_PREFIX)
     if not (path / DONE).exists():
-        raise FileNotFoundError(f"{config.method} starts from the stage-1 run {path.name}, which has not finished under "
-                                f"{path.parent}: train it first (fgssl_lib.runs.start_from trains it and names it)")
+        raise FileNotFoundError(f"{config.method} starts from the stage-1 run {path.name}, which has not finished "
+                                f"under {path.parent}: train it first (fgssl_lib.runs.start_from trains it and "
+                                "names it)")
     weights = load_method(_checkpoint(path)).backbone.state_dict()
     pl.seed_everything(config.seed, workers=True, verbose=False)
     method = build_method(dataclasses.replace(config, pretrained=None), training_set(config))
     for backbone in (module for module in method.modules() if isinstance(module, Backbone)):
         target = backbone.state_dict()
-        if set(target) != set(weights):
+        if set(target) != set(weights) or any(
+                target[k].shape != v.shape and (v.dim() != 1 or target[k].numel() % v.numel())
+                for k, v in weights.items()):
             raise ValueError(f"the stage-1 run {path.name} has another backbone than {config.method}'s "
                              f"({config.backbone}): train the stage-1 run with the same backbone and image size")
         # MoCo's split BatchNorm keeps one copy of the running statistics per group: repeat them per group
