@@ -177,12 +177,14 @@ class BatchedCopyPaste(BatchedStandardViews):
         rows, slots = (pasted % n).unique(return_inverse=True)
         blur_rows = torch.zeros(len(rows), dtype=torch.bool).index_put_((slots,), blur, accumulate=True)
         maps = self.soft_maps(batch, rows.tolist(), blur_rows.tolist())
-        boxes = self.crops(batch, u)[1][pasted].long().tolist()
-        for view, slot, box, blurred in zip(pasted.tolist(), slots.tolist(), boxes, blur.tolist()):
-            soft = resized_crop(maps, slot, box, self.size, self.size)[..., int(blurred), None]  # SxSx1
-            background = self.backgrounds.draw(self.size, self.size, generators[view % n]).to(layouts.device)
-            image = layouts[view, ..., :3]  # SxSx3, written in place
-            image.copy_(torch.lerp(background.permute(1, 2, 0).float(), image.float(), soft / 255).round_())
+        softs = resized_crops(maps, slots, self.crops(batch, u)[1][pasted], self.size)  # KxSxSx4
+        soft = torch.where(blur.to(softs.device)[:, None, None], softs[..., 1], softs[..., 0])[..., None]  # KxSxSx1
+        backgrounds = torch.stack([self.backgrounds.draw(self.size, self.size, generators[view % n])
+                                   for view in pasted.tolist()]).to(layouts.device).permute(0, 2, 3, 1)  # KxSxSx3
+        views = pasted.to(layouts.device)
+        images = layouts.index_select(0, views)[..., :3]
+        blended = torch.lerp(backgrounds.float(), images.float(), soft / 255).round_()
+        layouts[views, :, :, :3] = blended.to(torch.uint8)
         return layouts
 
 
