@@ -361,6 +361,10 @@ def test_resized_crops_into_a_buffer_equal_torch_interpolate():
                                                    mode="bilinear", antialias=True, align_corners=False)
         assert torch.equal(ours[k], expected[0].permute(1, 2, 0))
     assert ours.data_ptr() == out.data_ptr()
+    region = torch.zeros(30, 30, 4, dtype=torch.uint8)  # a strided target (a box of the first three channels)
+    resized_crop(source[..., :3].contiguous(), 1, [3, 5, 45, 37], 10, 12, out=region[4:14, 6:18, :3])
+    assert torch.equal(region[4:14, 6:18, :3], resized_crop(source, 1, [3, 5, 45, 37], 10, 12)[..., :3])
+    assert region.sum() == region[4:14, 6:18, :3].sum()
 
 
 def test_flip_rows_mirrors_only_the_flagged_rows():

@@ -228,24 +228,24 @@ class BatchedSaliencySwap(BatchedTwoView):
         return other + (other >= index).long()
 
     def backgrounds_of(self, u: torch.Tensor, generators: Sequence[torch.Generator], source: Source | None,
-                       index: torch.Tensor, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """Per view, its ``S x S x 3`` uint8 background and the box ``B_b`` the patch replaces (``same``: another
-        training image resized to ``S x S`` and its box; ``other``: a pool background, ``None``: box drawn later)."""
+                       index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The views' ``2B x S x S x 3`` uint8 backgrounds and the boxes ``B_b`` the patches replace (``same``: other
+        training images resized to ``S x S`` and their boxes; ``other``: pool backgrounds, ``None``: boxes drawn
+        later)."""
         n = len(generators)
         if self.mode == "other":
             draws = [self.backgrounds.draw(self.size, self.size, generators[k % n]) for k in range(2 * n)]
-            return [draw.to(device).permute(1, 2, 0) for draw in draws], None
+            return torch.stack(draws).to(device).permute(0, 2, 3, 1), None
         if source is None:
             raise ValueError("batched SaliencySwap mode='same' draws its backgrounds from the training set: call it "
                              "with source=<indices -> store batch of those rows>, or build it with mode='other'")
         others, slots = self.other_indices(index.repeat(2), u).unique(return_inverse=True)
         rows = source(others.to(device))
         hw = rows["hw"].cpu()
-        images = rows["image"].permute(0, 2, 3, 1)  # NxHxWx3
-        resized = [resized_crop(images, k, [0, 0, width, height], self.size, self.size)
-                   for k, (height, width) in enumerate(hw.tolist())]
+        whole = torch.cat([torch.zeros(len(hw), 2), hw.flip(1).double()], 1)  # each image's box, (0, 0, w, h)
+        resized = resized_crops(rows["image"].permute(0, 2, 3, 1), torch.arange(len(hw)), whole, self.size)
         boxes = resized_boxes(object_boxes(rows["box"].cpu().double(), hw), hw, self.size)
-        return [resized[k] for k in slots.tolist()], boxes[slots]
+        return resized.index_select(0, slots.to(device)), boxes[slots]
 
     def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: Sequence[torch.Generator],
                source: Source | None) -> torch.Tensor:
@@ -259,10 +259,10 @@ class BatchedSaliencySwap(BatchedTwoView):
             target = paste_boxes(u[:, OWN + 3:OWN + 6], patch, self.size, self.paste_ratio)
         data = channels_last(self.workspace, batch["image"])
         views = torch.empty(2 * n, self.size, self.size, 4, dtype=torch.uint8, device=device)
+        views[..., :3] = backgrounds
         views[..., 3] = box_masks(target, self.size, device).to(torch.uint8).mul_(255)
         for k, (box, (x0, y0, x1, y1)) in enumerate(zip(patch.long().tolist(), target.long().tolist())):
-            views[k, ..., :3] = backgrounds[k]
-            views[k, y0:y1, x0:x1, :3] = resized_crop(data, k % n, box, y1 - y0, x1 - x0)
+            resized_crop(data, k % n, box, y1 - y0, x1 - x0, out=views[k, y0:y1, x0:x1, :3])
         return views
 
 

@@ -148,9 +148,14 @@ def resized_crop(source: torch.Tensor, row: int, box: list[int], height: int, wi
     crop = source[row, y0:y1, x0:x1].permute(2, 0, 1)[None]  # 1xCxhxw
     target = None if out is None else out.permute(2, 0, 1)[None]
     if crop.device.type == "cpu" and crop.dtype == torch.uint8:
-        return _bilinear_aa(crop, (height, width), False, out=target)[0].permute(1, 2, 0)
-    resized = F.interpolate(crop.float(), size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-    resized = resized.round_().clamp_(0, 255).to(source.dtype) if source.dtype == torch.uint8 else resized
+        # the kernel writes in place only whole channels-last outputs, of channels-last inputs
+        if target is None or (crop.stride(1) == 1 and target.is_contiguous(memory_format=torch.channels_last)):
+            return _bilinear_aa(crop, (height, width), False, out=target)[0].permute(1, 2, 0)
+        resized = _bilinear_aa(crop, (height, width), False)
+    else:
+        resized = F.interpolate(crop.float(), size=(height, width), mode="bilinear", antialias=True,
+                                align_corners=False)
+        resized = resized.round_().clamp_(0, 255).to(source.dtype) if source.dtype == torch.uint8 else resized
     return resized[0].permute(1, 2, 0) if target is None else target.copy_(resized)[0].permute(1, 2, 0)
 
 
@@ -158,12 +163,14 @@ def resized_crops(source: torch.Tensor, rows: torch.Tensor, boxes: torch.Tensor,
                   out: torch.Tensor | None = None) -> torch.Tensor:
     """``K x S x S x C``: each box ``boxes[k]`` (whole pixels) of ``source[rows[k]]`` resized to ``S x S``, written
     row by row into ``out`` (``K x S x S x C``, e.g. a reused :class:`Workspace` buffer; default: a new tensor). A
-    uint8 source on a CPU takes the kernel of :func:`resized_crop` straight from channel-first views (the loop is
-    most of the cost at small sizes)."""
+    contiguous uint8 source on a CPU takes the kernel of :func:`resized_crop` straight from channel-first views into
+    ``out`` (the loop is most of the cost at small sizes)."""
     if out is None:
         out = torch.empty((len(rows), size, size, source.shape[-1]), dtype=source.dtype, device=source.device)
     crops = zip(rows.tolist(), boxes.long().tolist())
-    if source.device.type != "cpu" or source.dtype != torch.uint8:
+    direct = source.device.type == "cpu" and source.dtype == torch.uint8 and source.is_contiguous() and \
+        out.is_contiguous()
+    if not direct:
         for k, (row, box) in enumerate(crops):
             resized_crop(source, row, box, size, size, out=out[k])
         return out
