@@ -237,7 +237,7 @@ class MomentumMethod(SSLMethod):
     Args:
         momentum_start, momentum_end: EMA momentum of the target network, cosine-scheduled over training
             (lightly's ``cosine_schedule``); equal for a constant momentum (MoCo).
-        the options of :class:`SSLMethod`.
+        **base_options: the options of :class:`SSLMethod`.
     """
 
     projection_head: nn.Module
