@@ -10,6 +10,7 @@ from fgssl_lib import runs as runs_module
 from fgssl_lib.runs import run_key, stage1_config, start_from, train_or_load
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import COARSE_INIT, PAPER_INIT, STAGE1_PREFIX
+from fgssl_lib.train.snapshots import SNAPSHOTS, run_snapshot_images, training_snapshots
 
 SMALL = dict(max_steps=2, num_images=64)
 
@@ -55,6 +56,11 @@ def test_stage2_starts_from_the_final_stage1_backbone_and_is_another_run(init, t
             assert torch.equal(initial[f"{prefix}backbone.{name}"], weight), f"{prefix}backbone.{name}"
     assert run.method.backbone.frozen_stages == (("stem", "layer1", "layer2") if init == "coarse_dual_stage" else ())
     assert run.path.name == run_key(started)
+    with pytest.raises(ValueError, match="only fgssl_lib.runs.train_or_load loads"):
+        real_fit(started)  # fit alone cannot find the stage-1 weights
+    (run.path / SNAPSHOTS).unlink(missing_ok=True)  # no recorded series: its first snapshot cannot be rebuilt from the seed
+    with pytest.raises(ValueError, match="initial weights are a stage-1 run's"):
+        training_snapshots(run, started, run_snapshot_images(started)[0])
 
 def test_a_stage2_run_without_its_finished_stage1_run_says_how_to_get_it(tmp_path):
     config = TrainConfig.preset("smoke", method="byol", **SMALL).with_init("coarse_supervised",

@@ -38,7 +38,7 @@ from fgssl_lib.train.callbacks import (
     NonFiniteLossGuard,
     ViewEpochs,
 )
-from fgssl_lib.train.config import TrainConfig
+from fgssl_lib.train.config import STAGE1_PREFIX, TrainConfig
 from fgssl_lib.train.data import BatchedViewData, TwoViewDataset, random_subset, train_loader
 from fgssl_lib.train.run_lock import run_lock
 from fgssl_lib.train.store import StoreError, TrainingStore
@@ -56,6 +56,10 @@ def run_dir(config: TrainConfig) -> Path:
 def build_method(config: TrainConfig, dataset: Any | None = None) -> SSLMethod:
     """The method of ``config``: registry defaults < the config's backbone/optimizer < ``method_options``; the
     dataset attributes the class asks for (``dataset_options``, e.g. ``num_classes``) come from ``dataset``."""
+    if (config.pretrained or "").startswith(STAGE1_PREFIX):
+        raise ValueError(f"pretrained={config.pretrained!r} names a stage-1 run, whose backbone only "
+                         "fgssl_lib.runs.train_or_load loads: train this config with it, or build the method from "
+                         "the stage-1 weights yourself and pass it as fit(config, method=...)")
     options = {**config.backbone_options(), **config.method_options}
     for key in method_class(config.method).dataset_options:
         if key not in options:

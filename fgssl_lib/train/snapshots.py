@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from fgssl_lib.methods import SSLMethod
 from fgssl_lib.saliency.maps import evaluating
-from fgssl_lib.train.config import TrainConfig
+from fgssl_lib.train.config import STAGE1_PREFIX, TrainConfig
 from fgssl_lib.train.fit import build_method, training_set
 from fgssl_lib.views import eval_view
 
@@ -163,6 +163,10 @@ def training_snapshots(run: TrainedRun, config: TrainConfig, images: Tensor) -> 
         series = Snapshots.load(recorded)
         if series.taken_on(images):
             return series
+    if (config.pretrained or "").startswith(STAGE1_PREFIX):
+        raise ValueError(f"run {Path(run.path).name} recorded no snapshots on these images, and its initial weights "
+                         "are a stage-1 run's, not the seed's: pass the images it recorded "
+                         "(run_snapshot_images(config)), or retrain it with train_or_load, which records them")
     pl.seed_everything(config.seed, verbose=False)
     initial = build_method(config).to(run.method.device)
     return Snapshots([BEFORE_TRAINING, config.epochs - 1],
