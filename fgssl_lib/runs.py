@@ -29,8 +29,8 @@ import pandas as pd
 import pytorch_lightning as pl
 
 from fgssl_lib.data import coarse, data_home
-from fgssl_lib.data.synthetic import RENDER_VERSION
-from fgssl_lib.methods import TRAINING_VERSION, SSLMethod, evaluated_as, evaluated_from
+from fgssl_lib.data.synthetic import RENDER_VERSION, SyntheticConfig
+from fgssl_lib.methods import TRAINING_VERSION, SSLMethod, evaluated_as, evaluated_from, variant
 from fgssl_lib.config import check_choice, check_preset
 from fgssl_lib.models import Backbone
 from fgssl_lib.reported import INIT as REPORTED_INIT
@@ -207,7 +207,8 @@ def method_configs(methods: Sequence[str], preset: str, dataset: str = "syntheti
     run (:func:`fgssl_lib.methods.evaluated_from`) gets that run's config.
 
     ``dataset`` always wins over the preset's (``paper`` names CUB): a real dataset drops the synthetic benchmark's
-    options, and the synthetic benchmark asked for at a real-data preset is rendered at the preset's image size.
+    options, and the synthetic benchmark asked for at a real-data preset is rendered at the preset's image size. A
+    name trained on uninformative backgrounds (``supervised_oracle``) gets ``rho = 1 / num_classes``.
     """
     if not methods:
         raise ValueError("methods is empty: name at least one method, e.g. ['byol', 'cvsa']")
@@ -219,8 +220,20 @@ def method_configs(methods: Sequence[str], preset: str, dataset: str = "syntheti
             options = {"image_size": config.image_size} if dataset == "synthetic" else {}
             config = dataclasses.replace(config, dataset=dataset, data_root=data_root,
                                          dataset_options={**options, **overrides.get("dataset_options", {})})
+        if variant(name).uninformative_backgrounds:
+            config = _uninformative(config, name)
         configs[name] = config
     return configs
+
+
+def _uninformative(config: TrainConfig, name: str) -> TrainConfig:
+    """``config`` on the synthetic benchmark drawn with ``rho = 1 / num_classes``: each image's habitat is drawn
+    uniformly, whatever its class (the ceiling ``name`` stands for); a clear error on other data."""
+    if config.dataset != "synthetic":
+        raise ValueError(f"{name} trains on the synthetic benchmark with backgrounds that say nothing about the class; "
+                         f"{config.dataset!r} has its own backgrounds: use 'supervised' there")
+    classes = config.dataset_options.get("num_classes", SyntheticConfig.num_classes)
+    return dataclasses.replace(config, dataset_options={**config.dataset_options, "rho": 1.0 / classes})
 
 
 def train_methods(configs: dict[str, TrainConfig], root: str | os.PathLike | None = None,

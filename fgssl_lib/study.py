@@ -11,30 +11,65 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import multiprocessing
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from fgssl_lib.config import check_choice, check_preset
+from fgssl_lib.data.calibration import calibration_record, write_calibration
 from fgssl_lib.methods import METHODS, evaluated_from
 from fgssl_lib.reports import evaluate
-from fgssl_lib.runs import method_configs, train_methods
+from fgssl_lib.runs import method_configs, run_key, stage1_config, start_from, train_methods, train_or_load
+from fgssl_lib.train import TrainConfig
+from fgssl_lib.train.config import COARSE_INIT, INITS, PAPER_INIT
 
 STUDY_METHODS = ("byol", "byol_ss", "cvsa", "cvsa_sigmoid_max", "byol_dilo", "mocov2", "mocov2_dilo", "lcr",
-                 "lcr_multitask", "lcr_dual_pooling", "supervised")
+                 "lcr_multitask", "lcr_dual_pooling", "supervised", "supervised_oracle")
 SEEDS = (0, 1, 2)
-COLUMNS = ("method", "seed", "knn_original", "knn_only_fg", "knn_mixed_same", "knn_mixed_rand", "bg_gap",
+SCRATCH = "scratch"
+STAGE1_SEED = 0
+"""Seed of the two coarse-world stage-1 runs: one of each, shared by every seed of the study, as the papers share one
+set of ImageNet weights."""
+COLUMNS = ("method", "init", "seed", "knn_original", "knn_only_fg", "knn_mixed_same", "knn_mixed_rand", "bg_gap",
            "linear_mixed_rand", "retrieval_rank1", "retrieval_map", "maxboxacc", "train_seconds")
-CSV_PATH = Path(__file__).resolve().parent.parent / "book" / "results" / "cpu_study.csv"
-SMOKE_METHODS = ("byol", "lcr", "lcr_multitask")
-"""The study at ``smoke``: the whole pipeline in seconds, one seed, a run evaluated twice (LCR and MultiTask)."""
+RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
+CSV_PATH = RESULTS / "cpu_study.csv"
+CALIBRATION_PATH = RESULTS / "calibration.json"
+SMOKE_METHODS = ("byol", "lcr", "lcr_multitask", "supervised_oracle")
+"""The study at ``smoke``: the whole pipeline in seconds, one seed, a run evaluated twice (LCR and MultiTask), LCR
+also from its coarse init, and the ceiling the calibration needs."""
+Arm = tuple[str, str]
+"""``(method, init)``: a method and how its runs start (``scratch`` or a coarse-world init)."""
+Task = tuple[str, str, int]
+"""``(method, init, seed)``: one row of the study."""
 _VERSIONED = ("fgssl_lib", "torch", "torchvision", "lightly", "pytorch-lightning", "numpy", "scikit-learn")
+
+
+def paper_start(method: str) -> str:
+    """How the study starts ``method`` as its paper does: the coarse world's stand-in
+    (:data:`~fgssl_lib.train.config.COARSE_INIT`) of its paper's initialisation (``PAPER_INIT``)."""
+    return COARSE_INIT[PAPER_INIT[method]]
+
+
+def study_arms(methods: Sequence[str] = STUDY_METHODS) -> list[Arm]:
+    """Every method from scratch, then every method whose paper starts from pre-trained weights from the coarse-world
+    init that stands in for them (:func:`paper_start`)."""
+    return [(m, SCRATCH) for m in methods] + [(m, paper_start(m)) for m in methods if paper_start(m) != SCRATCH]
+
+
+def arm_label(method: str, init: str) -> str:
+    """The row label of an arm in tables and charts: the method, with its init when it is not ``scratch``."""
+    return method if init == SCRATCH else f"{method} [{init}]"
 
 
 def _header(command: str) -> list[str]:
@@ -56,7 +91,7 @@ def write_csv(rows: pd.DataFrame, path: str | os.PathLike, command: str) -> None
     with open(tmp, "w") as f:
         f.write("\n".join(_header(command)) + "\n")
         table = rows.loc[:, list(COLUMNS)].copy()
-        numeric = [c for c in COLUMNS if c not in ("method", "seed")]
+        numeric = [c for c in COLUMNS if c not in ("method", "init", "seed")]
         table[numeric] = table[numeric].astype(float)
         table["seed"] = table["seed"].astype(int)
         table.to_csv(f, index=False, float_format="%.2f")
@@ -64,18 +99,39 @@ def write_csv(rows: pd.DataFrame, path: str | os.PathLike, command: str) -> None
 
 
 def read_study(path: str | os.PathLike = CSV_PATH) -> pd.DataFrame:
-    """The study's rows (``#`` lines skipped); a clear error if the CSV has not been produced yet."""
+    """The study's rows (``#`` lines skipped); a clear error if the CSV has not been produced yet, or by a study
+    before the ``init`` column."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no study results at {path}; produce them with "
                                 "`python -m fgssl_lib.reproduce --preset cpu --only 07_cpu_study -p rerun=True`")
-    return pd.read_csv(path, comment="#")
+    rows = pd.read_csv(path, comment="#")
+    missing = [c for c in COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing} (written by an older study): run the study again with "
+                         "rerun=True")
+    return rows
 
 
-def run_one(method: str, seed: int, preset: str = "cpu", **overrides: object) -> dict[str, float | str | int]:
-    """Train (or load) ``method`` for ``seed`` and evaluate it: one row of the study."""
-    configs = method_configs([method], preset, seed=seed, **overrides)
-    return {"method": method, "seed": seed, **evaluate(train_methods(configs)[method], configs[method], preset)}
+def run_one(method: str, init: str, seed: int, preset: str = "cpu", **overrides: object) -> dict[str, Any]:
+    """Train (or load) ``method`` for ``seed``, started as ``init`` says (``scratch``, or from the coarse-world
+    stage-1 run of :data:`STAGE1_SEED`), and evaluate it on the test variants: one row of the study."""
+    config = _config(method, init, seed, preset, **overrides)
+    run = train_methods({method: config})[method]
+    return {"method": method, "init": init, "seed": seed, **evaluate(run, config, preset)}
+
+
+def _config(method: str, init: str, seed: int, preset: str, **overrides: object) -> TrainConfig:
+    """The config of arm ``(method, init)`` for ``seed``; a coarse init's stage-1 run is trained first if needed."""
+    config = method_configs([method], preset, seed=seed, **overrides)[method]
+    return config if init == SCRATCH else start_from(config, init, preset, **{**overrides, "seed": STAGE1_SEED})
+
+
+def train_stage1(init: str, preset: str = "cpu", **overrides: object) -> str:
+    """Train (or load) the coarse-world stage-1 run of ``init`` at :data:`STAGE1_SEED`; its run key."""
+    config = stage1_config(init, preset, **{**overrides, "seed": STAGE1_SEED})
+    train_or_load(config)
+    return run_key(config)
 
 
 def default_jobs() -> int:
@@ -99,110 +155,195 @@ def single_threaded() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def run_study(preset: str = "cpu", methods: Sequence[str] = STUDY_METHODS, seeds: Sequence[int] = SEEDS,
-              path: str | os.PathLike = CSV_PATH, command: str = "", rerun: bool = False,
-              log: Callable[[str], None] = print, jobs: int = 1, **overrides: object) -> pd.DataFrame:
-    """Run every ``method x seed`` not yet in the CSV at ``path`` (all of them with ``rerun=True``), rewriting the
-    CSV after each run; returns all rows in ``seed, method`` order.
-
-    ``jobs > 1`` trains that many runs at once in single-threaded processes (:func:`default_jobs`); a row of
-    :func:`~fgssl_lib.methods.evaluated_from` another's run starts only once the run it is evaluated from has finished.
-    """
-    for method in methods:
-        check_choice("study method", method, METHODS)
+def run_tasks(work: Callable[..., Any], tasks: Sequence[tuple], jobs: int,
+              done: Callable[[tuple, Any, float], None], after: Callable[[tuple], tuple | None] = lambda _: None) -> None:
+    """``work(*task)`` for every task, ``jobs`` at a time in single-threaded processes (in this process when
+    ``jobs == 1``); a task starts only once the task ``after(task)`` names (if it is one of ``tasks``) has finished.
+    ``done(task, result, seconds)`` runs here as each task finishes; a failed task stops the others and raises."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    path = Path(path)
-    rows = read_study(path) if path.exists() and not rerun else pd.DataFrame(columns=list(COLUMNS))
-    done = set(zip(rows["method"], rows["seed"].astype(int)))
-    todo = [(m, s) for s in seeds for m in methods if (m, s) not in done]
-    order = {(m, s): k for k, (m, s) in enumerate((m, s) for s in seeds for m in methods)}
+    waiting = [t for t in tasks if after(t) in tasks]
+    ready = [t for t in tasks if t not in waiting]
 
-    def source(task: tuple[str, int]) -> tuple[str, int] | None:
-        trained = evaluated_from(task[0])
-        return (trained, task[1]) if trained != task[0] and (trained, task[1]) in todo else None
-
-    def finish(row: dict[str, float | str | int], seconds: float) -> None:
-        nonlocal rows
-        rows = pd.concat([rows, pd.DataFrame([{c: row[c] for c in COLUMNS}])], ignore_index=True)
-        key = [order.get((m, int(s)), len(order)) for m, s in zip(rows["method"], rows["seed"])]
-        rows = rows.iloc[sorted(range(len(rows)), key=key.__getitem__)].reset_index(drop=True)
-        write_csv(rows, path, command)
-        log(f"{row['method']} seed {row['seed']}: knn mixed_rand {row['knn_mixed_rand']:.1f}, "
-            f"BG-Gap {row['bg_gap']:.1f} ({seconds:.0f} s)")
+    def release(task: tuple) -> list[tuple]:
+        freed = [t for t in waiting if after(t) == task]
+        for t in freed:
+            waiting.remove(t)
+        return freed
 
     if jobs == 1:
-        for method, seed in todo:
+        while ready:
+            task = ready.pop(0)
             start = time.perf_counter()
-            finish(run_one(method, seed, preset, **overrides), time.perf_counter() - start)
-        return rows
-    waiting = [t for t in todo if source(t) is not None]
+            done(task, work(*task), time.perf_counter() - start)
+            ready += release(task)
+        return
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=single_threaded) as pool:
-        started: dict[Future, tuple[tuple[str, int], float]] = {}
-
-        def submit(task: tuple[str, int]) -> None:
-            started[pool.submit(run_one, task[0], task[1], preset, **overrides)] = (task, time.perf_counter())
-
-        for task in todo:
-            if task not in waiting:
-                submit(task)
+        started: dict[Future, tuple[tuple, float]] = {}
+        for task in ready:
+            started[pool.submit(work, *task)] = (task, time.perf_counter())
         while started:
             finished, _ = wait(started, return_when=FIRST_COMPLETED)
             for future in finished:
                 task, start = started.pop(future)
                 try:
-                    row = future.result()
+                    result = future.result()
                 except Exception as error:
                     pool.shutdown(cancel_futures=True)
-                    raise RuntimeError(f"study run {task[0]} seed {task[1]} failed: {error}") from error
-                finish(row, time.perf_counter() - start)
-                for dependent in [t for t in waiting if source(t) == task]:
-                    waiting.remove(dependent)
-                    submit(dependent)
+                    raise RuntimeError(f"study task {task} failed: {error}") from error
+                done(task, result, time.perf_counter() - start)
+                for freed in release(task):
+                    started[pool.submit(work, *freed)] = (freed, time.perf_counter())
+
+
+def study_tasks(arms: Sequence[Arm], seeds: Sequence[int]) -> list[Task]:
+    """Every ``(method, init, seed)`` of ``arms x seeds``, seed by seed."""
+    return [(m, i, s) for s in seeds for m, i in arms]
+
+
+def run_study(preset: str = "cpu", arms: Sequence[Arm] | None = None, seeds: Sequence[int] = SEEDS,
+              path: str | os.PathLike = CSV_PATH, command: str = "", rerun: bool = False,
+              log: Callable[[str], None] = print, jobs: int = 1, **overrides: object) -> pd.DataFrame:
+    """Run every ``arm x seed`` (default :func:`study_arms`) not yet in the CSV at ``path`` (all of them with
+    ``rerun=True``), rewriting the CSV after each run; returns all rows in ``seed, arm`` order.
+
+    ``jobs > 1`` trains that many runs at once (:func:`run_tasks`); the coarse-world stage-1 runs are trained first,
+    and a row :func:`~fgssl_lib.methods.evaluated_from` another's run starts once that run has finished.
+    """
+    arms = list(arms if arms is not None else study_arms())
+    for method, init in arms:
+        check_choice("study method", method, METHODS)
+        check_choice("initialisation", init, INITS)
+    path = Path(path)
+    rows = read_study(path) if path.exists() and not rerun else pd.DataFrame(columns=list(COLUMNS))
+    finished = set(zip(rows["method"], rows["init"], rows["seed"].astype(int)))
+    tasks = study_tasks(arms, seeds)
+    order = {task: k for k, task in enumerate(tasks)}
+    todo = [t for t in tasks if t not in finished]
+    stage1 = sorted({(init,) for _, init, _ in todo if init != SCRATCH})
+    run_tasks(partial(train_stage1, preset=preset, **overrides), stage1, jobs,
+              lambda task, key, seconds: log(f"stage-1 run {key} ({seconds:.0f} s)"))
+
+    def finish(task: tuple, row: dict[str, Any], seconds: float) -> None:
+        nonlocal rows
+        rows = pd.concat([rows, pd.DataFrame([{c: row[c] for c in COLUMNS}])], ignore_index=True)
+        key = [order.get((m, i, int(s)), len(order)) for m, i, s in zip(rows["method"], rows["init"], rows["seed"])]
+        rows = rows.iloc[sorted(range(len(rows)), key=key.__getitem__)].reset_index(drop=True)
+        write_csv(rows, path, command)
+        log(f"{arm_label(row['method'], row['init'])} seed {row['seed']}: knn mixed_rand {row['knn_mixed_rand']:.1f}, "
+            f"BG-Gap {row['bg_gap']:.1f} ({seconds:.0f} s)")
+
+    def source(task: tuple) -> tuple | None:
+        trained = evaluated_from(task[0])
+        return (trained, *task[1:]) if trained != task[0] else None
+
+    run_tasks(partial(run_one, preset=preset, **overrides), todo, jobs, finish, after=source)
     return rows
+
+
+def calibration_one(method: str, seed: int, preset: str = "cpu", **overrides: object) -> dict[str, Any]:
+    """Train (or load) ``method`` from scratch for ``seed`` and return its kNN numbers on the ``val`` stream, with
+    its run key: one calibration run."""
+    config = _config(method, SCRATCH, seed, preset, **overrides)
+    run = train_methods({method: config})[method]
+    metrics = evaluate(run, config, preset, protocols=("knn",), stream="val")
+    return {"method": method, "seed": seed, "run": run_key(config), "stream": "val",
+            **{k: round(float(v), 2) for k, v in metrics.items() if k.startswith("knn_") or k in ("bg_gap",
+                                                                                                "train_seconds")}}
+
+
+def budget(preset: str, **overrides: object) -> dict[str, Any]:
+    """The study's schedule at ``preset``: what every run trains on and for how long."""
+    config = method_configs(["byol"], preset, **overrides)["byol"]
+    return {"preset": preset, "epochs": config.epochs, "num_images": config.num_images,
+            "image_size": config.image_size, "batch_size": config.batch_size, "backbone": config.backbone,
+            "precision": config.resolved_precision(),
+            "lr": {m: method_configs([m], preset, **overrides)[m].lr for m in ("byol", "mocov2", "supervised")}}
+
+
+def calibrate(preset: str = "cpu", seeds: Sequence[int] = SEEDS, path: str | os.PathLike = CALIBRATION_PATH,
+              jobs: int = 1, log: Callable[[str], None] = print, **overrides: object) -> dict[str, Any]:
+    """The study's calibration on ``val`` (before any test number): BYOL and ``supervised_oracle`` from scratch for
+    every seed (runs the study then reuses), checked against
+    :data:`~fgssl_lib.data.calibration.TARGETS` (learnable: the oracle's mean ``mixed_rand``; biased: BYOL's mean
+    BG-Gap; stable: the std of BYOL's ``mixed_rand``) and written to ``path`` with the :func:`budget`."""
+    results: dict[tuple, dict[str, Any]] = {}
+
+    def done(task: tuple, result: dict[str, Any], seconds: float) -> None:
+        results[task] = result
+        log(f"calibration {task[0]} seed {task[1]} (val): mixed_rand {result['knn_mixed_rand']:.1f}, "
+            f"BG-Gap {result['bg_gap']:.1f} ({seconds:.0f} s)")
+
+    tasks = [(m, s) for s in seeds for m in ("byol", "supervised_oracle")]
+    run_tasks(partial(calibration_one, preset=preset, **overrides), tasks, jobs, done)
+    byol = [results[("byol", s)] for s in seeds]
+    oracle = [results[("supervised_oracle", s)]["knn_mixed_rand"] for s in seeds]
+    record = calibration_record(statistics.fmean(oracle), [r["bg_gap"] for r in byol],
+                                [r["knn_mixed_rand"] for r in byol], budget(preset, **overrides),
+                                [results[t] for t in tasks])
+    record["learnable"]["seeds"] = oracle
+    write_calibration(record, path)
+    return record
+
+
+def read_calibration(path: str | os.PathLike = CALIBRATION_PATH) -> dict[str, Any]:
+    """The calibration :func:`calibrate` wrote at ``path``; a clear error if there is none."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no calibration at {path}; produce it with the study (rerun=True)")
+    return json.loads(path.read_text())
 
 
 def run_or_read(preset: str = "cpu", rerun: bool = False, methods: Sequence[str] | None = None,
                 seeds: Sequence[int] = SEEDS, path: str | os.PathLike | None = None, jobs: int | None = None,
-                scratch: str | os.PathLike = ".") -> tuple[pd.DataFrame, Path, float | None]:
-    """The study as ``07_cpu_study`` shows it: the rows of the CSV at ``path`` (default :data:`CSV_PATH`), after
-    running every ``methods x seeds`` again with ``rerun=True`` (``jobs`` at once, default :func:`default_jobs`).
-    At ``smoke`` the whole pipeline runs on :data:`SMOKE_METHODS` and seed 0 into ``<scratch>/cpu_study_smoke.csv``.
-    Returns ``(rows, the CSV, seconds spent running or None when only read)``."""
+                scratch: str | os.PathLike = ".") -> tuple[pd.DataFrame, dict[str, Any], Path, float | None]:
+    """The study as ``07_cpu_study`` shows it: the rows of the CSV at ``path`` (default :data:`CSV_PATH`) and the
+    calibration beside it, after, with ``rerun=True``, calibrating on ``val`` (:func:`calibrate`) and then running
+    every arm of ``methods`` (:func:`study_arms`) x ``seeds`` again (``jobs`` at once, default :func:`default_jobs`).
+    At ``smoke`` the whole pipeline runs on :data:`SMOKE_METHODS` and seeds 0 and 1 into ``<scratch>``.
+    Returns ``(rows, calibration, the CSV, seconds spent running or None when only read)``."""
     csv = Path(path) if path else CSV_PATH
     command = f"python -m fgssl_lib.reproduce --preset {preset} --only 07_cpu_study -p rerun=True" + (
         f" -p 'seeds={list(seeds)}'" if list(seeds) != list(SEEDS) else "")
     if check_preset(preset) == "smoke":
-        csv, methods, seeds = Path(scratch) / "cpu_study_smoke.csv", SMOKE_METHODS, (0,)
+        csv, methods, seeds = Path(scratch) / "cpu_study_smoke.csv", SMOKE_METHODS, (0, 1)
+    calibration = csv.with_name("calibration.json" if csv == CSV_PATH else f"{csv.stem}_calibration.json")
     seconds = None
     if rerun or preset == "smoke":
         start = time.perf_counter()
-        run_study(preset, methods or STUDY_METHODS, seeds, path=csv, command=command, rerun=rerun,
-                  jobs=jobs or default_jobs())
+        jobs = jobs or default_jobs()
+        calibrate(preset, seeds, calibration, jobs)
+        run_study(preset, study_arms(methods or STUDY_METHODS), seeds, path=csv, command=command, rerun=rerun,
+                  jobs=jobs)
         seconds = time.perf_counter() - start
-    return read_study(csv), csv, seconds
+    return read_study(csv), read_calibration(calibration), csv, seconds
 
 
 def to_results(rows: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
-    """``{method: {metric: [value per seed]}}`` in :data:`STUDY_METHODS` order, the input of
-    :func:`fgssl_lib.viz.results_table` and :func:`fgssl_lib.viz.comparison_bar_chart` (mean ± std over seeds)."""
-    metrics = [c for c in COLUMNS if c not in ("method", "seed")]
-    order = [m for m in STUDY_METHODS if m in set(rows["method"])] + sorted(set(rows["method"]) - set(STUDY_METHODS))
-    return {m: {c: rows.loc[rows["method"] == m, c].astype(float).tolist() for c in metrics} for m in order}
+    """``{arm label: {metric: [value per seed]}}`` in :func:`study_arms` order (:func:`arm_label`), the input of
+    :func:`fgssl_lib.viz.results_table` and the charts (mean ± std over seeds)."""
+    metrics = [c for c in COLUMNS if c not in ("method", "init", "seed")]
+    present = list(dict.fromkeys(zip(rows["method"], rows["init"])))
+    known = [arm for arm in study_arms() if arm in present]
+    order = known + [arm for arm in present if arm not in known]
+    return {arm_label(m, i): {c: rows.loc[(rows["method"] == m) & (rows["init"] == i), c].astype(float).tolist()
+                              for c in metrics} for m, i in order}
 
 
 def claims(rows: pd.DataFrame, min_gap: float = 10.0, num_classes: int = 10) -> pd.DataFrame:
-    """The five questions of issue 8 answered from the rows: ``question, evidence, holds``.
+    """The study's questions answered from the rows, per init: ``question, init, evidence, holds``.
 
     A claim "holds" when the means differ in the stated direction by more than the larger of the two standard
-    deviations (so one lucky seed does not make a claim).
+    deviations (so one lucky seed does not make a claim). Questions (i)-(v) and (vii) compare methods that started
+    alike; (vi) compares LCR from its paper's start with LCR from scratch.
     """
-    mean = rows.groupby("method").mean(numeric_only=True)
-    std = rows.groupby("method").std(numeric_only=True).fillna(0.0)
+    labels = [arm_label(m, i) for m, i in zip(rows["method"], rows["init"])]
+    mean = rows.assign(arm=labels).groupby("arm").mean(numeric_only=True)
+    std = rows.assign(arm=labels).groupby("arm").std(numeric_only=True).fillna(0.0)
 
-    def fmt(method: str, col: str) -> str:
-        return f"{method} {mean.loc[method, col]:.1f} ± {std.loc[method, col]:.1f}"
+    def fmt(arm: str, col: str) -> str:
+        return f"{arm} {mean.loc[arm, col]:.1f} ± {std.loc[arm, col]:.1f}"
 
     def better(a: str, b: str, col: str, lower: bool = False) -> bool:
         diff = (mean.loc[b, col] - mean.loc[a, col]) if lower else (mean.loc[a, col] - mean.loc[b, col])
@@ -210,31 +351,44 @@ def claims(rows: pd.DataFrame, min_gap: float = 10.0, num_classes: int = 10) -> 
 
     out = []
     have = set(mean.index)
-    base = [m for m in ("byol", "mocov2") if m in have]
-    if base:
-        out.append(("(i) baselines background-biased (BG-Gap >= %g)?" % min_gap,
-                    "; ".join(fmt(m, "bg_gap") for m in base),
-                    all(mean.loc[m, "bg_gap"] >= min_gap for m in base)))
-    for fix, ref in (("byol_dilo", "byol"), ("byol_ss", "byol"), ("cvsa", "byol"), ("mocov2_dilo", "mocov2")):
-        if {fix, ref} <= have:
-            out.append((f"(ii) {fix} shrinks the BG-Gap and raises mixed_rand kNN over {ref}?",
-                        f"BG-Gap {fmt(fix, 'bg_gap')} vs {fmt(ref, 'bg_gap')}; kNN mixed_rand "
-                        f"{fmt(fix, 'knn_mixed_rand')} vs {fmt(ref, 'knn_mixed_rand')}",
-                        better(fix, ref, "bg_gap", lower=True) and better(fix, ref, "knn_mixed_rand")))
-    if {"cvsa", "byol_ss"} <= have:
-        out.append(("(iii) SS+Align beats SS alone (kNN mixed_rand)?",
-                    f"{fmt('cvsa', 'knn_mixed_rand')} vs {fmt('byol_ss', 'knn_mixed_rand')}",
-                    better("cvsa", "byol_ss", "knn_mixed_rand")))
-    if {"lcr", "mocov2"} <= have:
-        out.append(("(iv) LCR raises retrieval rank-1 over MoCo v2?",
-                    f"{fmt('lcr', 'retrieval_rank1')} vs {fmt('mocov2', 'retrieval_rank1')}",
-                    better("lcr", "mocov2", "retrieval_rank1")))
-    if {"lcr_dual_pooling", "lcr"} <= have:
-        chance = 100.0 / num_classes
-        near_chance = mean.loc["lcr_dual_pooling", "retrieval_rank1"] < chance + 2 * max(
-            5.0, std.loc["lcr_dual_pooling", "retrieval_rank1"])
-        out.append(("(v) DualPooling collapses (retrieval rank-1 near chance, below LCR)?",
-                    f"{fmt('lcr_dual_pooling', 'retrieval_rank1')} vs {fmt('lcr', 'retrieval_rank1')}; "
-                    f"chance {chance:.0f}",
-                    bool(near_chance) and better("lcr", "lcr_dual_pooling", "retrieval_rank1")))
-    return pd.DataFrame(out, columns=["question", "evidence", "holds"])
+    for init in dict.fromkeys([SCRATCH, *rows["init"]]):
+        def arm(method: str, init: str = init) -> str:
+            return arm_label(method, init)
+
+        base = [arm(m) for m in ("byol", "mocov2") if arm(m) in have]
+        if base:
+            out.append(("(i) baselines background-biased (BG-Gap >= %g)?" % min_gap, init,
+                        "; ".join(fmt(m, "bg_gap") for m in base),
+                        all(mean.loc[m, "bg_gap"] >= min_gap for m in base)))
+        for fix, ref in (("byol_dilo", "byol"), ("byol_ss", "byol"), ("cvsa", "byol"), ("mocov2_dilo", "mocov2")):
+            if {arm(fix), arm(ref)} <= have:
+                out.append((f"(ii) {fix} shrinks the BG-Gap and raises mixed_rand kNN over {ref}?", init,
+                            f"BG-Gap {fmt(arm(fix), 'bg_gap')} vs {fmt(arm(ref), 'bg_gap')}; kNN mixed_rand "
+                            f"{fmt(arm(fix), 'knn_mixed_rand')} vs {fmt(arm(ref), 'knn_mixed_rand')}",
+                            better(arm(fix), arm(ref), "bg_gap", lower=True)
+                            and better(arm(fix), arm(ref), "knn_mixed_rand")))
+        if {arm("cvsa"), arm("byol_ss")} <= have:
+            out.append(("(iii) SS+Align beats SS alone (kNN mixed_rand)?", init,
+                        f"{fmt(arm('cvsa'), 'knn_mixed_rand')} vs {fmt(arm('byol_ss'), 'knn_mixed_rand')}",
+                        better(arm("cvsa"), arm("byol_ss"), "knn_mixed_rand")))
+        if {arm("lcr"), arm("mocov2")} <= have:
+            out.append(("(iv) LCR raises retrieval rank-1 over MoCo v2?", init,
+                        f"{fmt(arm('lcr'), 'retrieval_rank1')} vs {fmt(arm('mocov2'), 'retrieval_rank1')}",
+                        better(arm("lcr"), arm("mocov2"), "retrieval_rank1")))
+        if {arm("lcr_dual_pooling"), arm("lcr")} <= have:
+            dual = arm("lcr_dual_pooling")
+            chance = 100.0 / num_classes
+            near_chance = mean.loc[dual, "retrieval_rank1"] < chance + 2 * max(5.0, std.loc[dual, "retrieval_rank1"])
+            out.append(("(v) DualPooling collapses (retrieval rank-1 near chance, below LCR)?", init,
+                        f"{fmt(dual, 'retrieval_rank1')} vs {fmt(arm('lcr'), 'retrieval_rank1')}; chance {chance:.0f}",
+                        bool(near_chance) and better(arm("lcr"), dual, "retrieval_rank1")))
+        if {arm("supervised"), arm("supervised_oracle")} <= have:
+            out.append(("(vii) labels learn the habitat: supervised below its ceiling (kNN mixed_rand)?", init,
+                        f"{fmt(arm('supervised'), 'knn_mixed_rand')} vs {fmt(arm('supervised_oracle'), 'knn_mixed_rand')}",
+                        better(arm("supervised_oracle"), arm("supervised"), "knn_mixed_rand")))
+    started = arm_label("lcr", paper_start("lcr"))
+    if {started, "lcr"} <= have:
+        out.append(("(vi) LCR's branch map finds the bird once LCR starts as its paper does (MaxBoxAcc)?",
+                    f"{paper_start('lcr')} vs {SCRATCH}", f"{fmt(started, 'maxboxacc')} vs {fmt('lcr', 'maxboxacc')}",
+                    better(started, "lcr", "maxboxacc")))
+    return pd.DataFrame(out, columns=["question", "init", "evidence", "holds"])

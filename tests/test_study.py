@@ -13,9 +13,9 @@ from fgssl_lib.study import COLUMNS, claims, read_study, run_study, to_results, 
 from fgssl_lib.viz import results_table
 
 
-def _row(method: str, seed: int, **values: float) -> dict:
+def _row(method: str, seed: int, init: str = "scratch", **values: float) -> dict:
     row = {c: 0.0 for c in COLUMNS}
-    row.update(method=method, seed=seed, **values)
+    row.update(method=method, init=init, seed=seed, **values)
     return row
 
 
@@ -29,7 +29,14 @@ def test_csv_has_header_lines_and_round_trips(tmp_path):
     back = read_study(path)
     assert list(back.columns) == list(COLUMNS)
     assert back["knn_original"].tolist() == [90.0, 80.0]
-    assert lines[4].startswith("byol,0,90.00,")  # two decimals, also for object-typed columns
+    assert lines[4].startswith("byol,scratch,0,90.00,")  # two decimals, also for object-typed columns
+
+
+def test_csv_of_an_older_study_says_to_rerun(tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text("method,seed,knn_original\nbyol,0,90.0\n")
+    with pytest.raises(ValueError, match="init.*rerun=True"):
+        read_study(path)
 
 
 def test_missing_csv_says_how_to_produce_it(tmp_path):
@@ -40,24 +47,38 @@ def test_missing_csv_says_how_to_produce_it(tmp_path):
 def test_run_study_skips_finished_rows_and_rewrites_after_each_run(tmp_path, monkeypatch):
     calls = []
 
-    def fake_run_one(method, seed, preset="cpu", **overrides):
-        calls.append((method, seed))
-        return _row(method, seed, knn_mixed_rand=10.0 + seed)
+    def fake_run_one(method, init, seed, preset="cpu", **overrides):
+        calls.append((method, init, seed))
+        return _row(method, seed, init, knn_mixed_rand=10.0 + seed)
 
     monkeypatch.setattr(study, "run_one", fake_run_one)
+    monkeypatch.setattr(study, "train_stage1", lambda init, **_: calls.append(("stage1", init)) or "key")
     path = tmp_path / "s.csv"
     write_csv(pd.DataFrame([_row("byol", 0)]), path, command="x")
-    rows = run_study(methods=("byol", "cvsa"), seeds=(0, 1), path=path, log=lambda _: None)
-    assert calls == [("cvsa", 0), ("byol", 1), ("cvsa", 1)]
-    assert len(rows) == 4 and len(read_study(path)) == 4
+    arms = [("byol", "scratch"), ("cvsa", "scratch"), ("cvsa", "coarse_dual_stage")]
+    rows = run_study(arms=arms, seeds=(0, 1), path=path, log=lambda _: None)
+    assert calls == [("stage1", "coarse_dual_stage"), ("cvsa", "scratch", 0), ("cvsa", "coarse_dual_stage", 0),
+                     ("byol", "scratch", 1), ("cvsa", "scratch", 1), ("cvsa", "coarse_dual_stage", 1)]
+    assert len(rows) == 6 and len(read_study(path)) == 6
+    assert rows["init"].tolist()[:3] == ["scratch", "scratch", "coarse_dual_stage"]
     with pytest.raises(ValueError, match="valid study methods"):
-        run_study(methods=("nope",), path=path)
+        run_study(arms=[("nope", "scratch")], path=path)
+    with pytest.raises(ValueError, match="valid initialisations"):
+        run_study(arms=[("byol", "imagenet21k")], path=path)
+
+
+def test_arms_start_each_method_from_scratch_and_as_its_paper_does():
+    arms = study.study_arms(("byol_dilo", "cvsa", "lcr", "supervised_oracle"))
+    assert arms == [("byol_dilo", "scratch"), ("cvsa", "scratch"), ("lcr", "scratch"), ("supervised_oracle", "scratch"),
+                    ("cvsa", "coarse_dual_stage"), ("lcr", "coarse_supervised")]
+    assert study.arm_label("lcr", "coarse_supervised") == "lcr [coarse_supervised]"
 
 
 def test_results_keep_every_seed_in_study_order():
-    rows = pd.DataFrame([_row("cvsa", 0, bg_gap=10.0), _row("cvsa", 1, bg_gap=20.0), _row("byol", 0, bg_gap=50.0)])
+    rows = pd.DataFrame([_row("cvsa", 0, bg_gap=10.0), _row("cvsa", 1, bg_gap=20.0), _row("byol", 0, bg_gap=50.0),
+                         _row("byol", 0, "coarse_dual_stage", bg_gap=40.0)])
     results = to_results(rows)
-    assert list(results) == ["byol", "cvsa"]
+    assert list(results) == ["byol", "cvsa", "byol [coarse_dual_stage]"]
     assert results["cvsa"]["bg_gap"] == [10.0, 20.0]
     assert results_table(results, ["bg_gap"]).loc["cvsa", "bg_gap"] == "15.0 ± 7.1"
 
@@ -72,8 +93,18 @@ def test_claims_hold_only_beyond_the_seed_spread():
             _row("mocov2", seed, bg_gap=5 + jitter, retrieval_rank1=17 + jitter),
             _row("lcr", seed, retrieval_rank1=25 + jitter),
             _row("lcr_dual_pooling", seed, retrieval_rank1=10 + jitter),
+            _row("supervised", seed, knn_mixed_rand=20 + jitter),
+            _row("supervised_oracle", seed, knn_mixed_rand=75 + jitter),
+            _row("lcr", seed, "coarse_supervised", retrieval_rank1=25 + jitter, maxboxacc=60 + jitter),
+            _row("mocov2", seed, "coarse_supervised", retrieval_rank1=25 + jitter),
         ]
-    table = claims(pd.DataFrame(rows)).set_index("question")["holds"]
+    answers = claims(pd.DataFrame(rows))
+    coarse = answers[answers["init"] == "coarse_supervised"].set_index("question")["holds"]
+    assert not coarse["(iv) LCR raises retrieval rank-1 over MoCo v2?"]  # equal means from the coarse init
+    assert answers.set_index("question").loc[
+        "(vi) LCR's branch map finds the bird once LCR starts as its paper does (MaxBoxAcc)?", "holds"]
+    table = answers[answers["init"] == "scratch"].set_index("question")["holds"]
+    assert table["(vii) labels learn the habitat: supervised below its ceiling (kNN mixed_rand)?"]
     assert not table.iloc[0]  # MoCo v2's BG-Gap of 5 < 10: the baselines are not both biased
     assert table["(ii) byol_ss shrinks the BG-Gap and raises mixed_rand kNN over byol?"]
     assert not table["(iii) SS+Align beats SS alone (kNN mixed_rand)?"]  # +1 point inside a spread of 8
@@ -82,21 +113,22 @@ def test_claims_hold_only_beyond_the_seed_spread():
     for row in rows:  # LCR itself near chance: DualPooling retrieving as badly is no collapse of its own
         if row["method"] == "lcr":
             row["retrieval_rank1"] -= 14
-    table = claims(pd.DataFrame(rows)).set_index("question")["holds"]
+    answers = claims(pd.DataFrame(rows))
+    table = answers[answers["init"] == "scratch"].set_index("question")["holds"]
     assert not table["(v) DualPooling collapses (retrieval rank-1 near chance, below LCR)?"]
 
 
 def test_parallel_study_trains_in_processes_and_evaluates_dependents_after_their_run(tmp_path):
     logged = []
-    rows = run_study("smoke", methods=("lcr_multitask", "byol", "lcr"), seeds=(0,), path=tmp_path / "p.csv",
-                     log=logged.append, jobs=2)
+    arms = [("lcr_multitask", "scratch"), ("byol", "scratch"), ("lcr", "scratch")]
+    rows = run_study("smoke", arms=arms, seeds=(0,), path=tmp_path / "p.csv", log=logged.append, jobs=2)
     assert rows["method"].tolist() == ["lcr_multitask", "byol", "lcr"]  # the requested order, whatever finished first
     assert [line.split()[0] for line in logged].index("lcr") < [line.split()[0] for line in logged].index(
         "lcr_multitask")
     back = read_study(tmp_path / "p.csv")
     assert back["train_seconds"].tolist()[0] == back["train_seconds"].tolist()[2]  # one LCR run, evaluated twice
     with pytest.raises(ValueError, match="jobs must be >= 1"):
-        run_study("smoke", methods=("byol",), path=tmp_path / "q.csv", jobs=0)
+        run_study("smoke", arms=[("byol", "scratch")], path=tmp_path / "q.csv", jobs=0)
 
 
 def _parent_death_signal() -> int:

@@ -22,13 +22,16 @@ from fgssl_lib.methods.base import Encoding, MomentumEncoder, MomentumMethod, Pa
 @dataclass(frozen=True)
 class Variant:
     """One registry entry: ``target`` (``"module:Class"``), ``views`` (the view generator it trains on), ``options``
-    (added to the class's defaults) and ``evaluated_from`` (the registry name whose run it is evaluated from, with
-    ``options`` applied at test time; ``None``: it is trained as itself)."""
+    (added to the class's defaults), ``evaluated_from`` (the registry name whose run it is evaluated from, with
+    ``options`` applied at test time; ``None``: it is trained as itself) and ``uninformative_backgrounds`` (trained
+    on the synthetic benchmark drawn with ``rho = 1 / num_classes``, where the habitat says nothing about the class:
+    the study's supervised ceiling)."""
 
     target: str
     views: str = "rrc"
     options: dict[str, Any] = field(default_factory=dict)
     evaluated_from: str | None = None
+    uninformative_backgrounds: bool = False
 
 
 _REGISTRY: dict[str, Variant] = {
@@ -38,6 +41,7 @@ _REGISTRY: dict[str, Variant] = {
     "mocov2_dilo": Variant("fgssl_lib.methods.mocov2:MoCoV2", views="copy_paste"),
     "simclr": Variant("fgssl_lib.methods.simclr:SimCLR"),
     "supervised": Variant("fgssl_lib.methods.supervised:Supervised"),
+    "supervised_oracle": Variant("fgssl_lib.methods.supervised:Supervised", uninformative_backgrounds=True),
     "byol_ss": Variant("fgssl_lib.methods.cvsa:CVSA", views="saliency_swap", options={"align_weight": 0.0}),
     "cvsa": Variant("fgssl_lib.methods.cvsa:CVSA", views="saliency_swap"),
     "cvsa_sigmoid_max": Variant("fgssl_lib.methods.cvsa:CVSA", views="saliency_swap",

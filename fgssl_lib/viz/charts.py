@@ -67,3 +67,38 @@ def comparison_bar_chart(
               bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
+
+
+def spread_chart(results: Results, metrics: Mapping[str, str], groups: Mapping[str, str] | None = None,
+                 lines: Mapping[str, Mapping[str, float]] | None = None) -> Figure:
+    """One panel per metric (``{metric: axis label}``), one horizontal bar per method: the mean over seeds, its
+    standard deviation as an error bar and each seed as a dot, so the spread is read beside the mean.
+
+    ``groups`` colours the bars (``{method: group}``, e.g. how each run started) with a legend inside the first
+    panel; ``lines`` draws reference values per metric (``{metric: {label: value}}``, e.g. chance and a ceiling) as
+    labelled vertical lines.
+    """
+    methods = list(results)
+    groups = dict(groups or {})
+    colours = {g: plt.get_cmap("tab10")(k) for k, g in enumerate(dict.fromkeys(groups.get(m, "") for m in methods))}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics) + 1.6, 0.28 * len(methods) + 1.2),
+                             sharey=True, squeeze=False)
+    y = np.arange(len(methods))[::-1]
+    for ax, (metric, label) in zip(axes[0], metrics.items()):
+        for yi, method in zip(y, methods):
+            v = _values(results[method].get(metric, np.nan))
+            colour = colours[groups.get(method, "")]
+            ax.barh(yi, v.mean(), 0.7, xerr=v.std(ddof=1) if len(v) > 1 else 0.0, color=colour, alpha=0.55,
+                    capsize=2, error_kw={"elinewidth": 0.8})
+            ax.plot(v, np.full(len(v), yi), "o", ms=2.5, color="black")
+        for k, (name, value) in enumerate((lines or {}).get(metric, {}).items()):
+            ax.axvline(value, color="dimgray", linestyle=("--", ":", "-.")[k % 3], linewidth=1)
+            ax.text(value, len(methods) - 0.35, f" {name}", fontsize=7, color="dimgray", va="bottom")
+        ax.set_xlabel(label)
+        ax.set_ylim(-0.7, len(methods) + 0.3)
+    axes[0, 0].set_yticks(y, methods, fontsize=8)
+    if len(colours) > 1:
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.55) for c in colours.values()]
+        axes[0, -1].legend(handles, list(colours), fontsize=7, loc="lower right", frameon=True)
+    fig.tight_layout()
+    return fig
