@@ -14,7 +14,6 @@ import importlib.metadata
 import json
 import multiprocessing
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,13 +22,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch.utils.data import Subset
 
 from fgssl_lib.config import check_choice, check_preset
 from fgssl_lib.data.calibration import calibration_record, write_calibration
 from fgssl_lib.methods import METHODS, evaluated_from
-from fgssl_lib.reports import evaluate
-from fgssl_lib.runs import method_configs, run_key, stage1_config, start_from, train_methods, train_or_load
+from fgssl_lib.eval import localization_maps
+from fgssl_lib.reports import evaluate, splits
+from fgssl_lib.runs import (Run, load_run, method_configs, run_key, runs_root, stage1_config, start_from,
+                            train_methods, train_or_load)
+from fgssl_lib.train.snapshots import run_snapshot_images, training_snapshots
+from fgssl_lib.views import eval_view
+from fgssl_lib.viz import cam_grid, spread_chart
+from fgssl_lib.viz.training import snapshot_grid
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import COARSE_INIT, INITS, PAPER_INIT
 
@@ -45,9 +54,9 @@ COLUMNS = ("method", "init", "seed", "knn_original", "knn_only_fg", "knn_mixed_s
 RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
 CSV_PATH = RESULTS / "cpu_study.csv"
 CALIBRATION_PATH = RESULTS / "calibration.json"
-SMOKE_METHODS = ("byol", "lcr", "lcr_multitask", "supervised_oracle")
-"""The study at ``smoke``: the whole pipeline in seconds, one seed, a run evaluated twice (LCR and MultiTask), LCR
-also from its coarse init, and the ceiling the calibration needs."""
+SMOKE_METHODS = ("byol", "cvsa", "lcr", "lcr_multitask", "supervised_oracle")
+"""The study at ``smoke``: the whole pipeline in seconds, two seeds, a run evaluated twice (LCR and MultiTask), LCR
+and CVSA also from their coarse inits (every figure), and the ceiling the calibration needs."""
 Arm = tuple[str, str]
 """``(method, init)``: a method and how its runs start (``scratch`` or a coarse-world init)."""
 Task = tuple[str, str, int]
@@ -279,12 +288,21 @@ def calibrate(preset: str = "cpu", seeds: Sequence[int] = SEEDS, path: str | os.
     run_tasks(partial(calibration_one, preset=preset, **overrides), tasks, jobs, done)
     byol = [results[("byol", s)] for s in seeds]
     oracle = [results[("supervised_oracle", s)]["knn_mixed_rand"] for s in seeds]
-    record = calibration_record(statistics.fmean(oracle), [r["bg_gap"] for r in byol],
-                                [r["knn_mixed_rand"] for r in byol], budget(preset, **overrides),
-                                [results[t] for t in tasks])
-    record["learnable"]["seeds"] = oracle
+    record = calibration_record(oracle, [r["bg_gap"] for r in byol], [r["knn_mixed_rand"] for r in byol],
+                                budget(preset, **overrides), [results[t] for t in tasks])
     write_calibration(record, path)
     return record
+
+
+def calibration_table(record: dict[str, Any]) -> pd.DataFrame:
+    """The three properties of a :func:`calibrate` record as a table: ``value``, ``target``, ``met`` and the per-seed
+    values, indexed by property."""
+    what = {"learnable": "supervised_oracle mean kNN mixed_rand (%), at least", "biased": "BYOL mean BG-Gap (points), "
+            "at least", "stable": "std of BYOL's kNN mixed_rand over seeds (points), at most"}
+    return pd.DataFrame([{"property": name, "measures": what[name], "value": record[name]["value"],
+                          "target": record[name]["target"], "met": record[name]["met"],
+                          "seeds": ", ".join(f"{v:.1f}" for v in record[name].get("seeds", []))}
+                         for name in what]).set_index("property")
 
 
 def read_calibration(path: str | os.PathLike = CALIBRATION_PATH) -> dict[str, Any]:
@@ -300,7 +318,8 @@ def run_or_read(preset: str = "cpu", rerun: bool = False, methods: Sequence[str]
                 scratch: str | os.PathLike = ".") -> tuple[pd.DataFrame, dict[str, Any], Path, float | None]:
     """The study as ``07_cpu_study`` shows it: the rows of the CSV at ``path`` (default :data:`CSV_PATH`) and the
     calibration beside it, after, with ``rerun=True``, calibrating on ``val`` (:func:`calibrate`) and then running
-    every arm of ``methods`` (:func:`study_arms`) x ``seeds`` again (``jobs`` at once, default :func:`default_jobs`).
+    every arm of ``methods`` (:func:`study_arms`) x ``seeds`` again (``jobs`` at once, default :func:`default_jobs`)
+    and drawing :func:`study_figures` of the first seed beside the CSV.
     At ``smoke`` the whole pipeline runs on :data:`SMOKE_METHODS` and seeds 0 and 1 into ``<scratch>``.
     Returns ``(rows, calibration, the CSV, seconds spent running or None when only read)``."""
     csv = Path(path) if path else CSV_PATH
@@ -314,10 +333,85 @@ def run_or_read(preset: str = "cpu", rerun: bool = False, methods: Sequence[str]
         start = time.perf_counter()
         jobs = jobs or default_jobs()
         calibrate(preset, seeds, calibration, jobs)
-        run_study(preset, study_arms(methods or STUDY_METHODS), seeds, path=csv, command=command, rerun=rerun,
-                  jobs=jobs)
+        arms = study_arms(methods or STUDY_METHODS)
+        run_study(preset, arms, seeds, path=csv, command=command, rerun=rerun, jobs=jobs)
+        study_figures(preset, arms, seeds[0], csv.parent)
         seconds = time.perf_counter() - start
     return read_study(csv), read_calibration(calibration), csv, seconds
+
+
+MAP_ARMS: tuple[Arm, ...] = (("cvsa", "scratch"), ("cvsa", "coarse_dual_stage"), ("lcr", "scratch"),
+                              ("lcr", "coarse_supervised"))
+"""The arms whose per-epoch maps the study draws: the methods with a map of their own, from both starts."""
+PROBLEM_AND_FIX: tuple[Arm, Arm] = (("byol", "scratch"), ("cvsa", "coarse_dual_stage"))
+"""The book's opening figure: a baseline's Grad-CAM beside a fixed method's own map, on the same test images."""
+
+
+def _finished_run(method: str, init: str, seed: int, preset: str, **overrides: object) -> tuple[Run, TrainConfig]:
+    """The finished study run of arm ``(method, init)`` for ``seed`` and its config; a clear error if it is not
+    there."""
+    config = _config(method, init, seed, preset, **overrides)
+    run = load_run(config)
+    if run is None:
+        raise FileNotFoundError(f"no finished study run of {arm_label(method, init)} seed {seed} under {runs_root()}: "
+                                "run the study first (rerun=True)")
+    return run, config
+
+
+def study_figures(preset: str = "cpu", arms: Sequence[Arm] | None = None, seed: int = 0,
+                  directory: str | os.PathLike = RESULTS, images: int = 6, **overrides: object) -> list[Path]:
+    """The figures drawn from the study's runs of ``seed`` (those of ``arms`` that the study ran), as PNG files in
+    ``directory``: ``maps_<method>_<init>.png``, the map each arm of :data:`MAP_ARMS` recorded on its first training
+    images before training and after each epoch; ``problem_and_fix.png`` (:data:`PROBLEM_AND_FIX`): the baseline's
+    Grad-CAM and the fixed method's map on the first ``images`` test images (``original``), GT boxes in green."""
+    arms = list(arms if arms is not None else study_arms())
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for method, init in (arm for arm in MAP_ARMS if arm in arms):
+        run, config = _finished_run(method, init, seed, preset, **overrides)
+        shown, boxes = run_snapshot_images(config)
+        figure = snapshot_grid(shown, training_snapshots(run, config, shown), boxes, max_rows=5)
+        figure.suptitle(f"{arm_label(method, init)}, seed {seed}: its map during training", fontsize=9)
+        figure.tight_layout()
+        written.append(_save(figure, directory / f"maps_{method}_{init}.png"))
+    if set(PROBLEM_AND_FIX) <= set(arms):
+        cams, shown, boxes = {}, None, None
+        for (method, init), what in zip(PROBLEM_AND_FIX, ("Grad-CAM", "its map")):
+            run, config = _finished_run(method, init, seed, preset, **overrides)
+            test = Subset(splits(config, preset)["original"], range(images))
+            maps, boxes, _ = localization_maps(run.method, test, config.image_size, device=config.device)
+            cams[f"{arm_label(method, init)}\n{what}".replace(" [", "\n[")] = maps
+            view = eval_view(config.image_size)
+            shown = torch.stack([view(test[i])["image"] for i in range(len(test))])
+        written.append(_save(cam_grid(shown, cams, boxes), directory / "problem_and_fix.png"))
+    return written
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    """Write ``figure`` to ``path`` (PNG, 110 dpi) through a temporary file, close it, return the path."""
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    os.replace(tmp, path)
+    return path
+
+
+def study_chart(rows: pd.DataFrame, num_classes: int = 10) -> Figure:
+    """Per arm, kNN top-1 on ``mixed_rand`` and the BG-Gap, each seed a dot, bars coloured by init; the chance line
+    (``100 / num_classes``) and the ceiling (``supervised_oracle``'s mean ``mixed_rand``, when the study has it)."""
+    results = to_results(rows)
+    lines = {"knn_mixed_rand": {"chance": 100.0 / num_classes}}
+    oracle = rows.loc[rows["method"] == "supervised_oracle", "knn_mixed_rand"]
+    if len(oracle):
+        lines["knn_mixed_rand"]["ceiling"] = float(oracle.mean())
+    groups = {arm_label(m, i): i for m, i in zip(rows["method"], rows["init"])}
+    return spread_chart(results, {"knn_mixed_rand": "kNN top-1 on mixed_rand (%)", "bg_gap": "BG-Gap (points)"},
+                        groups, lines)
+
+
+CLAIM_COLUMNS = ("knn_mixed_rand", "bg_gap", "retrieval_rank1", "maxboxacc", "train_seconds")
+"""The study table's columns: the numbers the claims are judged on, and the training time."""
 
 
 def to_results(rows: pd.DataFrame) -> dict[str, dict[str, list[float]]]:

@@ -18,7 +18,7 @@ TINY = {"backbone": "resnet_narrow", "small_input": True, "hidden_dim": 32, "pro
 
 def tiny(name: str, **options: object) -> SSLMethod:
     extra = {"queue_size": 64} if name.startswith("mocov2") else {}
-    if name == "supervised":
+    if name.startswith("supervised"):
         return build(name, backbone="resnet_narrow", small_input=True, num_classes=3, **options)
     return build(name, **{**TINY, **extra, **options})
 
@@ -31,7 +31,7 @@ def batch(n: int = 8, size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def test_registry_names_and_errors() -> None:
-    expected = {"byol", "byol_dilo", "mocov2", "mocov2_dilo", "simclr", "supervised", "byol_ss", "cvsa",
+    expected = {"byol", "byol_dilo", "mocov2", "mocov2_dilo", "simclr", "supervised", "supervised_oracle", "byol_ss", "cvsa",
                 "cvsa_sigmoid_max", "lcr", "lcr_multitask", "lcr_dual_pooling", "byol_lcr"}
     assert set(METHODS) == expected
     with pytest.raises(ValueError, match="valid methods: byol, byol_dilo, byol_lcr"):

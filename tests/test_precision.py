@@ -22,7 +22,7 @@ def tiny_batch(n: int = 4, size: int = 32) -> dict[str, torch.Tensor]:
 
 def tiny_method(name: str):
     options = {"backbone": "resnet_narrow", "small_input": True}
-    if name == "supervised":
+    if name.startswith("supervised"):
         return build(name, num_classes=3, **options)
     heads = {"hidden_dim": 32, "proj_dim": 16}
     if name.startswith(("mocov2", "lcr")):
@@ -64,3 +64,18 @@ def test_auto_precision_uses_bf16_only_on_bf16_hardware(monkeypatch: pytest.Monk
     assert config.resolved_precision() == expected
     assert resolve_precision("auto", "cpu") == "32-true"
     assert resolve_precision("16-mixed", "gpu") == "16-mixed"
+
+
+def test_cpu_preset_trains_in_bf16_only_on_a_cpu_with_bf16_hardware(monkeypatch):
+    from fgssl_lib.train import TrainConfig
+    from fgssl_lib.train import config as train_config
+
+    monkeypatch.setattr(train_config, "cpu_bf16", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert TrainConfig.preset("cpu", method="byol").precision == "bf16-mixed"
+    assert TrainConfig.preset("smoke", method="byol").precision == "auto"  # the tests' numbers stay float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU resolves "auto" itself
+    assert TrainConfig.preset("cpu", method="byol").precision == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train_config, "cpu_bf16", lambda: False)  # emulated bf16 would be slower than float32
+    assert TrainConfig.preset("cpu", method="byol").precision == "auto"

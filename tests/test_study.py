@@ -142,3 +142,49 @@ def test_study_processes_end_when_the_study_is_killed():
     with multiprocessing.get_context("fork").Pool(1, initializer=study.single_threaded) as pool:
         assert pool.apply(_parent_death_signal) == signal.SIGTERM
     assert _parent_death_signal() == 0  # the study's own process is left alone
+
+
+def test_calibration_runs_byol_and_the_ceiling_on_val_and_writes_the_record(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_calibration_one(method, seed, preset="cpu", **overrides):
+        calls.append((method, seed))
+        mixed_rand = {"byol": 15.0 + seed, "supervised_oracle": 70.0 + 2 * seed}[method]
+        return {"method": method, "seed": seed, "run": f"{method}-{seed}", "stream": "val",
+                "knn_mixed_rand": mixed_rand, "bg_gap": 80.0 - seed}
+
+    monkeypatch.setattr(study, "calibration_one", fake_calibration_one)
+    record = study.calibrate("smoke", seeds=(0, 1, 2), path=tmp_path / "calibration.json", log=lambda _: None)
+    assert calls == [("byol", 0), ("supervised_oracle", 0), ("byol", 1), ("supervised_oracle", 1), ("byol", 2),
+                     ("supervised_oracle", 2)]
+    assert record["learnable"]["value"] == 72.0 and record["learnable"]["met"]
+    assert record["biased"]["value"] == 79.0 and record["stable"]["value"] == 1.0
+    assert record["budget"]["epochs"] == 1 and len(record["runs"]) == 6
+    assert study.read_calibration(tmp_path / "calibration.json") == record
+    assert study.calibration_table(record).loc["stable", "seeds"] == "15.0, 16.0, 17.0"
+    with pytest.raises(FileNotFoundError, match="rerun=True"):
+        study.read_calibration(tmp_path / "none.json")
+
+
+def test_the_ceiling_trains_on_uninformative_backgrounds_of_the_synthetic_benchmark_only():
+    from fgssl_lib.runs import method_configs
+
+    configs = method_configs(["supervised", "supervised_oracle"], "cpu", dataset_options={"num_classes": 8})
+    assert configs["supervised_oracle"].dataset_options["rho"] == 1 / 8
+    assert "rho" not in configs["supervised"].dataset_options
+    assert configs["supervised_oracle"].method_options == {} and configs["supervised_oracle"].lr == 0.2
+    with pytest.raises(ValueError, match="use 'supervised' there"):
+        method_configs(["supervised_oracle"], "cpu", dataset="cub", data_root="/nowhere")
+
+
+def test_study_chart_shows_each_seed_chance_and_the_ceiling():
+    rows = pd.DataFrame([_row("byol", s, knn_mixed_rand=12.0 + s, bg_gap=80.0) for s in range(3)]
+                        + [_row("supervised_oracle", s, knn_mixed_rand=74.0 + s, bg_gap=2.0) for s in range(3)]
+                        + [_row("byol", s, "coarse_dual_stage", knn_mixed_rand=20.0, bg_gap=70.0) for s in range(3)])
+    figure = study.study_chart(rows)
+    mixed_rand, gap = figure.axes
+    assert [line.get_xdata()[0] for line in mixed_rand.lines if line.get_linestyle() != "None"] == [10.0, 75.0]
+    dots = [line for line in mixed_rand.lines if line.get_marker() == "o"]
+    assert len(dots) == 3 and all(len(line.get_xdata()) == 3 for line in dots)  # every seed of every arm
+    assert mixed_rand.get_legend() is None  # one legend, inside the last panel
+    assert [t.get_text() for t in gap.get_legend().get_texts()] == ["scratch", "coarse_dual_stage"]

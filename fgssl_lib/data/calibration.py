@@ -157,21 +157,25 @@ uninformative backgrounds (``rho = 1 / num_classes``) reaches at least this top-
 BG-Gap (mean over seeds) is at least this; *stable*, the std over seeds of BYOL's ``mixed_rand`` is at most this."""
 
 
-def calibration_record(supervised_mixed_rand: float, byol_bg_gap: Sequence[float], byol_mixed_rand: Sequence[float],
-                       budget: dict[str, Any], runs: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-    """The calibration as ``calibration.json`` holds it: ``learnable`` / ``biased`` / ``stable`` each with the
-    measured ``value``, its :data:`TARGETS` ``target`` and whether it is ``met`` (``stable`` the sample std, ddof 1,
-    of ``byol_mixed_rand``: one value per seed, at least two), the per-seed values they come from, the ``budget``
-    chosen (e.g. ``epochs``, ``num_images``, ``image_size``) and the calibration ``runs`` (their keys and numbers)."""
-    if len(byol_bg_gap) != len(byol_mixed_rand) or len(byol_mixed_rand) < 2:
+def calibration_record(supervised_mixed_rand: Sequence[float], byol_bg_gap: Sequence[float],
+                       byol_mixed_rand: Sequence[float], budget: dict[str, Any],
+                       runs: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The calibration as ``calibration.json`` holds it: ``learnable`` (the mean of the ceiling's per-seed
+    ``supervised_mixed_rand``) / ``biased`` / ``stable`` each with the measured ``value``, its :data:`TARGETS`
+    ``target``, whether it is ``met`` (``stable`` the sample std, ddof 1, of ``byol_mixed_rand``: one value per seed,
+    at least two) and the per-seed values it comes from, the ``budget`` chosen (e.g. ``epochs``, ``num_images``,
+    ``image_size``) and the calibration ``runs`` (their keys and numbers)."""
+    if len(byol_bg_gap) != len(byol_mixed_rand) or len(byol_mixed_rand) < 2 or not supervised_mixed_rand:
         raise ValueError(f"give BYOL's val BG-Gap and mixed_rand for the same seeds, at least two (the std needs "
-                         f"them), got {len(byol_bg_gap)} and {len(byol_mixed_rand)} values")
-    values = {"learnable": float(supervised_mixed_rand), "biased": statistics.fmean(byol_bg_gap),
+                         f"them), and the ceiling's for at least one, got {len(byol_bg_gap)}, {len(byol_mixed_rand)} "
+                         f"and {len(supervised_mixed_rand)} values")
+    values = {"learnable": statistics.fmean(supervised_mixed_rand), "biased": statistics.fmean(byol_bg_gap),
               "stable": statistics.stdev(byol_mixed_rand)}
     record: dict[str, Any] = {
         name: {"value": round(value, 2), "target": TARGETS[name],
                "met": value <= TARGETS[name] if name == "stable" else value >= TARGETS[name]}
         for name, value in values.items()}
+    record["learnable"]["seeds"] = [float(v) for v in supervised_mixed_rand]
     record["biased"]["seeds"] = [float(v) for v in byol_bg_gap]
     record["stable"]["seeds"] = [float(v) for v in byol_mixed_rand]
     return {**record, "budget": dict(budget), "runs": [dict(run) for run in runs]}
