@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from fgssl_lib.methods import build
 from fgssl_lib.methods.byol import BYOL
+from fgssl_lib.precision import cpu_bf16
 from fgssl_lib.train import NonFiniteLossError, TrainConfig, embedding_std, fit, fit_dual_stage, load_method
 
 SIZE = 16
@@ -152,7 +153,7 @@ def test_names_and_presets(tmp_path: Path) -> None:
         fit(config(tmp_path, "mocov3"), dataset=TinySamples())
     cpu = TrainConfig.preset("cpu", method="mocov2", method_options={"temperature": 0.1})
     assert cpu.method_options["queue_size"] == 4096 and cpu.method_options["temperature"] == 0.1
-    assert cpu.backbone_options()["stem_stride"] == 2 and cpu.resolved_precision() == "32-true"
+    assert cpu.backbone_options()["stem_stride"] == 2 and cpu.resolved_precision() == ("bf16-mixed" if cpu_bf16() else "32-true")
     paper = TrainConfig.preset("paper", method="lcr")
     assert (paper.backbone, paper.image_size, paper.batch_size, paper.lr) == ("resnet50", 224, 128, 0.03)
     assert build("byol", **TrainConfig.preset("smoke").backbone_options()).backbone.name == "resnet_narrow"
