@@ -9,6 +9,7 @@ import torch
 import torchvision
 
 from fgssl_lib.models import BACKBONES, EARLY_STAGES, Backbone, build_backbone, small_input_stem
+from fgssl_lib.models.backbones import STAGES as STAGES_ALL
 
 
 @pytest.mark.parametrize("name", ["resnet_narrow", "resnet18"])
@@ -102,3 +103,35 @@ def test_imagenet_weights_offline_give_a_clear_error(monkeypatch: pytest.MonkeyP
         Backbone("resnet18", pretrained="imagenet")
     with pytest.raises(ValueError, match="valid pretraineds: imagenet"):
         Backbone("resnet18", pretrained="imagenet21k")
+
+
+def test_weights_and_maps_are_channels_last_with_nchw_values() -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet_narrow", **small_input_stem(64)).eval()
+    nchw = build_backbone("resnet_narrow", **small_input_stem(64)).eval()
+    nchw.load_state_dict(backbone.state_dict())
+    nchw.use_memory_format(torch.contiguous_format)
+    assert backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not nchw.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    images = torch.rand(4, 3, 64, 64)
+    maps, reference = backbone.forward_maps(images, STAGES_ALL), nchw.forward_maps(images, STAGES_ALL)
+    for stage in STAGES_ALL:
+        assert maps[stage].is_contiguous(memory_format=torch.channels_last)
+        assert reference[stage].is_contiguous()
+        torch.testing.assert_close(maps[stage], reference[stage], rtol=1e-4, atol=1e-5)
+
+
+def test_split_batchnorm_trains_on_channels_last_maps() -> None:
+    """lightly's SplitBatchNorm regroups the batch with ``view``, which a channels_last map refuses."""
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet_narrow", **small_input_stem(64))
+    nchw = build_backbone("resnet_narrow", **small_input_stem(64))
+    nchw.load_state_dict(backbone.state_dict())
+    nchw.use_memory_format(torch.contiguous_format)
+    for net in (backbone, nchw):
+        net.split_batchnorm(2)
+    images = torch.rand(4, 3, 64, 64, requires_grad=True)
+    out, reference = backbone(images), nchw(images)
+    torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-5)
+    out.sum().backward()
+    assert images.grad is not None and torch.isfinite(images.grad).all()

@@ -11,6 +11,10 @@ Architectures (``BACKBONES``):
 - ``resnet_narrow``: the same four residual stages with :data:`NARROW_WIDTHS` channels and one basic block per stage,
   for the ``cpu`` preset on this machine (2 shared cores).
 
+Weights and activations are kept ``channels_last`` (NHWC): oneDNN's CPU convolutions and cuDNN's tensor-core
+convolutions under AMP are faster in that layout (``python -m fgssl_lib.bench pipeline`` measures it); the values are
+the same up to float rounding, and shapes and indexing are unchanged.
+
 ``small_input=True`` replaces the 7x7/2 stem convolution and the max-pool by a 3x3 convolution of stride
 ``stem_stride`` (1: the usual CIFAR-style stem), so the total stride is ``8 * stem_stride`` instead of 32: a 32 px
 image still gives a 4x4 ``layer4`` map. :func:`small_input_stem` picks the stem for an image size (a 64 px image
@@ -126,13 +130,21 @@ class Backbone(nn.Module):
             self.stage_channels[stage] = last_bn.num_features
         self.feature_dim: int = self.stage_channels["layer4"]
         self.frozen_stages: tuple[str, ...] = ()
+        self.memory_format = torch.contiguous_format
+        self.use_memory_format(torch.channels_last)
+
+    def use_memory_format(self, memory_format: torch.memory_format) -> None:
+        """Keep weights and stage maps in ``memory_format`` (``torch.channels_last``, the default, or
+        ``torch.contiguous_format``: NCHW, what ``python -m fgssl_lib.bench layout`` compares against)."""
+        self.memory_format = memory_format
+        self.to(memory_format=memory_format)
 
     def forward_maps(self, x: Tensor, stages: Sequence[str] = ("layer3", "layer4")) -> dict[str, Tensor]:
         """Stage maps by name: ``{stage: N x C_stage x H_stage x W_stage}``; stops after the deepest requested."""
         for stage in stages:
             check_choice("stage", stage, STAGES)
         last = max(STAGES.index(s) for s in stages)
-        x = (x - self.mean) / self.std  # Nx3xSxS, ImageNet-normalised
+        x = ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)  # Nx3xSxS, ImageNet-normalised
         maps: dict[str, Tensor] = {}
         for stage in STAGES[: last + 1]:
             x = getattr(self, stage)(x)
@@ -161,7 +173,8 @@ class Backbone(nn.Module):
         for parent in list(self.modules()):
             for name, child in list(parent.named_children()):
                 if type(child) is nn.BatchNorm2d:
-                    split = SplitBatchNorm(child.num_features, num_splits, eps=child.eps, momentum=child.momentum)
+                    split = _ContiguousSplitBatchNorm(child.num_features, num_splits, eps=child.eps,
+                                                      momentum=child.momentum)
                     with torch.no_grad():
                         split.weight.copy_(child.weight)
                         split.bias.copy_(child.bias)
@@ -178,6 +191,15 @@ class Backbone(nn.Module):
         for stage in self.frozen_stages:
             getattr(self, stage).eval()
         return self
+
+
+class _ContiguousSplitBatchNorm(SplitBatchNorm):
+    """lightly's ``SplitBatchNorm`` on a ``channels_last`` map: its training path regroups the batch with ``view``,
+    which needs the NCHW layout, so the map is made contiguous first (one copy; the next convolution returns to
+    ``channels_last`` because its weight is)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return super().forward(input.contiguous())
 
 
 def small_input_stem(image_size: int) -> dict[str, object]:
