@@ -19,6 +19,7 @@ from pathlib import Path
 import nbformat
 
 from fgssl_lib.train import TrainConfig
+from fgssl_lib.train.config import method_family
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET50_FORWARD_FLOPS = 4.1e9
@@ -44,15 +45,9 @@ TRAINED_AT_PAPER = {
 MARKER = "**Cost.**"
 
 
-def _family(method: str) -> str:
-    if method == "supervised" or method == "simclr":
-        return method
-    return "moco" if method.startswith(("mocov2", "lcr")) else "byol"
-
-
 def training_flops(method: str, images: int = CUB_TRAIN_IMAGES) -> float:
     """FLOPs of training ``method`` at the ``paper`` preset on ``images`` images."""
-    online, momentum = PASSES[_family(method)]
+    online, momentum = PASSES["simclr" if method == "simclr" else method_family(method)]
     epochs = TrainConfig.preset("paper", method=method).epochs
     return images * epochs * RESNET50_FORWARD_FLOPS * (3 * online + momentum)
 

@@ -18,6 +18,7 @@ from fgssl_lib.cost import (
     stale_cost_paragraphs,
     training_flops,
 )
+from fgssl_lib.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -38,6 +39,10 @@ def test_the_flop_estimate_follows_the_passes_and_the_presets_epochs() -> None:
     assert training_flops("byol", images=1) == pytest.approx(800 * 4.1e9 * 8)
     assert training_flops("mocov2", images=1) == pytest.approx(200 * 4.1e9 * 4)
     assert training_flops("lcr", images=1) == pytest.approx(100 * 4.1e9 * 4)
+    # the supervised references train one pass on labels, the uninformative-background ceiling included
+    assert training_flops("supervised_oracle", images=1) == training_flops("supervised", images=1)
+    assert training_flops("simclr", images=1) == pytest.approx(TrainConfig.preset("paper", method="simclr").epochs
+                                                                * 4.1e9 * 6)
     assert set(TRAINED_AT_PAPER) <= set(SMOKE_SECONDS)
 
 

@@ -171,7 +171,7 @@ def data_workers(most: int = 8) -> int:
     return max(1, min(most, cpus))
 
 
-def _family(method: str) -> str:
+def method_family(method: str) -> str:
     """``moco`` for the MoCo v2 family (MoCo v2, its DiLo variant, LCR on MoCo), ``supervised`` for the supervised
     references (trained on labels, with no heads), else ``byol``."""
     if method.startswith("supervised"):
@@ -181,9 +181,9 @@ def _family(method: str) -> str:
 
 def _method_options(method: str, hidden_dim: int, proj_dim: int, queue_size: int) -> dict[str, Any]:
     """Head sizes (and queue) for the method's family; SimCLR / supervised take no momentum options."""
-    if _family(method) == "supervised":
+    if method_family(method) == "supervised":
         return {}
-    if _family(method) == "moco":
+    if method_family(method) == "moco":
         return {"hidden_dim": hidden_dim, "proj_dim": proj_dim, "queue_size": queue_size}
     return {"hidden_dim": hidden_dim, "proj_dim": proj_dim}
 
@@ -222,7 +222,7 @@ def _cpu_settings(method: str) -> dict[str, Any]:
         "epochs": 8,
         "batch_size": 64,
         "optimizer": "sgd",
-        "lr": 0.2 if _family(method) == "supervised" else 0.05,
+        "lr": 0.2 if method_family(method) == "supervised" else 0.05,
         "weight_decay": 5e-4,
         "num_workers": 1,  # views (~0.4 s per batch of 64 on one core) overlap the step instead of adding to it
         "precision": cpu_precision(),
@@ -303,14 +303,14 @@ def _paper_settings(method: str) -> dict[str, Any]:
     common = {"dataset": "cub", "image_size": 224, "store_side": 256, "backbone": "resnet50", "optimizer": "sgd",
               "weight_decay": 1e-4, "num_workers": data_workers(), "log_every": 50, "collapse_every": 200,
               "pretrained": init["pretrained"]}
-    if _family(method) == "moco":
+    if method_family(method) == "moco":
         lcr = method.startswith("lcr")
         batch_size = 128 if lcr else 256
         options = {"hidden_dim": 2048, "proj_dim": 256 if lcr else 128, "queue_size": 65536, "temperature": 0.2,
                    "momentum_start": 0.999, "bn_splits": moco_bn_splits(batch_size)}
         return {**common, "epochs": 100 if lcr else 200, "batch_size": batch_size, "lr": 0.03,
                 "method_options": {**options, **init["method_options"]}}
-    if _family(method) == "supervised":
+    if method_family(method) == "supervised":
         return {**common, "epochs": 100, "batch_size": 256, "lr": 0.1, "method_options": init["method_options"]}
     options = {} if method == "simclr" else {"hidden_dim": 4096, "proj_dim": 256, "momentum_start": 0.996}
     return {**common, "epochs": 800, "batch_size": 256, "lr": 0.05, "warmup_epochs": 10,
