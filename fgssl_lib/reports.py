@@ -88,14 +88,20 @@ def linear_epochs(preset: str) -> int:
     return 5 if check_preset(preset) == "smoke" else 100
 
 
-def splits(config: TrainConfig, preset: str, stream: str = "test") -> dict[str, Dataset]:
+def splits(config: TrainConfig, preset: str, stream: str = "test", num_images: int | None = None
+           ) -> dict[str, Dataset]:
     """``{"train": the training split as trained on, <variant>: test images}`` for ``config``'s data, on its
-    ``test`` stream or, to choose a setting without reading test, its ``val`` stream."""
+    ``test`` stream or, to choose a setting without reading test, its ``val`` stream. ``num_images``: images per
+    variant of the synthetic benchmark's stream (default :data:`SYNTHETIC_TEST_IMAGES` of ``preset``); a real
+    dataset's split is used whole."""
     check_preset(preset)
     check_choice("evaluation stream", stream, ("val", "test"))
+    if num_images is not None and config.dataset != "synthetic":
+        raise ValueError(f"num_images={num_images} sizes the synthetic benchmark's {stream} stream; {config.dataset!r}"
+                         f"'s {stream} split is used whole: pass num_images=None")
     train = training_set(config)
     if config.dataset == "synthetic":
-        size = SYNTHETIC_TEST_IMAGES[preset]
+        size = num_images if num_images is not None else SYNTHETIC_TEST_IMAGES[preset]
         return {"train": train, **{v: load_dataset("synthetic", split=f"{stream}_{v}", num_images=size,
                                                    **config.dataset_options) for v in SYNTHETIC_VARIANTS}}
     test = load_dataset(config.dataset, root=config.data_root, split=stream, **config.dataset_options)
@@ -138,19 +144,20 @@ def _linear(train: Features, tests: Mapping[str, Features], probe: str, fraction
 
 def evaluate(run: Run, config: TrainConfig, preset: str, protocols: Sequence[str] = PROTOCOLS,
              fractions: Sequence[float] = (1.0,), probe: str | None = None, stream: str = "test",
-             cache_dir: str | os.PathLike | None = None) -> Metrics:
+             cache_dir: str | os.PathLike | None = None, num_images: int | None = None) -> Metrics:
     """Every protocol of ``protocols`` on ``run`` (trained with ``config``), named as the module says.
 
     ``fractions``: label fractions of the linear probe (1.0 always included); ``probe``: the variant of the probe's
     fractions and of retrieval (default the data's, :func:`variants`); ``stream``: ``test``, or ``val`` to choose
     settings; ``cache_dir``: keeps the features, keyed by the weights (give each evaluated name its own folder when
-    two names share weights: ``lcr`` and ``lcr_multitask`` embed differently).
+    two names share weights: ``lcr`` and ``lcr_multitask`` embed differently); ``num_images``: the synthetic
+    stream's size (:func:`splits`).
     """
     for protocol in protocols:
         check_choice("protocol", protocol, PROTOCOLS)
     kind = variants(config)
     probe = check_choice("probe variant", probe or kind.probe, kind.names)
-    data = splits(config, preset, stream)
+    data = splits(config, preset, stream, num_images)
     out: Metrics = {}
     if {"knn", "linear", "retrieval"} & set(protocols):
         extract = dict(image_size=config.image_size, device=config.device, cache_dir=cache_dir)

@@ -97,6 +97,16 @@ def test_val_and_test_streams_are_different_images():
         splits(config, "smoke", "train")
 
 
+def test_a_larger_synthetic_val_stream_extends_the_default_one():
+    config = TrainConfig.preset("smoke", method="byol")
+    default, larger = splits(config, "smoke", "val"), splits(config, "smoke", "val", num_images=100)
+    assert len(larger["mixed_rand"]) == 100 and len(default["mixed_rand"]) == reports.SYNTHETIC_TEST_IMAGES["smoke"]
+    assert (larger["mixed_rand"][3]["image"] == default["mixed_rand"][3]["image"]).all()  # the same first images
+    real = TrainConfig.preset("smoke", method="byol", dataset="cub", data_root="/nowhere")
+    with pytest.raises(ValueError, match="is used whole: pass num_images=None"):
+        splits(real, "smoke", "val", num_images=100)
+
+
 def test_a_real_dataset_is_read_through_its_box_variants():
     config = TrainConfig.preset("smoke", dataset="cub", dataset_options={})
     assert reports.variants(config).names == ("original", "foreground", "blackout")

@@ -160,10 +160,18 @@ def test_calibration_runs_byol_and_the_ceiling_on_val_and_writes_the_record(tmp_
     assert record["learnable"]["value"] == 72.0 and record["learnable"]["met"]
     assert record["biased"]["value"] == 79.0 and record["stable"]["value"] == 1.0
     assert record["budget"]["epochs"] == 1 and len(record["runs"]) == 6
+    assert record["budget"]["calibration_val_images"] is None  # smoke reads its usual val size
     assert study.read_calibration(tmp_path / "calibration.json") == record
     assert study.calibration_table(record).loc["stable", "seeds"] == "15.0, 16.0, 17.0"
     with pytest.raises(FileNotFoundError, match="rerun=True"):
         study.read_calibration(tmp_path / "none.json")
+
+
+def test_the_cpu_calibration_reads_a_larger_val_stream_than_the_benchmark_default():
+    from fgssl_lib.data.synthetic import DEFAULT_NUM_IMAGES
+
+    assert study.CALIBRATION_VAL_IMAGES["cpu"] == 2500 > DEFAULT_NUM_IMAGES["val"]
+    assert study.budget("cpu")["calibration_val_images"] == 2500
 
 
 def test_the_ceiling_trains_on_uninformative_backgrounds_of_the_synthetic_benchmark_only():
