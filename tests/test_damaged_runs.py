@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-import os
+import io
+import random
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,9 +33,22 @@ def run(finished: tuple[TrainConfig, Path], tmp_path: Path) -> tuple[TrainConfig
     return config, tmp_path / "runs" / path.name
 
 
-@pytest.mark.parametrize(("damage", "reason"), [(lambda data: b"", "0 bytes; EOFError"),
-                                                (lambda data: os.urandom(4096), "4096 bytes; UnpicklingError"),
-                                                (lambda data: data[: len(data) // 2], r"\d+ bytes; RuntimeError")])
+def _zip_without_records(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/version", "3")
+    return buffer.getvalue()
+
+
+NOT_ZIP = "not the zip archive torch.save writes"
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    (lambda data: b"", f"0 bytes; {NOT_ZIP}"),
+    *[(lambda data, seed=seed: random.Random(seed).randbytes(4096), f"4096 bytes; {NOT_ZIP}") for seed in range(3)],
+    (lambda data: data[: len(data) // 2], rf"\d+ bytes; {NOT_ZIP}"),
+    (_zip_without_records, r"\d+ bytes; RuntimeError: PytorchStreamReader failed locating file data.pkl"),
+])
 def test_a_damaged_checkpoint_says_delete_or_retrain(run: tuple[TrainConfig, Path], damage: Callable[[bytes], bytes],
                                                      reason: str) -> None:
     config, path = run

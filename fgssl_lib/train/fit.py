@@ -16,6 +16,7 @@ import json
 import logging
 import pickle
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -111,18 +112,28 @@ class DamagedCheckpointError(ValueError):
 
 def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)``; a file it cannot read raises :class:`DamagedCheckpointError`, which
-    says how to recover (loading it with ``weights_only=False`` is never the fix: it could run code from the file)."""
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (EOFError, RuntimeError, pickle.UnpicklingError) as error:
-        if isinstance(error, RuntimeError) and "PytorchStreamReader" not in str(error):
-            raise  # not the file's fault (e.g. map_location names a missing GPU)
-        reason = str(error).split(". ")[0] or "the file ends early"
-        raise DamagedCheckpointError(
-            f"checkpoint {path} is damaged ({path.stat().st_size} bytes; {type(error).__name__}: {reason}), e.g. by "
-            "an interrupted copy: delete it and train again (train_or_load(..., retrain=True) does both), or restore "
-            "it from a backup"
-        ) from error
+    says how to recover (loading it with ``weights_only=False`` is never the fix: it could run code from the file).
+    A file that is not the zip archive ``torch.save`` writes (empty, cut short, other bytes) is refused before any
+    unpickling, whose errors on arbitrary bytes are arbitrary (``IndexError``, ``KeyError``, ...)."""
+    size = path.stat().st_size  # a missing file stays a FileNotFoundError
+    error: BaseException | None = None
+    if not zipfile.is_zipfile(path):
+        reason = "not the zip archive torch.save writes"
+    else:
+        try:
+            return _checkpoint_dict(path, torch.load(path, map_location=map_location, weights_only=True))
+        except (EOFError, RuntimeError, pickle.UnpicklingError) as caught:
+            if isinstance(caught, RuntimeError) and "PytorchStreamReader" not in str(caught):
+                raise  # not the file's fault (e.g. map_location names a missing GPU)
+            error, reason = caught, f"{type(caught).__name__}: {str(caught).split('. ')[0] or 'the file ends early'}"
+    raise DamagedCheckpointError(
+        f"checkpoint {path} is damaged ({size} bytes; {reason}), e.g. by an interrupted copy: delete it and train "
+        "again (train_or_load(..., retrain=True) does both), or restore it from a backup"
+    ) from error
+
+
+def _checkpoint_dict(path: Path, checkpoint: object) -> dict[str, Any]:
+    """``checkpoint`` if it is a dict (a Lightning checkpoint), else :class:`DamagedCheckpointError`."""
     if not isinstance(checkpoint, dict):
         raise DamagedCheckpointError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint: delete it and "
                                      "train again (train_or_load(..., retrain=True))")
