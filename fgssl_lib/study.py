@@ -261,9 +261,9 @@ def calibration_one(method: str, seed: int, preset: str = "cpu", **overrides: ob
     (:data:`CALIBRATION_VAL_IMAGES` images per variant), with its run key: one calibration run."""
     config = _config(method, SCRATCH, seed, preset, **overrides)
     run = train_methods({method: config})[method]
-    val_images = CALIBRATION_VAL_IMAGES[preset]
-    metrics = evaluate(run, config, preset, protocols=("knn",), stream="val", num_images=val_images)
-    return {"method": method, "seed": seed, "run": run_key(config), "stream": "val", "val_images": val_images,
+    metrics = evaluate(run, config, preset, protocols=("knn",), stream="val",
+                       num_images=CALIBRATION_VAL_IMAGES[preset])
+    return {"method": method, "seed": seed, "run": run_key(config), "stream": "val",
             **{k: round(float(v), 2) for k, v in metrics.items() if k.startswith("knn_") or k in ("bg_gap",
                                                                                                 "train_seconds")}}
 

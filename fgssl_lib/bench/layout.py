@@ -5,8 +5,8 @@ stage maps ``channels_last``, :class:`~fgssl_lib.models.backbones.Backbone`'s de
 ``torch.contiguous_format``. Both take the same step as ``bench methods`` (its :class:`StepRunner`: EMA update,
 losses, backward, SGD step) on the same random batch, interleaved step by step so that a shared machine's load weighs
 on both alike; median over ``--steps`` steps. Prints per method
-``layout <method> contiguous_ms=<x> channels_last_ms=<x> speedup=<x.xx>`` (contiguous / channels_last) and the largest
-difference of the two layouts' losses on the first step (float rounding only).
+``layout <method> contiguous_ms=<x> channels_last_ms=<x> speedup=<x.xx> first_loss_gap=<x>``: the speedup is
+contiguous / channels_last, the gap the difference of the two layouts' losses before any step (float rounding only).
 
 ``--tiny`` runs the same path in seconds (smoke preset, 2 steps): what CI runs.
 """
@@ -17,8 +17,8 @@ import argparse
 
 import torch
 
-from fgssl_lib.bench.methods import StepRunner, bench_config, step_times
-from fgssl_lib.config import PRESETS, resolve_device
+from fgssl_lib.bench.methods import StepRunner, bench_config, step_parser, step_times
+from fgssl_lib.config import resolve_device
 from fgssl_lib.models.backbones import Backbone
 
 METHODS = ("byol", "cvsa", "mocov2", "lcr")
@@ -43,15 +43,8 @@ def first_loss_gap(pair: dict[str, StepRunner]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fgssl_lib.bench layout", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="cpu", choices=PRESETS, help="heads, backbone and size (default cpu)")
-    parser.add_argument("--backbone", default=None, help="backbone name (default: the preset's)")
-    parser.add_argument("--size", type=int, default=None, help="view size in px (default: the preset's)")
-    parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per layout (median), interleaved")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per layout before them")
+    parser = step_parser("layout", __doc__, steps=10)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--tiny", action="store_true", help="smoke preset, 2 steps: the path in seconds (CI)")
     args = parser.parse_args(argv)
     if args.tiny:

@@ -133,17 +133,24 @@ def _memory_in_subprocess(name: str, args: argparse.Namespace) -> float:
     return float(json.loads(result.stdout.strip().splitlines()[-1])["mib"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fgssl_lib.bench methods", description=__doc__.splitlines()[0])
+def step_parser(area: str, doc: str | None, steps: int) -> argparse.ArgumentParser:
+    """The options of a :class:`StepRunner` benchmark (``bench <area>``): preset, backbone, size, batch, timed and
+    warm-up steps, device; each area adds its own."""
+    parser = argparse.ArgumentParser(prog=f"python -m fgssl_lib.bench {area}", description=(doc or "").splitlines()[0])
     parser.add_argument("--preset", default="cpu", choices=PRESETS, help="heads, backbone and size (default cpu)")
     parser.add_argument("--backbone", default=None, help="backbone name (default: the preset's)")
     parser.add_argument("--size", type=int, default=None, help="view size in px (default: the preset's)")
     parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
-    parser.add_argument("--steps", type=int, default=15, help="timed steps per method (median), interleaved")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per method before them")
+    parser.add_argument("--steps", type=int, default=steps, help="timed steps per runner (median), interleaved")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per runner before them")
+    parser.add_argument("--device", default="auto")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = step_parser("methods", __doc__, steps=15)
     parser.add_argument("--memory-steps", type=int, default=2, help="training steps of each memory measurement")
     parser.add_argument("--methods", nargs="+", default=list(BASES), choices=list(BASES))
-    parser.add_argument("--device", default="auto")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: memory of one method, as JSON
     args = parser.parse_args(argv)
     device = resolve_device(args.device)

@@ -12,7 +12,7 @@ Architectures (``BACKBONES``):
   for the ``cpu`` preset on this machine (2 shared cores).
 
 Weights and activations are kept ``channels_last`` (NHWC): oneDNN's CPU convolutions and cuDNN's tensor-core
-convolutions under AMP are faster in that layout (``python -m fgssl_lib.bench pipeline`` measures it); the values are
+convolutions under AMP are faster in that layout (``python -m fgssl_lib.bench layout`` measures it); the values are
 the same up to float rounding, and shapes and indexing are unchanged.
 
 ``small_input=True`` replaces the 7x7/2 stem convolution and the max-pool by a 3x3 convolution of stride
@@ -130,7 +130,6 @@ class Backbone(nn.Module):
             self.stage_channels[stage] = last_bn.num_features
         self.feature_dim: int = self.stage_channels["layer4"]
         self.frozen_stages: tuple[str, ...] = ()
-        self.memory_format = torch.contiguous_format
         self.use_memory_format(torch.channels_last)
 
     def use_memory_format(self, memory_format: torch.memory_format) -> None:
