@@ -72,12 +72,16 @@ def run_path(config: TrainConfig, root: str | os.PathLike | None = None, stage1:
 
 @dataclass
 class Run:
-    """A trained method with its per-epoch history, training wall time (s) and run directory."""
+    """A trained method with its per-epoch history, training wall time (s), run directory and the precision it was
+    trained in (``"32-true"``, ``"bf16-mixed"``, ...; ``None`` for a run finished before fgssl recorded it). The
+    precision is not part of the run key (:meth:`TrainConfig.identity`), yet it changes the numbers a little: a study
+    checks it (:func:`fgssl_lib.study.run_one`)."""
 
     method: SSLMethod
     history: pd.DataFrame
     train_seconds: float
     path: Path
+    precision: str | None = None
 
 
 def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, retrain: bool = False,
@@ -108,13 +112,14 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
         seconds = float(history["time_s"].sum()) if "time_s" in history else 0.0
         if first:
             history.to_csv(path / "history.csv", index=False)
-            done = {"train_seconds": seconds, "config": dataclasses.asdict(config)}
+            done = {"train_seconds": seconds, "precision": config.resolved_precision(),
+                    "config": dataclasses.asdict(config)}
             if stage1 is not None:
                 done["stage1"] = dataclasses.asdict(stage1)
             tmp = (path / DONE).with_suffix(".tmp")
             tmp.write_text(json.dumps(done, default=str))
             os.replace(tmp, path / DONE)
-        return Run(method.eval(), history, seconds, path)
+        return Run(method.eval(), history, seconds, path, config.resolved_precision())
 
 
 def _fit_one(config: TrainConfig, path: Path, callbacks: Sequence[pl.Callback],
@@ -196,7 +201,7 @@ def _finished(path: Path) -> Run:
     """The finished run in ``path`` (it has ``done.json``)."""
     info = read_done(path)
     history = pd.read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
-    return Run(load_method(_checkpoint(path)), history, float(info["train_seconds"]), path)
+    return Run(load_method(_checkpoint(path)), history, float(info["train_seconds"]), path, info.get("precision"))
 
 
 def method_configs(methods: Sequence[str], preset: str, dataset: str = "synthetic", data_root: str | None = None,

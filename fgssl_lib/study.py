@@ -131,8 +131,20 @@ def run_one(method: str, init: str, seed: int, preset: str = "cpu", **overrides:
     """Train (or load) ``method`` for ``seed``, started as ``init`` says (``scratch``, or from the coarse-world
     stage-1 run of :data:`STAGE1_SEED`), and evaluate it on the test variants: one row of the study."""
     config = _config(method, init, seed, preset, **overrides)
-    run = train_methods({method: config})[method]
+    run = _study_run(method, config)
     return {"method": method, "init": init, "seed": seed, **evaluate(run, config, preset)}
+
+
+def _study_run(method: str, config: TrainConfig) -> Run:
+    """Train (or load) the run of ``method``; a cached run trained in another precision than this machine trains
+    ``config`` in is refused, so that one study (and its :func:`budget`) has one precision."""
+    run = train_methods({method: config})[method]
+    here = config.resolved_precision()
+    if run.precision is not None and run.precision != here:
+        raise ValueError(f"the run in {run.path} was trained in {run.precision}, but this machine trains {method} at "
+                         f"this preset in {here}: the study would mix precisions. Delete that run folder to train it "
+                         f"again here, or run the study on a machine that trains in {run.precision}")
+    return run
 
 
 def _config(method: str, init: str, seed: int, preset: str, **overrides: object) -> TrainConfig:
@@ -260,7 +272,7 @@ def calibration_one(method: str, seed: int, preset: str = "cpu", **overrides: ob
     """Train (or load) ``method`` from scratch for ``seed`` and return its kNN numbers on the ``val`` stream
     (:data:`CALIBRATION_VAL_IMAGES` images per variant), with its run key: one calibration run."""
     config = _config(method, SCRATCH, seed, preset, **overrides)
-    run = train_methods({method: config})[method]
+    run = _study_run(method, config)
     metrics = evaluate(run, config, preset, protocols=("knn",), stream="val",
                        num_images=CALIBRATION_VAL_IMAGES[preset])
     return {"method": method, "seed": seed, "run": run_key(config), "stream": "val",
@@ -383,14 +395,15 @@ def study_figures(preset: str = "cpu", arms: Sequence[Arm] | None = None, seed: 
         figure.tight_layout()
         written.append(_save(figure, directory / f"maps_{method}_{init}.png"))
     if set(PROBLEM_AND_FIX) <= set(arms):
-        cams, shown, boxes = {}, None, None
-        for (method, init), what in zip(PROBLEM_AND_FIX, ("Grad-CAM", "its map")):
-            run, config = _finished_run(method, init, seed, preset, **overrides)
-            test = Subset(splits(config, preset)["original"], range(images))
+        finished = [_finished_run(method, init, seed, preset, **overrides) for method, init in PROBLEM_AND_FIX]
+        config = finished[0][1]  # both arms train and test on the same data
+        test = Subset(splits(config, preset)["original"], range(images))
+        view = eval_view(config.image_size)
+        shown = torch.stack([view(test[i])["image"] for i in range(len(test))])
+        cams, boxes = {}, None
+        for (method, init), (run, config), what in zip(PROBLEM_AND_FIX, finished, ("Grad-CAM", "its map")):
             maps, boxes, _ = localization_maps(run.method, test, config.image_size, device=config.device)
             cams[f"{arm_label(method, init)}\n{what}".replace(" [", "\n[")] = maps
-            view = eval_view(config.image_size)
-            shown = torch.stack([view(test[i])["image"] for i in range(len(test))])
         written.append(_save(cam_grid(shown, cams, boxes), directory / "problem_and_fix.png"))
     return written
 

@@ -57,6 +57,7 @@ def test_a_finished_run_is_loaded_not_retrained(smoke_run, monkeypatch):
     monkeypatch.setattr(runs_module, "fit", lambda *a, **k: pytest.fail("a finished run was retrained"))
     again = train_or_load(config, root=root)
     assert again.path == run.path and again.train_seconds == pytest.approx(run.train_seconds)
+    assert again.precision == run.precision == config.resolved_precision()  # recorded: not part of the key
     first, second = run.method.state_dict(), again.method.state_dict()
     assert all((first[k] == second[k]).all() for k in first)
 

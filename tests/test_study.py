@@ -7,6 +7,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from fgssl_lib import study
 from fgssl_lib.study import COLUMNS, claims, read_study, run_study, to_results, write_csv
@@ -65,6 +66,23 @@ def test_run_study_skips_finished_rows_and_rewrites_after_each_run(tmp_path, mon
         run_study(arms=[("nope", "scratch")], path=path)
     with pytest.raises(ValueError, match="valid initialisations"):
         run_study(arms=[("byol", "imagenet21k")], path=path)
+
+
+def test_a_study_refuses_a_cached_run_trained_in_another_precision(monkeypatch, tmp_path):
+    from fgssl_lib.runs import Run
+    from fgssl_lib.train import TrainConfig
+
+    here = TrainConfig.preset("smoke", method="byol").resolved_precision()
+    other = "bf16-mixed" if here != "bf16-mixed" else "32-true"
+    trained = {"precision": other}
+    monkeypatch.setattr(study, "train_methods", lambda configs: {
+        name: Run(torch.nn.Module(), pd.DataFrame(), 1.0, tmp_path, trained["precision"]) for name in configs})
+    monkeypatch.setattr(study, "evaluate", lambda *a, **k: {"knn_mixed_rand": 10.0})
+    for one in (lambda: study.run_one("byol", "scratch", 0, "smoke"), lambda: study.calibration_one("byol", 0, "smoke")):
+        with pytest.raises(ValueError, match=f"trained in {other}, but this machine trains byol .* in {here}"):
+            one()
+    for trained["precision"] in (here, None):  # the same precision, or a run finished before it was recorded
+        assert study.run_one("byol", "scratch", 0, "smoke")["knn_mixed_rand"] == 10.0
 
 
 def test_arms_start_each_method_from_scratch_and_as_its_paper_does():
