@@ -110,16 +110,16 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
         method, history = (_fit_one(config, path, callbacks, root) if stage1 is None
                            else _fit_dual_stage(stage1, config, path))
         seconds = float(history["time_s"].sum()) if "time_s" in history else 0.0
+        precision = config.resolved_precision()
         if first:
             history.to_csv(path / "history.csv", index=False)
-            done = {"train_seconds": seconds, "precision": config.resolved_precision(),
-                    "config": dataclasses.asdict(config)}
+            done = {"train_seconds": seconds, "precision": precision, "config": dataclasses.asdict(config)}
             if stage1 is not None:
                 done["stage1"] = dataclasses.asdict(stage1)
             tmp = (path / DONE).with_suffix(".tmp")
             tmp.write_text(json.dumps(done, default=str))
             os.replace(tmp, path / DONE)
-        return Run(method.eval(), history, seconds, path, config.resolved_precision())
+        return Run(method.eval(), history, seconds, path, precision)
 
 
 def _fit_one(config: TrainConfig, path: Path, callbacks: Sequence[pl.Callback],
