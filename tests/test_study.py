@@ -212,5 +212,5 @@ def test_study_chart_shows_each_seed_chance_and_the_ceiling():
     assert [line.get_xdata()[0] for line in mixed_rand.lines if line.get_linestyle() != "None"] == [10.0, 75.0]
     dots = [line for line in mixed_rand.lines if line.get_marker() == "o"]
     assert len(dots) == 3 and all(len(line.get_xdata()) == 3 for line in dots)  # every seed of every arm
-    assert mixed_rand.get_legend() is None  # one legend, inside the last panel
-    assert [t.get_text() for t in gap.get_legend().get_texts()] == ["scratch", "coarse_dual_stage"]
+    assert gap.get_legend() is None  # one legend, inside the first panel, beside the short bars
+    assert [t.get_text() for t in mixed_rand.get_legend().get_texts()] == ["scratch", "coarse_dual_stage"]

@@ -74,9 +74,9 @@ def spread_chart(results: Results, metrics: Mapping[str, str], groups: Mapping[s
     """One panel per metric (``{metric: axis label}``), one horizontal bar per method: the mean over seeds, its
     standard deviation as an error bar and each seed as a dot, so the spread is read beside the mean.
 
-    ``groups`` colours the bars (``{method: group}``, e.g. how each run started) with a legend inside the first
-    panel; ``lines`` draws reference values per metric (``{metric: {label: value}}``, e.g. chance and a ceiling) as
-    labelled vertical lines.
+    ``groups`` colours the bars (``{method: group}``, e.g. how each run started) with a legend in the lower right
+    of the first panel; ``lines`` draws reference values per metric (``{metric: {label: value}}``, e.g. chance and a
+    ceiling) as labelled vertical lines.
     """
     methods = list(results)
     groups = dict(groups or {})
@@ -99,6 +99,6 @@ def spread_chart(results: Results, metrics: Mapping[str, str], groups: Mapping[s
     axes[0, 0].set_yticks(y, methods, fontsize=8)
     if len(colours) > 1:
         handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.55) for c in colours.values()]
-        axes[0, -1].legend(handles, list(colours), fontsize=7, loc="lower right", frameon=True)
+        axes[0, 0].legend(handles, list(colours), fontsize=7, loc="lower right", frameon=True)
     fig.tight_layout()
     return fig
