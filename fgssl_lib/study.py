@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -445,64 +446,84 @@ def to_results(rows: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
                               for c in metrics} for m, i in order}
 
 
-def claims(rows: pd.DataFrame, min_gap: float = 10.0, num_classes: int = 10) -> pd.DataFrame:
-    """The study's questions answered from the rows, per init: ``question, init, evidence, holds``.
+@dataclass(frozen=True)
+class Claim:
+    """One question of the study as data: ``method`` against ``against`` started alike (or, with ``paper_start``,
+    ``method`` from its paper's start against ``method`` from scratch), judged by :func:`claims`' one rule.
 
-    A claim "holds" when the means differ in the stated direction by more than the larger of the two standard
-    deviations (so one lucky seed does not make a claim). Questions (i)-(v) and (vii) compare methods that started
-    alike; (vi) compares LCR from its paper's start with LCR from scratch.
+    ``higher``/``lower``: the metrics on which ``method``'s mean must be above/below the other's by more than the larger
+    standard deviation over seeds; ``at_least``: ``(metric, value)`` floors of ``method``'s mean (no other arm);
+    ``near_chance``: a metric whose mean must lie within two standard deviations (at least 5 points) of chance.
+    """
+
+    number: str
+    question: str
+    method: str
+    against: str | None = None
+    higher: tuple[str, ...] = ()
+    lower: tuple[str, ...] = ()
+    at_least: tuple[tuple[str, float], ...] = ()
+    near_chance: str | None = None
+    paper_start: bool = False
+
+    def pairs(self, inits: Sequence[str]) -> list[tuple[str, str, str | None]]:
+        """``(init column, arm, other arm or None)`` for each start the claim is asked at."""
+        if self.paper_start:
+            return [(f"{paper_start(self.method)} vs {SCRATCH}", arm_label(self.method, paper_start(self.method)),
+                     self.method)]
+        return [(init, arm_label(self.method, init), self.against and arm_label(self.against, init)) for init in inits]
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("(i)", "byol background-biased (BG-Gap >= 10)?", "byol", at_least=(("bg_gap", 10.0),)),
+    Claim("(i)", "mocov2 background-biased (BG-Gap >= 10)?", "mocov2", at_least=(("bg_gap", 10.0),)),
+    *(Claim("(ii)", f"{fix} shrinks the BG-Gap and raises mixed_rand kNN over {ref}?", fix, ref,
+            higher=("knn_mixed_rand",), lower=("bg_gap",))
+      for fix, ref in (("byol_dilo", "byol"), ("byol_ss", "byol"), ("cvsa", "byol"), ("mocov2_dilo", "mocov2"))),
+    Claim("(iii)", "SS+Align beats SS alone (kNN mixed_rand)?", "cvsa", "byol_ss", higher=("knn_mixed_rand",)),
+    Claim("(iv)", "LCR raises retrieval rank-1 over MoCo v2?", "lcr", "mocov2", higher=("retrieval_rank1",)),
+    Claim("(v)", "DualPooling collapses (retrieval rank-1 near chance, below LCR)?", "lcr_dual_pooling", "lcr",
+          lower=("retrieval_rank1",), near_chance="retrieval_rank1"),
+    Claim("(vi)", "LCR's branch map finds the bird once LCR starts as its paper does (MaxBoxAcc)?", "lcr",
+          higher=("maxboxacc",), paper_start=True),
+    Claim("(vii)", "labels learn the habitat: supervised below its ceiling (kNN mixed_rand)?", "supervised",
+          "supervised_oracle", lower=("knn_mixed_rand",)),
+)
+"""The study's claims, written before its first run, in the order the book lists them."""
+
+
+def claims(rows: pd.DataFrame, num_classes: int = 10) -> pd.DataFrame:
+    """The study's :data:`CLAIMS` answered from the rows, per start: ``claim, question, init, evidence, holds``.
+
+    One rule for every claim: a difference "holds" when the means differ in the stated direction by more than the
+    larger of the two standard deviations over seeds (so one lucky seed does not make a claim). A claim is asked at
+    every start where the study has both of its arms.
     """
     labels = [arm_label(m, i) for m, i in zip(rows["method"], rows["init"])]
     mean = rows.assign(arm=labels).groupby("arm").mean(numeric_only=True)
     std = rows.assign(arm=labels).groupby("arm").std(numeric_only=True).fillna(0.0)
+    chance = 100.0 / num_classes
 
     def fmt(arm: str, col: str) -> str:
         return f"{arm} {mean.loc[arm, col]:.1f} ± {std.loc[arm, col]:.1f}"
 
-    def better(a: str, b: str, col: str, lower: bool = False) -> bool:
-        diff = (mean.loc[b, col] - mean.loc[a, col]) if lower else (mean.loc[a, col] - mean.loc[b, col])
-        return bool(diff > max(std.loc[a, col], std.loc[b, col]))
+    def above(a: str, b: str, col: str) -> bool:
+        return bool(mean.loc[a, col] - mean.loc[b, col] > max(std.loc[a, col], std.loc[b, col]))
 
     out = []
-    have = set(mean.index)
-    for init in dict.fromkeys([SCRATCH, *rows["init"]]):
-        def arm(method: str, init: str = init) -> str:
-            return arm_label(method, init)
-
-        base = [arm(m) for m in ("byol", "mocov2") if arm(m) in have]
-        if base:
-            out.append(("(i) baselines background-biased (BG-Gap >= %g)?" % min_gap, init,
-                        "; ".join(fmt(m, "bg_gap") for m in base),
-                        all(mean.loc[m, "bg_gap"] >= min_gap for m in base)))
-        for fix, ref in (("byol_dilo", "byol"), ("byol_ss", "byol"), ("cvsa", "byol"), ("mocov2_dilo", "mocov2")):
-            if {arm(fix), arm(ref)} <= have:
-                out.append((f"(ii) {fix} shrinks the BG-Gap and raises mixed_rand kNN over {ref}?", init,
-                            f"BG-Gap {fmt(arm(fix), 'bg_gap')} vs {fmt(arm(ref), 'bg_gap')}; kNN mixed_rand "
-                            f"{fmt(arm(fix), 'knn_mixed_rand')} vs {fmt(arm(ref), 'knn_mixed_rand')}",
-                            better(arm(fix), arm(ref), "bg_gap", lower=True)
-                            and better(arm(fix), arm(ref), "knn_mixed_rand")))
-        if {arm("cvsa"), arm("byol_ss")} <= have:
-            out.append(("(iii) SS+Align beats SS alone (kNN mixed_rand)?", init,
-                        f"{fmt(arm('cvsa'), 'knn_mixed_rand')} vs {fmt(arm('byol_ss'), 'knn_mixed_rand')}",
-                        better(arm("cvsa"), arm("byol_ss"), "knn_mixed_rand")))
-        if {arm("lcr"), arm("mocov2")} <= have:
-            out.append(("(iv) LCR raises retrieval rank-1 over MoCo v2?", init,
-                        f"{fmt(arm('lcr'), 'retrieval_rank1')} vs {fmt(arm('mocov2'), 'retrieval_rank1')}",
-                        better(arm("lcr"), arm("mocov2"), "retrieval_rank1")))
-        if {arm("lcr_dual_pooling"), arm("lcr")} <= have:
-            dual = arm("lcr_dual_pooling")
-            chance = 100.0 / num_classes
-            near_chance = mean.loc[dual, "retrieval_rank1"] < chance + 2 * max(5.0, std.loc[dual, "retrieval_rank1"])
-            out.append(("(v) DualPooling collapses (retrieval rank-1 near chance, below LCR)?", init,
-                        f"{fmt(dual, 'retrieval_rank1')} vs {fmt(arm('lcr'), 'retrieval_rank1')}; chance {chance:.0f}",
-                        bool(near_chance) and better(arm("lcr"), dual, "retrieval_rank1")))
-        if {arm("supervised"), arm("supervised_oracle")} <= have:
-            out.append(("(vii) labels learn the habitat: supervised below its ceiling (kNN mixed_rand)?", init,
-                        f"{fmt(arm('supervised'), 'knn_mixed_rand')} vs {fmt(arm('supervised_oracle'), 'knn_mixed_rand')}",
-                        better(arm("supervised_oracle"), arm("supervised"), "knn_mixed_rand")))
-    started = arm_label("lcr", paper_start("lcr"))
-    if {started, "lcr"} <= have:
-        out.append(("(vi) LCR's branch map finds the bird once LCR starts as its paper does (MaxBoxAcc)?",
-                    f"{paper_start('lcr')} vs {SCRATCH}", f"{fmt(started, 'maxboxacc')} vs {fmt('lcr', 'maxboxacc')}",
-                    better(started, "lcr", "maxboxacc")))
-    return pd.DataFrame(out, columns=["question", "init", "evidence", "holds"])
+    inits = list(dict.fromkeys([SCRATCH, *rows["init"]]))
+    for claim in CLAIMS:
+        for init, arm, other in claim.pairs(inits):
+            if arm not in mean.index or (other is not None and other not in mean.index):
+                continue
+            compared = [(col, above(arm, other, col)) for col in claim.higher] + [
+                (col, above(other, arm, col)) for col in claim.lower]
+            verdicts = [ok for _, ok in compared] + [bool(mean.loc[arm, col] >= floor) for col, floor in claim.at_least]
+            evidence = [f"{col} {fmt(arm, col)} vs {fmt(other, col)}" for col, _ in compared]
+            evidence += [f"{col} {fmt(arm, col)}" for col, _ in claim.at_least]
+            if claim.near_chance:
+                col = claim.near_chance
+                verdicts.append(bool(mean.loc[arm, col] < chance + 2 * max(5.0, std.loc[arm, col])))
+                evidence.append(f"chance {chance:.0f}")
+            out.append((claim.number, f"{claim.number} {claim.question}", init, "; ".join(evidence), all(verdicts)))
+    return pd.DataFrame(out, columns=["claim", "question", "init", "evidence", "holds"])
