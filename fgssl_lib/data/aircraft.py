@@ -25,8 +25,10 @@ from fgssl_lib.data.annotated import (
     AnnotatedImageList,
     Record,
     from_inclusive,
+    inside,
     parse_box,
     read_keyed,
+    read_table,
     require_files,
 )
 from fgssl_lib.data.downloads import default_root, how_to_get
@@ -54,18 +56,18 @@ def load(
     labels_file = f"data/images_{annotation_level}_{split}.txt"
     require_files(root, (labels_file, f"data/{CLASS_FILES[annotation_level]}", "data/images_box.txt",
                          "data/images"), "FGVC-Aircraft", how_to_get("aircraft", root))
-    classes = [line.strip() for line in (data / CLASS_FILES[annotation_level]).read_text().splitlines() if line.strip()]
+    classes = [line.strip() for line in read_table(data / CLASS_FILES[annotation_level]).splitlines() if line.strip()]
     label_of = {name: index for index, name in enumerate(classes)}
     box_rows = read_keyed(data / "images_box.txt", 5)
     boxes = {i: from_inclusive(parse_box(row.values, row.where)) for i, row in box_rows.items()}
     records = []
-    for image_id, (_, (name,)) in read_keyed(root / labels_file, 2).items():
+    for image_id, (where, (name,)) in read_keyed(root / labels_file, 2).items():
         if name not in label_of:
             raise ValueError(f"{root / labels_file}: class {name!r} of image {image_id} is not in "
                              f"{CLASS_FILES[annotation_level]}")
         if image_id not in boxes:
             raise ValueError(f"{data / 'images_box.txt'} has no box for image {image_id}")
-        records.append(Record(path=data / "images" / f"{image_id}.jpg", label=label_of[name], box=boxes[image_id],
+        records.append(Record(path=inside(data / "images", f"{image_id}.jpg", where), label=label_of[name], box=boxes[image_id],
                               where=box_rows[image_id].where))
     return AnnotatedImageList(records, classes, crop_bottom=BANNER_HEIGHT if crop_banner else 0, on_corrupt=on_corrupt,
-                              on_bad_box=on_bad_box)
+                              on_bad_box=on_bad_box, root=root, split=split)

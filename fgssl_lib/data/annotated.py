@@ -16,8 +16,12 @@ Conventions (the readers convert their formats to these):
   several annotators, grey levels ``0, 51, ..., 255``): a pixel is foreground when ``value > mask_threshold * 255``;
   the default ``0.5`` keeps the pixels most annotators marked. Without a segmentation the mask is the box.
 
+Tables are UTF-8 text (a byte-order mark is ignored); another encoding is an error naming the file and line. An
+image path listed in a table must lie inside its dataset folder (no ``..``, no absolute path): an error names the line.
+
 Image checks: at construction every listed image file must exist (a ``FileNotFoundError`` lists the missing ones).
-Decoding is lazy with ``on_corrupt="raise"`` (the default): a corrupt image raises :class:`CorruptImageError` naming
+Images are decoded to 8-bit RGB: grey and RGBA are converted, 16-bit images scaled to 8 bits, and an animated image
+(GIF, WebP) gives its first frame. Decoding is lazy with ``on_corrupt="raise"`` (the default): a corrupt image raises :class:`CorruptImageError` naming
 the file when it is read. With ``on_corrupt="skip"`` every image is decoded once at construction, the corrupt ones
 are removed and reported in a single warning that counts and names them.
 """
@@ -35,6 +39,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2 import functional as F
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.data.sample import Sample, box_to_mask, clip_box, pixel_box
@@ -85,11 +90,34 @@ class Row(NamedTuple):
     values: list[str]
 
 
+def read_table(path: Path) -> str:
+    """The text of an annotation table in UTF-8 (a byte-order mark is ignored); another encoding is a ``ValueError``
+    naming the file, the line and how to convert it."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {data[error.start]:#04x}); save the file as "
+                         f"UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name} > {path.name}.utf8 && mv "
+                         f"{path.name}.utf8 {path.name}") from None
+
+
+def inside(folder: Path, relative: str, where: str) -> Path:
+    """``folder / relative`` for a path read from an annotation table at ``where``; a path that is absolute or
+    climbs out of ``folder`` (``..``) is a ``ValueError`` naming the line."""
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or ".." in parts or not parts:
+        raise ValueError(f"{where}: the image path {relative!r} points outside {folder}; list paths relative to it "
+                         "(e.g. 001.Black_footed_Albatross/x.jpg), without '..' or a leading '/'")
+    return folder / relative
+
+
 def read_rows(path: Path, fields: int) -> list[Row]:
-    """The lines of a whitespace-separated annotation file, each split into ``fields`` columns (the last keeps
-    spaces); a UTF-8 byte-order mark is ignored."""
+    """The lines of a whitespace-separated annotation file (:func:`read_table`), each split into ``fields``
+    columns (the last keeps spaces)."""
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for number, line in enumerate(read_table(path).splitlines(), start=1):
         if not line.strip():
             continue
         row = line.split(maxsplit=fields - 1)
@@ -124,17 +152,25 @@ def parse_box(values: Sequence[object], where: str) -> tuple[float, float, float
 
 
 def decode_rgb(path: Path) -> torch.Tensor:
-    """Decode an image file to a ``3 x H x W`` uint8 RGB tensor (grey and RGBA are converted)."""
+    """Decode an image file to a ``3 x H x W`` uint8 RGB tensor: grey and RGBA are converted, 16 bits scaled to 8,
+    an animated image gives its first frame (through PIL where torchvision cannot decode it, e.g. animated WebP)."""
     try:
-        return decode_image(str(path), mode=ImageReadMode.RGB)
+        image = decode_image(str(path), mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError) as error:
-        raise CorruptImageError(f"cannot decode image {path}: {error}") from error
+        try:
+            with Image.open(path) as opened:
+                image = F.pil_to_tensor(opened.convert("RGB"))  # the first frame
+        except OSError:
+            raise CorruptImageError(f"cannot decode image {path}: {error}") from error
+    if image.ndim == 4:
+        image = image[0]  # an animated GIF: its first frame
+    return F.to_dtype(image, torch.uint8, scale=True)  # 16-bit PNGs
 
 
 def decode_segmentation(path: Path, threshold: float) -> torch.Tensor:
     """``H x W`` uint8 {0,1} mask: 1 where the grey level of the segmentation PNG exceeds ``threshold * 255``."""
     try:
-        grey = decode_image(str(path), mode=ImageReadMode.GRAY)[0]  # HxW uint8
+        grey = F.to_dtype(decode_image(str(path), mode=ImageReadMode.GRAY), torch.uint8, scale=True)[0]  # HxW
     except (RuntimeError, ValueError) as error:
         raise CorruptImageError(f"cannot decode segmentation {path}: {error}") from error
     return (grey.float() > threshold * 255).to(torch.uint8)
@@ -157,7 +193,8 @@ class AnnotatedImageList(Dataset):
     """A list of :class:`Record` s yielding ``dict(image, label, box, mask, index)`` samples.
 
     ``crop_bottom`` removes that many pixel rows from the bottom of every image (and mask) before the box is
-    clipped: FGVC-Aircraft uses it for its 20-px copyright banner.
+    clipped: FGVC-Aircraft uses it for its 20-px copyright banner. ``root`` (the dataset folder) and ``split`` name
+    the list; :meth:`fingerprint` names its files relative to ``root``.
     """
 
     def __init__(
@@ -169,7 +206,10 @@ class AnnotatedImageList(Dataset):
         mask_threshold: float = 0.5,
         on_corrupt: str = "raise",
         on_bad_box: str = "raise",
+        root: Path | None = None,
+        split: str | None = None,
     ) -> None:
+        self.root, self.split = root, split
         check_choice("on_corrupt", on_corrupt, ON_CORRUPT)
         check_choice("on_bad_box", on_bad_box, ON_BAD_BOX)
         if not 0.0 <= mask_threshold < 1.0:

@@ -20,7 +20,14 @@ import numpy as np
 import scipy.io
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.data.annotated import AnnotatedImageList, Record, from_inclusive, parse_box, require_files
+from fgssl_lib.data.annotated import (
+    AnnotatedImageList,
+    Record,
+    from_inclusive,
+    inside,
+    parse_box,
+    require_files,
+)
 from fgssl_lib.data.downloads import default_root, how_to_get
 
 SPLITS = ("train", "test")
@@ -51,6 +58,6 @@ def load(root: str | Path | None = None, split: str = "train", *, on_corrupt: st
     for number, a in enumerate(annotations, start=1):
         where = f"{root / annotations_file}, annotation {number}"
         box = parse_box([a[f"bbox_{c}"] for c in ("x1", "y1", "x2", "y2")], where)
-        records.append(Record(path=images / str(a["fname"]), label=int(a["class"]) - 1, box=from_inclusive(box),
+        records.append(Record(path=inside(images, str(a["fname"]), where), label=int(a["class"]) - 1, box=from_inclusive(box),
                               where=where))
-    return AnnotatedImageList(records, classes, on_corrupt=on_corrupt, on_bad_box=on_bad_box)
+    return AnnotatedImageList(records, classes, on_corrupt=on_corrupt, on_bad_box=on_bad_box, root=root, split=split)

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fgssl_lib.config import check_choice
-from fgssl_lib.data.annotated import AnnotatedImageList, Record, Row, parse_box, read_keyed, require_files
+from fgssl_lib.data.annotated import (
+    AnnotatedImageList,
+    Record,
+    Row,
+    inside,
+    parse_box,
+    read_keyed,
+    require_files,
+)
 from fgssl_lib.data.downloads import default_root, how_to_get
 
 SPLITS = ("train", "test")
@@ -44,12 +52,16 @@ def read_image_tables(root: Path, split: str, name: str, title: str, extra: tupl
     """Parse the CUB-family tables under ``root`` for ``split`` (``train`` or ``test``).
 
     Raises ``FileNotFoundError`` listing every missing table (plus ``extra``) and ``ValueError`` for an image id
-    that lacks a label, split flag or box, is listed twice, has a split flag other than 0/1 or a box that is not
-    four numbers (naming the file and line), so no image is dropped or relabelled silently.
+    that lacks a label, split flag or box, is listed twice, has a split flag other than 0/1, a box that is not
+    four numbers or an image path outside ``images/`` (naming the file and line), so no image is dropped or
+    relabelled silently.
     """
     check_choice("split", split, SPLITS)
     require_files(root, (*TABLES, *extra, "images"), title, how_to_get(name, root))
-    paths = _column(read_keyed(root / "images.txt", 2))
+    path_rows = read_keyed(root / "images.txt", 2)
+    for row in path_rows.values():
+        inside(root / "images", row.values[0], row.where)
+    paths = _column(path_rows)
     class_ids = _column(read_keyed(root / "image_class_labels.txt", 2))
     split_rows = read_keyed(root / "train_test_split.txt", 2)
     for i, (where, (flag,)) in split_rows.items():
@@ -121,4 +133,4 @@ def load(
     ]
     classes = [tables.class_names[c].split(".", 1)[-1] for c in class_order]
     return AnnotatedImageList(records, classes, mask_threshold=mask_threshold, on_corrupt=on_corrupt,
-                              on_bad_box=on_bad_box)
+                              on_bad_box=on_bad_box, root=root, split=split)

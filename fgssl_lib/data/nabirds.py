@@ -78,4 +78,6 @@ def load(
         hierarchy,
         on_corrupt=on_corrupt,
         on_bad_box=on_bad_box,
+        root=root,
+        split=split,
     )

@@ -92,6 +92,16 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def describe_dataset(dataset: Dataset) -> str:
+    """``split 'test' of AnnotatedImageList at <root>``: a dataset as a user knows it, for messages."""
+    inner = getattr(dataset, "dataset", None)
+    if inner is not None:
+        return describe_dataset(inner)
+    split, root = getattr(dataset, "split", None), getattr(dataset, "root", None)
+    return (f"{'split ' + repr(split) + ' of ' if split else ''}{type(dataset).__name__}"
+            f"{' at ' + str(root) if root else ''}")
+
+
 def describe_transform(transform: Any) -> str:
     """A stable text of a transform's parameters (its ``repr``, else its class and attributes) for the cache key."""
     text = repr(transform)
@@ -149,6 +159,10 @@ def extract_features(
     """
     transform = transform if transform is not None else eval_view(image_size)
     embed = _embed_fn(model_or_fn)
+    if len(dataset) == 0:
+        raise ValueError(f"the {describe_dataset(dataset)} holds no images, so there is nothing to evaluate: give "
+                         "that split images (its split file, or test_fraction of a folder dataset), or evaluate on "
+                         "another split")
     path = None
     if cache_dir is not None:
         if key is None:

@@ -99,9 +99,27 @@ class TrainConfig:
         if self.store_side is not None and self.store_side < 1:
             raise ValueError(f"TrainConfig.store_side is the stored images' shorter side in pixels (or None: as "
                              f"decoded), got {self.store_side!r}")
-        for name in ("epochs", "batch_size", "image_size", "log_every", "collapse_every", "checkpoint_every"):
+        for name in ("epochs", "image_size", "log_every", "collapse_every", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        self._check_optimisation()
+
+    def _check_optimisation(self) -> None:
+        """Refuse settings that would train nothing or fail only once training has started, naming the field and
+        its allowed range."""
+        if isinstance(self.batch_size, int) and self.batch_size < 2:
+            raise ValueError(f"TrainConfig.batch_size must be >= 2 (BatchNorm needs at least 2 images per batch to "
+                             f"normalise), got {self.batch_size!r}")
+        if not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr must be > 0 (the learning rate; an lr of 0 trains nothing), got "
+                             f"{self.lr!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"TrainConfig.warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
+        if self.max_steps != -1 and self.max_steps < 1:
+            raise ValueError(f"TrainConfig.max_steps must be >= 1, or -1 for no limit (the epochs decide), got "
+                             f"{self.max_steps!r}")
 
     @classmethod
     def preset(cls, name: str, method: str = "byol", **overrides: Any) -> TrainConfig:

@@ -1,0 +1,99 @@
+"""Stale answers and unnamed errors: the data's identity keys every cache and run, damaged caches are rebuilt, and
+every bad input file, bad setting and unusable directory is named with its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fgssl_lib.data import load_dataset
+from fgssl_lib.data.annotated import decode_rgb
+from fgssl_lib.eval import extract_features
+from fgssl_lib.train import TrainConfig
+from tests.fixtures_real import build_cub, build_folder, write_image
+
+
+# --- bad input files ----------------------------------------------------------------------------------------------
+def test_a_table_not_in_utf8_is_named_with_its_line(tmp_path):
+    root = build_cub(tmp_path / "cub", segmentations=False)
+    (root / "classes.txt").write_bytes("1 001.Alpha_bird\n2 002.Beta_bird\n3 003.Gämma\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"classes.txt, line 3: not UTF-8 text .*iconv"):
+        load_dataset("cub", root=root)
+    (root / "classes.txt").write_bytes("\ufeff1 001.Alpha_bird\n2 002.Beta_bird\n3 003.Gämma\n".encode())
+    assert load_dataset("cub", root=root).classes[2] == "Gämma"  # a UTF-8 BOM stays fine
+
+
+def test_a_folder_table_not_in_utf8_is_named(tmp_path):
+    root = build_folder(tmp_path / "f")
+    (root / "boxes.csv").write_bytes("path,x0,y0,x1,y1\nduck/d1.png,1,2,3,4 # \xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"boxes.csv, line 2: not UTF-8"):
+        load_dataset("folder", root=root)
+
+
+def test_16_bit_and_animated_images_are_converted_to_8_bit_rgb(tmp_path):
+    grey16 = (np.arange(32 * 48).reshape(32, 48) * 40).astype(np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "g16.png")
+    image = decode_rgb(tmp_path / "g16.png")
+    assert image.dtype == torch.uint8 and image.shape == (3, 32, 48)
+    assert int(image[0, -1, -1]) == round(int(grey16[-1, -1]) / 257)
+    frames = [Image.fromarray(np.full((32, 48, 3), v, np.uint8)) for v in (10, 200)]
+    for suffix in ("gif", "webp"):
+        frames[0].save(tmp_path / f"a.{suffix}", save_all=True, append_images=frames[1:], duration=50, loop=0)
+        image = decode_rgb(tmp_path / f"a.{suffix}")
+        assert image.shape == (3, 32, 48) and abs(int(image.float().mean()) - 10) <= 2  # the first frame
+
+
+def test_hidden_folders_at_a_folder_root_are_not_classes(tmp_path):
+    root = build_folder(tmp_path / "f")
+    write_image(root / ".thumbnails" / "x.jpg")
+    write_image(root / "__MACOSX" / "duck" / "y.jpg")
+    (root / "duck" / "._d3.jpg").write_bytes(b"AppleDouble")
+    dataset = load_dataset("folder", root=root, split="all")
+    assert dataset.classes == ["duck", "sparrow"] and len(dataset) == 8
+
+
+def test_a_folder_root_split_into_train_and_test_folders_is_recognised(tmp_path):
+    root = tmp_path / "f"
+    for split, names in (("train", ("a1", "a2", "b1")), ("test", ("a3", "b2"))):
+        for name in names:
+            write_image(root / split / {"a": "ant", "b": "bee"}[name[0]] / f"{name}.jpg")
+    train, test = (load_dataset("folder", root=root, split=s) for s in ("train", "test"))
+    assert train.classes == test.classes == ["ant", "bee"]
+    assert sorted(train.labels) == [0, 0, 1] and sorted(test.labels) == [0, 1]
+    (root / "test" / "ant" / "a3.jpg").unlink()
+    (root / "test" / "ant" / "deeper").mkdir()
+    write_image(root / "test" / "ant" / "deeper" / "z.jpg")
+    with pytest.raises(FileNotFoundError, match="holds no images .* a root split by folders"):
+        load_dataset("folder", root=root)
+
+
+@pytest.mark.parametrize("path", ["../../outside.jpg", "/etc/outside.jpg"])
+def test_an_image_path_outside_the_dataset_root_is_refused_naming_the_line(tmp_path, path):
+    root = build_cub(tmp_path / "cub", segmentations=False)
+    write_image(tmp_path / "outside.jpg")
+    lines = (root / "images.txt").read_text().splitlines()
+    lines[2] = f"3 {path}"
+    (root / "images.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"images.txt, line 3: the image path .* points outside"):
+        load_dataset("cub", root=root)
+
+
+# --- bad settings -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, value, allowed", [("lr", 0.0, "> 0"), ("lr", -0.1, "> 0"),
+                                                   ("batch_size", 1, ">= 2"), ("max_steps", 0, ">= 1, or -1"),
+                                                   ("weight_decay", -1.0, ">= 0")])
+def test_a_bad_setting_is_refused_before_training_naming_field_and_range(field, value, allowed):
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be {allowed}"):
+        TrainConfig.preset("smoke", **{field: value})
+
+
+def test_an_empty_split_at_evaluation_is_named(tmp_path):
+    root = build_folder(tmp_path / "f", split={p: "train" for p in (
+        "duck/d1.png", "duck/d2.png", "duck/d3.jpg", "sparrow/s1.jpg", "sparrow/s2.jpg", "sparrow/s3.jpg",
+        "sparrow/s4.jpg", "sparrow/s5.jpg")})
+    dataset = load_dataset("folder", root=root, split="train")
+    empty = torch.utils.data.Subset(dataset, [])
+    with pytest.raises(ValueError, match="holds no images"):
+        extract_features(lambda x: x.flatten(1), empty, image_size=16)
