@@ -245,7 +245,8 @@ def stage_book(root: Path, out: Path, stage: Path) -> list[Path]:
     """Copy the book sources under ``root`` to ``stage``, replacing each notebook by its executed copy in ``out``.
 
     Copies ``_config.yml``, ``_toc.yml`` and every top-level folder the toc names (plus ``book/``, which holds the
-    bibliography and extensions). Returns the notebooks replaced by an executed copy.
+    bibliography and extensions, and ``fgssl_lib/results/``, the committed figures the pages show). Returns the
+    notebooks replaced by an executed copy.
     """
     toc = root / "_toc.yml"
     if stage.exists():
@@ -254,7 +255,7 @@ def stage_book(root: Path, out: Path, stage: Path) -> list[Path]:
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, stage / name)
     folders = {Path(entry).parts[0] for entry in _toc_files(yaml.safe_load(toc.read_text())) if "/" in entry}
-    for folder in sorted(folders | {"book"}):
+    for folder in sorted(folders | {"book", "fgssl_lib/results"}):
         if (root / folder).is_dir():
             shutil.copytree(root / folder, stage / folder, ignore=_STAGE_IGNORE)
     replaced = []

@@ -1,7 +1,7 @@
 """The CPU evidence study: does each method fix background bias on the synthetic benchmark?
 
 Every method of :data:`STUDY_METHODS` is trained with the ``cpu`` preset for each seed, evaluated with
-:func:`fgssl_lib.reports.evaluate` and written as one row of ``book/results/cpu_study.csv`` (percentages), with
+:func:`fgssl_lib.reports.evaluate` and written as one row of ``fgssl_lib/results/cpu_study.csv`` (:mod:`fgssl_lib.results`) (percentages), with
 the command, date and package versions in ``#`` header lines. The CSV is rewritten after every run, so a killed
 study resumes where it stopped (finished runs are also kept as checkpoints). :func:`claims` turns the table into the
 five questions of the book's results page, each answered from the numbers.
@@ -34,6 +34,7 @@ from fgssl_lib.data.calibration import calibration_record, write_calibration
 from fgssl_lib.methods import METHODS, evaluated_from
 from fgssl_lib.eval import localization_maps
 from fgssl_lib.reports import evaluate, splits
+from fgssl_lib.results import RESULTS
 from fgssl_lib.runs import (Run, load_run, method_configs, run_key, runs_root, stage1_config, start_from,
                             train_methods, train_or_load)
 from fgssl_lib.train.snapshots import run_snapshot_images, training_snapshots
@@ -52,7 +53,6 @@ STAGE1_SEED = 0
 set of ImageNet weights."""
 COLUMNS = ("method", "init", "seed", "knn_original", "knn_only_fg", "knn_mixed_same", "knn_mixed_rand", "bg_gap",
            "linear_mixed_rand", "retrieval_rank1", "retrieval_map", "maxboxacc", "train_seconds")
-RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
 CSV_PATH = RESULTS / "cpu_study.csv"
 CALIBRATION_PATH = RESULTS / "calibration.json"
 SMOKE_METHODS = ("byol", "cvsa", "lcr", "lcr_multitask", "supervised_oracle")

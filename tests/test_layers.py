@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "fgssl_lib"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("", "config", "precision", "reported"),  # the version, settings checks, precision contexts, reported numbers
+    ("", "config", "precision", "reported", "results"),  # version, settings, precision, the numbers quoted
     ("data",),  # datasets and the sample contract
     ("saliency",),  # where the object is: saliency maps, the map interface, best boxes
     ("views",),  # two-view generators and the evaluation view

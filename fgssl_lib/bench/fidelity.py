@@ -4,7 +4,7 @@ Where a default departs from the authors' code (the table of the theory pages), 
 synthetic benchmark's ``val`` stream (never ``test``) at the ``cpu`` preset: each setting of :data:`SETTINGS` is
 trained for every seed and scored by kNN top-1 on ``val_original`` and ``val_mixed_rand`` (the bird on a habitat
 that carries no label), the BG-Gap and the MaxBoxAcc (V1) of the method's own map on ``val_original``. Rows go to
-``book/results/fidelity_val.csv`` after every run (a killed run resumes; finished runs are kept under
+``fgssl_lib/results/fidelity_val.csv`` after every run (a killed run resumes; finished runs are kept under
 ``<runs>/fidelity``), then one line per setting prints the mean and std over seeds::
 
     fidelity <method> <setting> knn_mixed_rand=<m>+-<s> bg_gap=<m>+-<s> maxboxacc=<m>+-<s> seeds=<n>
@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from fgssl_lib.reports import evaluate
+from fgssl_lib.results import RESULTS
 from fgssl_lib.runs import runs_root, train_or_load
 from fgssl_lib.study import single_threaded
 from fgssl_lib.train import TrainConfig
@@ -38,7 +39,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 }
 """``method -> setting -> TrainConfig overrides``; each method's first setting is fgssl's default."""
 METRICS = ("knn_original", "knn_mixed_same", "knn_mixed_rand", "bg_gap", "maxboxacc")
-CSV_PATH = Path(__file__).resolve().parents[2] / "book" / "results" / "fidelity_val.csv"
+CSV_PATH = RESULTS / "fidelity_val.csv"
 
 
 def run_setting(method: str, setting: str, seed: int, preset: str) -> dict[str, Any]:

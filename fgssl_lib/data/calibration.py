@@ -11,7 +11,7 @@ Both evaluate on the variants of one stream: ``val`` while tuning the design, ``
 (Xiao et al. 2020: original, only_fg, only_bg, mixed_same, mixed_rand; BG-Gap = mixed_same - mixed_rand).
 
 - :func:`calibration_record` / :func:`write_calibration`: the study's calibration on ``val`` (issue 17) from measured
-  values, against :data:`TARGETS`, as ``book/results/calibration.json``.
+  values, against :data:`TARGETS`, as ``fgssl_lib/results/calibration.json``.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def calibration_record(supervised_mixed_rand: Sequence[float], byol_bg_gap: Sequ
 
 def write_calibration(record: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``record`` (:func:`calibration_record`) as JSON to ``path`` (the book's
-    ``book/results/calibration.json``), atomically; returns the path."""
+    ``fgssl_lib/results/calibration.json``), atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -227,7 +227,7 @@ def _smoke_settings(method: str) -> dict[str, Any]:
 def _cpu_settings(method: str) -> dict[str, Any]:
     """This machine (2 cores): the synthetic benchmark at 64 px (its first 9,600 train images), narrow ResNet, 8 epochs
     of batch 64 (1,200 steps) in bf16 where the CPU has it (:func:`cpu_precision`). The budget was chosen on the
-    validation split (``book/results/calibration.json``, the benchmark page): at 2,400 images x 6 epochs, or 4,800 x
+    validation split (``fgssl_lib/results/calibration.json``, the benchmark page): at 2,400 images x 6 epochs, or 4,800 x
     8, not even labels read the species off the bird. lr 0.05 at batch 64 with SGD for the self-supervised methods
     (MoCo v2's 0.03 at 256 scaled up for the short schedule, as in lightly's CIFAR-10 benchmarks: 0.06 x batch/128);
     0.2 for the supervised references (chosen on ``val``: 76.8 % on ``mixed_rand`` against 66.2 % at 0.05)."""
