@@ -116,14 +116,15 @@ def test_alignment_gradient_reaches_conv_heads_and_backbone_not_the_target() -> 
     assert (method.conv_projector, method.conv_projector_target) in method.momentum_pairs()
 
 
-def test_byol_ss_is_byol_on_saliency_swap_without_a_local_branch() -> None:
+def test_byol_ss_is_byol_on_saliency_swap_views() -> None:
     from fgssl_lib.methods import build
+    from fgssl_lib.methods.byol import BYOL
 
-    method = build("byol_ss", **TINY)
-    assert method.views == "saliency_swap" and not hasattr(method, "conv_projector")
+    tiny_byol = {k: v for k, v in TINY.items() if k != "conv_proj_dim"}
+    method = build("byol_ss", **tiny_byol)
+    assert type(method) is BYOL and method.views == "saliency_swap"
+    assert set(method.state_dict()) == set(build("byol", **tiny_byol).state_dict())  # BYOL's modules, no CVSA branch
     assert set(method.losses(_batch())) == {"loss", "loss_ctr"}
-    with pytest.raises(NotImplementedError, match="BYOL\\+SS"):
-        method.saliency(torch.rand(2, 3, 32, 32))
 
 
 def test_saliency_is_an_image_sized_map_in_unit_range() -> None:
@@ -141,8 +142,9 @@ def test_bad_options_are_refused() -> None:
 
     with pytest.raises(ValueError, match="valid stages"):
         build("cvsa", stage="layer5", **TINY)
-    with pytest.raises(ValueError, match="align_weight"):
-        build("cvsa", align_weight=-1.0, **TINY)
+    for weight in (-1.0, 0.0):
+        with pytest.raises(ValueError, match="byol_ss"):
+            build("cvsa", align_weight=weight, **TINY)
 
 
 @pytest.mark.parametrize("name", ["cvsa", "byol_ss"])

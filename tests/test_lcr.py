@@ -326,7 +326,7 @@ def test_the_fitting_target_is_far_from_uniform_on_a_trained_smoke_model(tmp_pat
     batch = _batch(32, size=32)
     for fitting, floor in (("fgssl", 2.0), ("authors", None)):
         method.fitting = FITTINGS[fitting]
-        method.kl_temperature = method.fitting.temperature
+        method.kl_temperature = method.fitting.temperature or method.authors_temperature
         target = _first_view_target(method.eval(), batch, 32)
         ratio = float(target.max() / target.min())
         if floor is not None:
@@ -335,12 +335,14 @@ def test_the_fitting_target_is_far_from_uniform_on_a_trained_smoke_model(tmp_pat
             assert ratio < 1.05, f"the authors' raw target should be nearly uniform here, got a ratio of {ratio:.3f}"
 
 
-@pytest.mark.parametrize(("name", "options", "scale"), [("lcr", TINY_MOCO, 1.0), ("byol_lcr", TINY, 0.25)])
+@pytest.mark.parametrize(("name", "options", "scale", "t"), [("lcr", TINY_MOCO, 1.0, 1.0),
+                                                             ("byol_lcr", TINY, 0.25, 0.4)])
 def test_the_authors_fitting_computes_the_authors_loss_on_the_same_tensors(name: str, options: dict,
-                                                                            scale: float) -> None:
-    """The authors' code, written out here: L = L_CL + 0.01 * sum_n KL(softmax(G_n) || softmax(A'_n)) with G raw and
-    not detached, A' = A min-max normalised (per image: our fix of their per-batch one), no temperature, view 1 only,
-    and BYOL's loss as mean_v(-cos) (a quarter of ours)."""
+                                                                            scale: float, t: float) -> None:
+    """The authors' code, written out here: L = L_CL + 0.01 * sum_n KL(softmax(G_n / t) || softmax(A'_n / t)) with G
+    raw and not detached, A' = A min-max normalised (per image: our fix of their per-batch one), view 1 only; their
+    MoCo script has no temperature (t = 1), their BYOL script t = 0.4 and BYOL's loss as mean_v(-cos) (a quarter of
+    ours)."""
     import copy
 
     from fgssl_lib.methods import build
@@ -358,7 +360,7 @@ def test_the_authors_fitting_computes_the_authors_loss_on_the_same_tensors(name:
     gradcam = F.relu((phi * grad).sum(dim=1)).flatten(1)  # keeps phi's graph, as their script does
     branch = reference.branch(phi).flatten(1)
     branch = (branch - branch.amin(1, keepdim=True)) / (1e-7 + branch.amax(1, keepdim=True) - branch.amin(1, keepdim=True))
-    loss_cam = F.kl_div(branch.softmax(dim=1).log(), gradcam.softmax(dim=1), reduction="sum")
+    loss_cam = F.kl_div((branch / t).softmax(dim=1).log(), (gradcam / t).softmax(dim=1), reduction="sum")
     torch.testing.assert_close(losses["loss_kl"], loss_cam)
     torch.testing.assert_close(losses["loss"], loss_cl + 0.01 * loss_cam)
     assert losses["loss_kl"].requires_grad

@@ -3,7 +3,7 @@
 Each name is a :class:`Variant`: its class (``"module:Class"``, imported lazily, so a name whose module is not
 importable fails only when it is built), the views it trains on, its options, and, for a variant that differs from
 another only at test time, the name whose run it is evaluated from. The papers' variants are data here: DiLo is not a
-class but a baseline trained on copy-paste views; BYOL+SS is CVSA without its alignment branch; LCR's MultiTask and
+class but a baseline trained on copy-paste views; BYOL+SS is BYOL trained on SaliencySwap views; LCR's MultiTask and
 DualPooling (LCR Table 1) are LCR with one pooling option changed.
 """
 
@@ -42,7 +42,7 @@ _REGISTRY: dict[str, Variant] = {
     "simclr": Variant("fgssl_lib.methods.simclr:SimCLR"),
     "supervised": Variant("fgssl_lib.methods.supervised:Supervised"),
     "supervised_oracle": Variant("fgssl_lib.methods.supervised:Supervised", uninformative_backgrounds=True),
-    "byol_ss": Variant("fgssl_lib.methods.cvsa:CVSA", views="saliency_swap", options={"align_weight": 0.0}),
+    "byol_ss": Variant("fgssl_lib.methods.byol:BYOL", views="saliency_swap"),
     "cvsa": Variant("fgssl_lib.methods.cvsa:CVSA", views="saliency_swap"),
     "cvsa_sigmoid_max": Variant("fgssl_lib.methods.cvsa:CVSA", views="saliency_swap",
                                 options={"intensity": "sigmoid_max"}),
@@ -54,10 +54,11 @@ _REGISTRY: dict[str, Variant] = {
 }
 METHODS = tuple(_REGISTRY)
 
-TRAINING_VERSION = 2
+TRAINING_VERSION = 3
 """Version of what the methods train: part of every run key, so a run trained by older method code is never loaded
 as this code's. Bump it with any change that alters a method's trained weights. 2: LCR's normalised fitting target,
-DiLo's soft paste before the crop, MoCo's split BatchNorm."""
+DiLo's soft paste before the crop, MoCo's split BatchNorm. 3: BYOL+SS is BYOL on SaliencySwap views (no CVSA modules),
+BYOL-LCR's ``fitting="authors"`` divides by the authors' tau = 0.4."""
 
 MOMENTUM_OPTIONS = ("momentum_start", "momentum_end")
 """The options of :class:`MomentumMethod`. Checkpoints of every method written before the plain / momentum split

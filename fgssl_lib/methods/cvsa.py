@@ -6,7 +6,8 @@ predictor ``q_c`` (each conv1x1 -> BN -> ReLU -> conv1x1) on the online stage-k 
 ``P_v = q_c(g_c(F_v))``; the momentum twin ``g_c'`` on the target stage-k maps gives ``Z_v = g_c'(F_v')``; the
 alignment loss (:class:`~fgssl_lib.methods.alignment.CrossViewAlignmentLoss`, Eqs. 3-5) asks the correspondence
 intensity of every location to match the view's saliency mask (a box or, where the dataset has one, a segmentation).
-Joint loss (Eq. 7): ``L = L_ctr + align_weight * L_align``. ``align_weight=0`` is "BYOL+SS": no local branch is built.
+Joint loss (Eq. 7): ``L = L_ctr + align_weight * L_align``. BYOL+SS (no alignment) is BYOL on SaliencySwap views, the
+registry's ``byol_ss``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class CVSA(BYOL):
     """BYOL + cross-view saliency alignment. Args:
 
     - ``stage``: backbone stage ``k`` whose map is aligned (default ``layer3``);
-    - ``align_weight``: lambda of Eq. 7 (default 1; 0 gives BYOL+SS);
+    - ``align_weight``: lambda of Eq. 7 (default 1; > 0: without alignment it is the registry's ``byol_ss``);
     - ``intensity``: Eq. 4 reading, ``softmax_max`` (default) or ``sigmoid_max``;
     - ``attention_temperature``: tau_a of Eq. 3 (default 0.1);
     - ``conv_hidden_dim`` / ``conv_proj_dim``: channels of the conv heads (default: the stage's channels /
@@ -59,26 +60,23 @@ class CVSA(BYOL):
     ) -> None:
         super().__init__(**byol_options)
         check_choice("stage", stage, STAGES[1:])
-        if align_weight < 0:
-            raise ValueError(f"align_weight (lambda of CVSA Eq. 7) must be >= 0, got {align_weight}")
+        if align_weight <= 0:
+            raise ValueError(f"align_weight (lambda of CVSA Eq. 7) must be > 0, got {align_weight}; BYOL on "
+                             "SaliencySwap views without the alignment is the method 'byol_ss'")
         self.stage = stage
         self.align_weight = align_weight
-        self.alignment: CrossViewAlignmentLoss | None = None
-        if align_weight > 0:
-            channels = self.backbone.stage_channels[stage]
-            hidden = conv_hidden_dim or channels
-            conv_proj_dim = conv_proj_dim or min(128, channels)
-            self.stages = (stage, "layer4")
-            self.conv_projector = conv_head(channels, hidden, conv_proj_dim)  # g_c
-            self.conv_predictor = conv_head(conv_proj_dim, hidden, conv_proj_dim)  # q_c
-            self.conv_projector_target = self.momentum_twin(self.conv_projector)  # g_c'
-            self.alignment = CrossViewAlignmentLoss(intensity, attention_temperature)
+        channels = self.backbone.stage_channels[stage]
+        hidden = conv_hidden_dim or channels
+        conv_proj_dim = conv_proj_dim or min(128, channels)
+        self.stages = (stage, "layer4")
+        self.conv_projector = conv_head(channels, hidden, conv_proj_dim)  # g_c
+        self.conv_predictor = conv_head(conv_proj_dim, hidden, conv_proj_dim)  # q_c
+        self.conv_projector_target = self.momentum_twin(self.conv_projector)  # g_c'
+        self.alignment = CrossViewAlignmentLoss(intensity, attention_temperature)
 
     def losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``loss_ctr`` (BYOL, Eq. 6), ``loss_align`` (Eq. 5) and ``loss = loss_ctr + lambda * loss_align`` (Eq. 7)."""
         out = self.contrastive_forward(batch)
-        if self.alignment is None:
-            return {"loss": out.loss_ctr, "loss_ctr": out.loss_ctr}
         p1, p2 = (self.conv_predictor(self.conv_projector(out.maps[v][self.stage])) for v in (0, 1))  # NxdxHxW
         with torch.no_grad():
             z1, z2 = (self.conv_projector_target(out.target_maps[v][self.stage]) for v in (0, 1))  # NxdxHxW
@@ -88,8 +86,6 @@ class CVSA(BYOL):
 
     def saliency(self, images: Tensor) -> Tensor:
         """The correspondence intensity map of ``images`` (:class:`IntensityMap`), ``N x S x S`` in [0, 1]."""
-        if self.alignment is None:
-            raise NotImplementedError("CVSA with align_weight=0 (BYOL+SS) has no alignment branch, so no saliency map")
         return IntensityMap(self)(images)
 
 

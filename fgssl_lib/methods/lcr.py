@@ -8,7 +8,8 @@ of every view that went through the online encoder and ``L_CL`` the baseline's c
 - ``L = lambda L_CL + nu KL(softmax(G/tau) || softmax(A/tau))`` (Eqs. 5-7; ``lambda = 1``), with ``A`` (and, by
   default, ``G``) min-max normalised per image first; :data:`~fgssl_lib.methods.rationale.FITTINGS` holds fgssl's
   fitting (``tau = 0.4``, ``nu = 1.28`` on the batch mean) and the authors' (``fitting="authors"``: ``G`` raw,
-  ``tau = 1``, ``nu = 0.01`` on the batch sum, view 1 only, the authors' loss scale);
+  their script's ``tau`` (none in the MoCo script, 0.4 in the BYOL one), ``nu = 0.01`` on the batch sum, view 1
+  only, the authors' loss scale);
 - ``embed``: the per-image weighted pooling of Eq. 8, L2-normalised.
 
 Why the Grad-CAM costs no second backbone backward: Lightning's automatic optimisation runs ``loss.backward()`` after
@@ -43,7 +44,8 @@ class LCR(MomentumMethod):
     is the ``isinstance`` check for both). Args:
 
     - ``num_filters``: K of the fitting branch (32);
-    - ``kl_temperature``: tau of Eqs. 5-6 (``None``: the fitting's, the paper's 0.4 for fgssl's, 1 for the authors');
+    - ``kl_temperature``: tau of Eqs. 5-6 (``None``: the fitting's, the paper's 0.4 for fgssl's,
+      :attr:`authors_temperature` for the authors');
     - ``fitting``: ``"fgssl"`` or ``"authors"`` (:class:`~fgssl_lib.methods.rationale.Fitting`: how ``G`` and
       ``A`` enter the KL, its reduction, the views fitted, the loss scale);
     - ``ssl_weight`` / ``kl_weight``: lambda / nu of Eq. 7 (1 / ``None``: the fitting's, 1.28 for fgssl's batch mean,
@@ -57,6 +59,8 @@ class LCR(MomentumMethod):
 
     authors_loss_scale: ClassVar[float]
     """The factor that puts the baseline's ``L_CL`` on the authors' scale (``fitting="authors"``)."""
+    authors_temperature: ClassVar[float]
+    """tau of Eqs. 5-6 in the authors' script for the baseline (``fitting="authors"``)."""
 
     def __init__(
         self,
@@ -76,7 +80,8 @@ class LCR(MomentumMethod):
         self.branch = GradCAMFittingBranch(self.backbone.feature_dim, num_filters)
         self.branch_target = self.momentum_twin(self.branch) if train_pooling else None
         self.fitting = FITTINGS[check_choice("LCR fitting", fitting, FITTINGS)]
-        self.kl_temperature = self.fitting.temperature if kl_temperature is None else kl_temperature
+        default_temperature = self.fitting.temperature or self.authors_temperature
+        self.kl_temperature = default_temperature if kl_temperature is None else kl_temperature
         if self.kl_temperature <= 0:
             raise ValueError(f"kl_temperature (tau of LCR Eqs. 5-6) must be > 0, got {kl_temperature}")
         self.ssl_weight = ssl_weight
@@ -160,6 +165,8 @@ class MoCoV2LCR(LCR, MoCoV2):
 
     authors_loss_scale = 1.0
     """The authors' MoCo loss is fgssl's (the InfoNCE mean over the batch)."""
+    authors_temperature = 1.0
+    """The authors' MoCo script divides by no temperature."""
 
 
 class BYOLLCR(LCR, BYOL):
@@ -167,4 +174,6 @@ class BYOLLCR(LCR, BYOL):
 
     authors_loss_scale = 0.25
     """The authors' BYOL loss ``mean_v(-cos)`` is a quarter of fgssl's ``sum_v (2 - 2 cos)`` (up to a constant)."""
+    authors_temperature = 0.4
+    """The authors' BYOL script divides ``G`` and ``A'`` by ``t = 0.4``, the paper's tau."""
 

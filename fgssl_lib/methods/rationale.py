@@ -84,9 +84,12 @@ class Fitting:
     - ``detach_gradcam``: ``G`` is a constant target, or keeps ``phi``'s graph;
     - ``authors_loss``: ``L_CL`` on the authors' scale (BYOL: ``mean_v(-cos)``, a quarter of fgssl's
       ``sum_v (2 - 2 cos)``), for the Grad-CAM and Eq. 7;
-    - ``kl_weight``: the default ``nu`` of Eq. 7 (the authors' 0.01 on a batch sum is 1.28 on a mean at their
-      batch of 128);
-    - ``temperature``: the default ``tau`` of Eqs. 5-6 (the paper's 0.4; the authors' code has none, i.e. 1).
+    - ``kl_weight``: the default ``nu`` of Eq. 7 (fgssl's 1.28 on the batch mean is the authors' 0.01 times their
+      batch of 128; their MoCo script sums the KL per GPU, 32 images on each of 4, and averages the gradients over
+      the GPUs, so their effective weight on the batch mean is 0.32 and on one device their run is reproduced with
+      ``kl_weight=0.0025``: the book's departures page);
+    - ``temperature``: the default ``tau`` of Eqs. 5-6 (the paper's 0.4; ``None``: the authors' script of the
+      baseline, :attr:`LCR.authors_temperature <fgssl_lib.methods.lcr.LCR.authors_temperature>`).
     """
 
     gradcam: str
@@ -95,14 +98,14 @@ class Fitting:
     detach_gradcam: bool
     authors_loss: bool
     kl_weight: float
-    temperature: float
+    temperature: float | None
 
 
 FITTINGS = {
     "fgssl": Fitting(gradcam="per_image", reduction="mean", views="all", detach_gradcam=True, authors_loss=False,
                      kl_weight=1.28, temperature=0.4),
     "authors": Fitting(gradcam="raw", reduction="sum", views="first", detach_gradcam=False, authors_loss=True,
-                       kl_weight=0.01, temperature=1.0),
+                       kl_weight=0.01, temperature=None),
 }
 """The two fittings: fgssl's default and the authors' code (``GANPerf/LCR``) on the same inputs."""
 
