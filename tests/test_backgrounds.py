@@ -50,6 +50,8 @@ def test_grey_is_flat_within_range() -> None:
         assert (img == img[0, 0, 0]).all() and 100 <= int(img[0, 0, 0]) <= 110
     with pytest.raises(ValueError, match="grey levels"):
         GreyBackgrounds(10, 300)
+    levels = {int(GreyBackgrounds().draw(1, 1, g)[0, 0, 0]) for _ in range(3000)}
+    assert levels == set(range(255))  # DiLo's floor(255 U): 0 to 254, never white
 
 
 def test_textures_cover_every_pattern_and_differ_between_habitats() -> None:

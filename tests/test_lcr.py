@@ -364,3 +364,27 @@ def test_the_authors_fitting_computes_the_authors_loss_on_the_same_tensors(name:
     torch.testing.assert_close(losses["loss_kl"], loss_cam)
     torch.testing.assert_close(losses["loss"], loss_cl + 0.01 * loss_cam)
     assert losses["loss_kl"].requires_grad
+
+
+def test_the_fitting_branch_shares_mocos_batchnorm_groups() -> None:
+    """The authors' branch normalised each GPU's 32 images: with ``bn_splits`` it is split as the backbone is."""
+    from lightly.models.batchnorm import SplitBatchNorm
+
+    from fgssl_lib.methods import build
+
+    split = build("lcr", bn_splits=2, **TINY_MOCO)
+    assert isinstance(split.branch.projections[1], SplitBatchNorm) and split.branch.projections[1].num_splits == 2
+    assert not isinstance(build("lcr", **TINY_MOCO).branch.projections[1], SplitBatchNorm)
+
+
+def test_the_branch_map_is_scaled_as_wsolevaluation_scales_a_cam() -> None:
+    """Bicubic upsampling, then min-max per image with the overshoot below 0 kept (no clipping)."""
+    from fgssl_lib.methods import build
+    from fgssl_lib.methods.lcr import BranchMap
+
+    raw = torch.zeros(1, 4, 4)
+    raw[0, 1, 1] = 1.0  # a peak beside zeros: bicubic rings below 0 around it
+    up = F.interpolate(raw[:, None], size=(32, 32), mode="bicubic", align_corners=False)[:, 0]
+    assert up.min() < 0
+    expected = (up - up.min()) / (1e-7 + up.max() - up.min())
+    torch.testing.assert_close(BranchMap(build("lcr", **TINY_MOCO)).finish(raw, (32, 32)), expected)

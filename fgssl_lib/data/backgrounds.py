@@ -29,9 +29,9 @@ class BackgroundPool:
 
 
 class GreyBackgrounds(BackgroundPool):
-    """A flat grey level drawn uniformly from ``[low, high]`` (DiLo's code uses a random grey)."""
+    """A flat grey level drawn uniformly from ``[low, high]`` (default 0-254: DiLo's code draws ``floor(255 U)``)."""
 
-    def __init__(self, low: int = 0, high: int = 255) -> None:
+    def __init__(self, low: int = 0, high: int = 254) -> None:
         if not 0 <= low <= high <= 255:
             raise ValueError(f"grey levels need 0 <= low <= high <= 255, got low={low}, high={high}")
         self.low, self.high = low, high

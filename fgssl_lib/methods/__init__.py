@@ -58,7 +58,8 @@ TRAINING_VERSION = 3
 """Version of what the methods train: part of every run key, so a run trained by older method code is never loaded
 as this code's. Bump it with any change that alters a method's trained weights. 2: LCR's normalised fitting target,
 DiLo's soft paste before the crop, MoCo's split BatchNorm. 3: BYOL+SS is BYOL on SaliencySwap views (no CVSA modules),
-BYOL-LCR's ``fitting="authors"`` divides by the authors' tau = 0.4."""
+BYOL-LCR's ``fitting="authors"`` divides by the authors' tau = 0.4, LCR's fitting branch shares MoCo's BatchNorm
+groups, DiLo's grey levels run 0-254."""
 
 MOMENTUM_OPTIONS = ("momentum_start", "momentum_end")
 """The options of :class:`MomentumMethod`. Checkpoints of every method written before the plain / momentum split

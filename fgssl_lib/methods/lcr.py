@@ -36,6 +36,7 @@ from fgssl_lib.methods.base import Encoding, MomentumMethod
 from fgssl_lib.methods.byol import BYOL
 from fgssl_lib.methods.mocov2 import MoCoV2
 from fgssl_lib.methods.rationale import FITTINGS, GradCAMFittingBranch, rationale_kl, ssl_gradcam, weighted_pool
+from fgssl_lib.models import split_batchnorm
 from fgssl_lib.saliency.maps import MapSource
 
 
@@ -54,7 +55,8 @@ class LCR(MomentumMethod):
       code lets it reach the backbone: ``False``);
     - ``train_pooling``: weighted pooling in training too (DualPooling, registry name ``lcr_dual_pooling``);
       ``test_pooling``: weighted pooling in ``embed`` (``False``: MultiTask, ``lcr_multitask``);
-    - the base method's options (e.g. ``queue_size``, ``temperature`` for MoCo v2; ``hidden_dim``, ``proj_dim``).
+    - the base method's options (e.g. ``queue_size``, ``temperature``, ``bn_splits`` for MoCo v2, whose BatchNorm
+      groups the fitting branch shares; ``hidden_dim``, ``proj_dim``).
     """
 
     authors_loss_scale: ClassVar[float]
@@ -78,6 +80,8 @@ class LCR(MomentumMethod):
             raise TypeError("LCR needs a baseline: build MoCoV2LCR or BYOLLCR (registry names lcr, byol_lcr)")
         super().__init__(**base_options)
         self.branch = GradCAMFittingBranch(self.backbone.feature_dim, num_filters)
+        if getattr(self, "bn_splits", 0):  # MoCo's BatchNorm groups: the authors' branch saw 32 images per GPU
+            split_batchnorm(self.branch, self.bn_splits)
         self.branch_target = self.momentum_twin(self.branch) if train_pooling else None
         self.fitting = FITTINGS[check_choice("LCR fitting", fitting, FITTINGS)]
         default_temperature = self.fitting.temperature or self.authors_temperature
@@ -146,10 +150,8 @@ class LCR(MomentumMethod):
 
 class BranchMap(MapSource):
     """LCR's saliency map: the fitting branch's ``A`` (Eq. 4) on the online last map, upsampled bicubically to the
-    image size (its overshoot below 0 clipped: ``A >= 0``) and normalised per image as Eq. 8, by
+    image size and min-max normalised per image (Eq. 8; wsolevaluation's CAM scaling, bicubic overshoot included), by
     :class:`~fgssl_lib.saliency.maps.MapSource`."""
-
-    nonnegative = True
 
     def __init__(self, method: LCR) -> None:
         super().__init__(method)

@@ -77,8 +77,10 @@ class Fitting:
     (the LCR theory page's table names each). Both normalise ``A`` per image to [0, 1] before the softmax (the
     authors' code normalises per batch: a bug, fixed in both).
 
-    - ``gradcam``: ``"per_image"`` min-max normalises ``G`` per image, so an image's target is the same at any batch
-      size and loss scale; ``"raw"`` takes ``G`` as it comes (its size shrinks as 1/B with a batch-mean loss);
+    - ``gradcam``: ``"per_image"`` min-max normalises ``G`` per image, so an image's target does not depend on the
+      loss scale, nor on the batch size with BatchNorm in eval mode (in training, BatchNorm's batch statistics reach
+      ``phi`` and so ``G``, as in the authors' code); ``"raw"`` takes ``G`` as it comes (its size shrinks as 1/B
+      with a batch-mean loss);
     - ``reduction``: the per-image KL ``"mean"`` or ``"sum"`` over the batch;
     - ``views``: fit every online view (``"all"``) or view 1 only (``"first"``);
     - ``detach_gradcam``: ``G`` is a constant target, or keeps ``phi``'s graph;

@@ -8,7 +8,8 @@ from fgssl_lib.models.backbones import (
     Backbone,
     build_backbone,
     small_input_stem,
+    split_batchnorm,
 )
 
 __all__ = ["BACKBONES", "EARLY_STAGES", "NARROW_WIDTHS", "STAGES", "Backbone", "build_backbone",
-           "small_input_stem"]
+           "small_input_stem", "split_batchnorm"]

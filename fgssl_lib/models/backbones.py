@@ -163,26 +163,8 @@ class Backbone(nn.Module):
         self.train(self.training)
 
     def split_batchnorm(self, num_splits: int) -> None:
-        """Make every ``BatchNorm2d`` a lightly ``SplitBatchNorm``: in training each of ``num_splits`` equal groups of
-        the batch is normalised with its own statistics, as ``num_splits`` GPUs would (MoCo's single-GPU shuffled
-        BatchNorm); in eval the averaged statistics are used, so a trained network's eval output is unchanged.
-        Weights and running statistics carry over (the statistics are repeated per group)."""
-        if num_splits < 2:
-            raise ValueError(f"num_splits must be at least 2 to split a batch, got {num_splits}")
-        for parent in list(self.modules()):
-            for name, child in list(parent.named_children()):
-                if type(child) is nn.BatchNorm2d:
-                    split = _ContiguousSplitBatchNorm(child.num_features, num_splits, eps=child.eps,
-                                                      momentum=child.momentum)
-                    with torch.no_grad():
-                        split.weight.copy_(child.weight)
-                        split.bias.copy_(child.bias)
-                        split.running_mean.copy_(child.running_mean.repeat(num_splits))
-                        split.running_var.copy_(child.running_var.repeat(num_splits))
-                    split.weight.requires_grad_(child.weight.requires_grad)
-                    split.bias.requires_grad_(child.bias.requires_grad)
-                    split.train(child.training)
-                    setattr(parent, name, split)
+        """:func:`split_batchnorm` on every BatchNorm of the backbone (MoCo's single-GPU shuffled BatchNorm)."""
+        split_batchnorm(self, num_splits)
 
     def train(self, mode: bool = True) -> Backbone:
         """Like ``nn.Module.train``, but frozen stages stay in eval mode so their BatchNorm statistics do not move."""
@@ -190,6 +172,29 @@ class Backbone(nn.Module):
         for stage in self.frozen_stages:
             getattr(self, stage).eval()
         return self
+
+
+def split_batchnorm(module: nn.Module, num_splits: int) -> None:
+    """Make every ``BatchNorm2d`` in ``module`` a lightly ``SplitBatchNorm``: in training each of ``num_splits`` equal
+    groups of the batch is normalised with its own statistics, as ``num_splits`` GPUs would; in eval the averaged
+    statistics are used, so a trained network's eval output is unchanged. Weights and running statistics carry over
+    (the statistics are repeated per group)."""
+    if num_splits < 2:
+        raise ValueError(f"num_splits must be at least 2 to split a batch, got {num_splits}")
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.BatchNorm2d:
+                split = _ContiguousSplitBatchNorm(child.num_features, num_splits, eps=child.eps,
+                                                  momentum=child.momentum)
+                with torch.no_grad():
+                    split.weight.copy_(child.weight)
+                    split.bias.copy_(child.bias)
+                    split.running_mean.copy_(child.running_mean.repeat(num_splits))
+                    split.running_var.copy_(child.running_var.repeat(num_splits))
+                split.weight.requires_grad_(child.weight.requires_grad)
+                split.bias.requires_grad_(child.bias.requires_grad)
+                split.train(child.training)
+                setattr(parent, name, split)
 
 
 class _ContiguousSplitBatchNorm(SplitBatchNorm):

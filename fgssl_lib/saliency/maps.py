@@ -58,13 +58,12 @@ class MapSource:
     """Base of every map: ``source(images N x 3 x S x S float in [0, 1]) -> N x S x S`` in [0, 1].
 
     Subclasses override :meth:`compute` (the raw ``N x h x w`` map of ``self.model``, any range) and may set
-    ``needs_grad`` (Grad-CAM), ``nonnegative`` (clip the bicubic overshoot of a non-negative map at 0 before
-    normalising), ``interpolation`` and ``eps`` (of :func:`normalise_per_image`).
+    ``needs_grad`` (Grad-CAM), ``interpolation`` and ``eps`` (of :func:`normalise_per_image`). As wsolevaluation,
+    the bicubic overshoot is kept: the upsampled map is min-max normalised as it comes.
     """
 
     model: nn.Module | None = None
     needs_grad: ClassVar[bool] = False
-    nonnegative: ClassVar[bool] = False
     interpolation: ClassVar[str] = "bicubic"
     eps: ClassVar[float] = NORMALISATION_EPS
 
@@ -85,7 +84,7 @@ class MapSource:
 
     def finish(self, raw: Tensor, size: tuple[int, int]) -> Tensor:
         """``raw`` ``N x h x w`` upsampled to ``size`` and normalised per image: ``N x H x W`` float32 in [0, 1]."""
-        return self.normalise(resize_maps(raw.float(), size, self.interpolation, self.nonnegative))
+        return self.normalise(resize_maps(raw.float(), size, self.interpolation))
 
     def normalise(self, maps: Tensor) -> Tensor:
         """Min-max per image (:func:`normalise_per_image` with ``eps``)."""
@@ -95,12 +94,12 @@ class MapSource:
         return f"{type(self).__name__}({type(self.model).__name__ if self.model is not None else ''})"
 
 
-def resize_maps(maps: Tensor, size: tuple[int, int], mode: str = "bicubic", nonnegative: bool = False) -> Tensor:
-    """``N x h x w`` maps resized to ``N x H x W`` (``mode``: ``bicubic`` or ``bilinear``, half-pixel centres);
-    ``nonnegative`` clips the bicubic overshoot below 0. Maps already at ``size`` are returned as they are."""
-    if tuple(maps.shape[-2:]) != tuple(size):
-        maps = F.interpolate(maps[:, None], size=size, mode=mode, align_corners=False)[:, 0]
-    return maps.clamp_min(0) if nonnegative else maps
+def resize_maps(maps: Tensor, size: tuple[int, int], mode: str = "bicubic") -> Tensor:
+    """``N x h x w`` maps resized to ``N x H x W`` (``mode``: ``bicubic`` or ``bilinear``, half-pixel centres). Maps
+    already at ``size`` are returned as they are."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=size, mode=mode, align_corners=False)[:, 0]
 
 
 def as_maps(maps: Any) -> Tensor:
