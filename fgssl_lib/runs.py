@@ -1,7 +1,8 @@
 """Runs: the trained methods every notebook and the CPU study share, keyed by their configuration.
 
 A run is kept under ``<runs_root()>/<run_key(config)>``: ``last.ckpt`` (resumed when a run was killed), the
-per-epoch ``history.csv``, ``done.json`` once it has finished (written atomically, last), and for a method with a
+per-epoch ``history.csv``, ``done.json`` once it has finished (written atomically, last; it records the identity of
+the data the run trained on, :func:`data_identity`, and a finished run is never returned for other data), and for a method with a
 saliency map of its own the map's series at ``snapshots.pt`` (:mod:`fgssl_lib.train.snapshots`). One process at a
 time works in a run directory (:func:`fgssl_lib.train.run_lock.run_lock`), so a notebook and the study asking for
 the same run share one training.
@@ -29,6 +30,7 @@ import pandas as pd
 import pytorch_lightning as pl
 
 from fgssl_lib.data import coarse, data_home
+from fgssl_lib.data.identity import dataset_fingerprint
 from fgssl_lib.data.synthetic import RENDER_VERSION, SyntheticConfig
 from fgssl_lib.methods import TRAINING_VERSION, SSLMethod, evaluated_as, evaluated_from, variant
 from fgssl_lib.config import check_choice, check_preset
@@ -48,17 +50,26 @@ def runs_root() -> Path:
     return Path(os.environ.get("FGSSL_RUNS") or data_home() / "runs")
 
 
+def data_identity(config: TrainConfig) -> str:
+    """The content of ``config``'s training data: :func:`~fgssl_lib.data.identity.dataset_fingerprint` of its
+    training split (a rendered world: its generator settings; a real dataset: its annotations and image files, not
+    its folder)."""
+    return dataset_fingerprint(training_set(config))
+
+
 def run_key(config: TrainConfig) -> str:
     """``<method>-seed<seed>-<hash>``: the hash covers every setting that changes the trained weights
-    (:meth:`TrainConfig.identity`: the data by name, split and image count, not by path, so data moved from Drive to
-    local disk keeps its runs), and for the synthetic benchmark the version of its drawing code (a redrawn benchmark
-    must not load runs of the old one; the same for the coarse world), and the methods'
-    :data:`~fgssl_lib.methods.TRAINING_VERSION`. A run started from a stage-1 run names it in ``pretrained``
-    (``"run:<its key>"``), so its key covers the stage-1 run's."""
+    (:meth:`TrainConfig.identity`), the methods' :data:`~fgssl_lib.methods.TRAINING_VERSION` and the data: a
+    rendered world by its settings (in the identity) and the version of its drawing code (a redrawn benchmark must
+    not load runs of the old one), a real dataset by its content (:func:`data_identity`: a fixed label or a replaced
+    image is another run; the same data moved from Drive to local disk keeps its runs). A run started from a
+    stage-1 run names it in ``pretrained`` (``"run:<its key>"``), so its key covers the stage-1 run's."""
     settings = {**config.identity(), "training_version": TRAINING_VERSION}
     render_versions = {"synthetic": RENDER_VERSION, "coarse": coarse.RENDER_VERSION}
     if config.dataset in render_versions:
         settings[f"{config.dataset}_render_version"] = render_versions[config.dataset]
+    else:
+        settings["data"] = data_identity(config)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{config.method}-seed{config.seed}-{digest}"
 
@@ -97,10 +108,10 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
     ``config`` CVSA from its weights with the early stages frozen), each stage in ``<run>/stage<i>``; the history has
     both stages' epochs with a ``stage`` column.
     """
-    path = run_path(config, root, stage1)
+    path, data = run_path(config, root, stage1), data_identity(config)
     with run_lock(path):  # a notebook and the study may ask for the same run at the same time
         if (path / DONE).exists() and not retrain:
-            return _finished(path)
+            return _finished(path, data)
         first = launched_rank() == 0  # DDP ranks > 0 train beside rank 0; only rank 0 cleans up and writes the run
         if retrain and first:
             for stale in (DONE, "last.ckpt", SNAPSHOTS):
@@ -113,7 +124,8 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
         precision = config.resolved_precision()
         if first:
             history.to_csv(path / "history.csv", index=False)
-            done = {"train_seconds": seconds, "precision": precision, "config": dataclasses.asdict(config)}
+            done = {"train_seconds": seconds, "precision": precision, "data": data,
+                    "config": dataclasses.asdict(config)}
             if stage1 is not None:
                 done["stage1"] = dataclasses.asdict(stage1)
             tmp = (path / DONE).with_suffix(".tmp")
@@ -170,7 +182,7 @@ def _fit_dual_stage(stage1: TrainConfig, stage2: TrainConfig, path: Path) -> tup
 def load_run(config: TrainConfig, root: str | os.PathLike | None = None) -> Run | None:
     """The finished run of ``config`` under ``root`` (default :func:`runs_root`), or ``None`` if there is none."""
     path = run_path(config, root)
-    return _finished(path) if (path / DONE).exists() else None
+    return _finished(path, data_identity(config)) if (path / DONE).exists() else None
 
 
 def read_done(path: Path) -> dict[str, Any]:
@@ -197,9 +209,15 @@ def _checkpoint(path: Path) -> Path:
     return path / "stage2" / "last.ckpt" if (path / "stage2").is_dir() else path / "last.ckpt"
 
 
-def _finished(path: Path) -> Run:
-    """The finished run in ``path`` (it has ``done.json``)."""
+def _finished(path: Path, data: str) -> Run:
+    """The finished run in ``path`` (it has ``done.json``), trained on the data whose identity is ``data``
+    (:func:`data_identity`; a run that recorded none predates the record)."""
     info = read_done(path)
+    if info.get("data", data) != data:
+        config = info.get("config", {})
+        raise ValueError(f"the finished run {path} was trained on other data than {config.get('dataset')!r} "
+                         f"holds now (data identity {info['data']}, now {data}): its labels, boxes or images "
+                         "changed. Train it again on the data as it is with train_or_load(..., retrain=True)")
     history = pd.read_csv(path / "history.csv") if (path / "history.csv").exists() else pd.DataFrame()
     return Run(load_method(_checkpoint(path)), history, float(info["train_seconds"]), path, info.get("precision"))
 

@@ -3,6 +3,11 @@ every bad input file, bad setting and unusable directory is named with its fix."
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,9 +15,80 @@ from PIL import Image
 
 from fgssl_lib.data import load_dataset
 from fgssl_lib.data.annotated import decode_rgb
+from fgssl_lib.data.identity import dataset_fingerprint
 from fgssl_lib.eval import extract_features
+from fgssl_lib.runs import DONE, train_or_load
+from fgssl_lib.saliency import SaliencyCache, build_saliency
 from fgssl_lib.train import TrainConfig
-from tests.fixtures_real import build_cub, build_folder, write_image
+from fgssl_lib.train.store import TrainingStore
+from fixtures_real import CUB_IMAGES, build_cub, build_folder, write_image
+
+
+def _edit(path: Path, line: int, text: str) -> None:
+    """Replace line ``line`` (1-based) of an annotation table."""
+    lines = path.read_text().splitlines()
+    lines[line - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _replace_image(root: Path, image_id: int, value: int) -> None:
+    """Replace CUB image ``image_id`` by another image of the same size."""
+    _, rel, *_, (width, height) = CUB_IMAGES[image_id - 1]
+    write_image(root / "images" / rel, width, height, value=value)
+
+
+# --- one data identity --------------------------------------------------------------------------------------------
+def test_the_fingerprint_follows_labels_boxes_splits_and_images_not_the_folder(tmp_path):
+    root = build_cub(tmp_path / "drive" / "CUB")
+    before = dataset_fingerprint(load_dataset("cub", root=root))
+    copy = shutil.copytree(root, tmp_path / "content" / "CUB")  # another folder, new modification times
+    assert dataset_fingerprint(load_dataset("cub", root=copy)) == before
+    changes = {
+        "label": lambda r: _edit(r / "image_class_labels.txt", 3, "3 1"),
+        "box": lambda r: _edit(r / "bounding_boxes.txt", 1, "1 2.0 3.0 11.0 20.0"),
+        "split flag": lambda r: _edit(r / "train_test_split.txt", 2, "2 1"),
+        "image": lambda r: _replace_image(r, 5, value=99),
+        "segmentation": lambda r: Image.new("L", (40, 30), 255).save(r / "segmentations/003.Gamma_bird/c_1.png"),
+    }
+    for what, change in changes.items():
+        changed = shutil.copytree(root, tmp_path / what.replace(" ", "_"))
+        change(changed)
+        assert dataset_fingerprint(load_dataset("cub", root=changed)) != before, what
+
+
+def test_store_saliency_and_feature_caches_follow_the_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("FGSSL_CACHE", str(tmp_path / "cache"))
+    root = build_cub(tmp_path / "cub", segmentations=False)
+    source = build_saliency("centre")
+    old = load_dataset("cub", root=root, split="test")
+    store, maps = TrainingStore.load(old), SaliencyCache().load(old, source)
+    features = extract_features(lambda x: x.flatten(1), old, image_size=16, cache_dir=tmp_path / "f", key="m")
+    _edit(root / "image_class_labels.txt", 4, "4 3")  # image 4 (test) is relabelled
+    _replace_image(root, 6, value=99)  # and image 6 (test) replaced by one of the same size
+    new = load_dataset("cub", root=root, split="test")
+    assert TrainingStore.load(new).path != store.path and SaliencyCache().load(new, source).path != maps.path
+    assert TrainingStore.load(new).rows["label"].tolist() == new.labels
+    fresh = extract_features(lambda x: x.flatten(1), new, image_size=16, cache_dir=tmp_path / "f", key="m")
+    assert fresh.labels.tolist() == new.labels != features.labels.tolist()
+
+
+def test_a_run_is_never_returned_for_other_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("FGSSL_CACHE", str(tmp_path / "cache"))
+    a = build_cub(tmp_path / "a", segmentations=False)
+    b = shutil.copytree(a, tmp_path / "b")
+    _replace_image(b, 3, value=50)  # same size, other pixels
+    config = TrainConfig.preset("smoke", dataset="cub", data_root=str(a), dataset_options={}, batch_size=2,
+                                num_images=None)
+    run_a = train_or_load(config, root=tmp_path / "runs")
+    assert json.loads((run_a.path / DONE).read_text())["data"]
+    run_b = train_or_load(dataclasses.replace(config, data_root=str(b)), root=tmp_path / "runs")
+    assert run_b.path != run_a.path
+    moved = shutil.copytree(a, tmp_path / "moved")
+    assert train_or_load(dataclasses.replace(config, data_root=str(moved)), root=tmp_path / "runs").path == run_a.path
+    done = json.loads((run_a.path / DONE).read_text())
+    (run_a.path / DONE).write_text(json.dumps({**done, "data": "0123456789abcdef"}))
+    with pytest.raises(ValueError, match=r"trained on other data .* retrain=True"):
+        train_or_load(config, root=tmp_path / "runs")
 
 
 # --- bad input files ----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ writes, run keys that name the data by identity, workers sized to the CPUs."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from fgssl_lib.runs import run_key
 from fgssl_lib.train import TrainConfig, fit
 from fgssl_lib.train import callbacks as train_callbacks
 from fgssl_lib.train import config as train_config
+import fixtures_real as fx
 from test_train import TinySamples, config
 
 
@@ -79,13 +81,19 @@ def test_checkpoint_writes_can_be_spaced_and_the_last_epoch_is_always_written(
     assert saved["global_step"] == method.trainer.global_step == 12
 
 
-def test_run_keys_name_the_data_by_identity_not_by_path() -> None:
-    cub = TrainConfig.preset("smoke", dataset="cub", dataset_options={}, data_root="/content/drive/MyDrive/CUB")
-    assert run_key(cub) == run_key(dataclasses.replace(cub, data_root="/content/CUB_200_2011"))
+def test_run_keys_name_the_data_by_identity_not_by_path(tmp_path: Path) -> None:
+    drive = fx.build_cub(tmp_path / "drive" / "CUB", segmentations=False)
+    cub = TrainConfig.preset("smoke", dataset="cub", dataset_options={}, data_root=str(drive))
+    local = shutil.copytree(drive, tmp_path / "content" / "CUB_200_2011")  # new modification times
+    assert run_key(cub) == run_key(dataclasses.replace(cub, data_root=str(local)))
     assert run_key(cub) != run_key(dataclasses.replace(cub, num_images=64))
-    assert run_key(cub) != run_key(dataclasses.replace(cub, split="trainval"))
-    folder = dataclasses.replace(cub, dataset="folder", data_root="/data/mine")
-    assert run_key(folder) != run_key(dataclasses.replace(folder, data_root="/data/other"))  # its only name
+    assert run_key(cub) != run_key(dataclasses.replace(cub, split="test"))
+    folder = dataclasses.replace(cub, dataset="folder", data_root=str(fx.build_folder(tmp_path / "mine")))
+    other = fx.build_folder(tmp_path / "other")
+    assert run_key(folder) == run_key(dataclasses.replace(folder, data_root=str(other)))  # the same images
+    for name in ("d1.png", "d2.png", "d3.jpg"):  # one of them is in the training split
+        fx.write_image(other / "duck" / name, value=9)
+    assert run_key(folder) != run_key(dataclasses.replace(folder, data_root=str(other)))
 
 
 def test_workers_are_sized_to_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:

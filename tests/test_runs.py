@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+import fixtures_real as fx
 from fgssl_lib import runs as runs_module
 from fgssl_lib.runs import (
     Run,
@@ -30,12 +31,13 @@ def test_run_key_follows_the_weights_not_the_hardware():
     assert run_key(config).startswith("byol-seed0-")
 
 
-def test_run_key_changes_when_the_synthetic_benchmark_is_redrawn(monkeypatch):
+def test_run_key_changes_when_the_synthetic_benchmark_is_redrawn(monkeypatch, tmp_path):
     config = TrainConfig.preset("smoke", method="byol")
     before = run_key(config)
     monkeypatch.setattr(runs_module, "RENDER_VERSION", runs_module.RENDER_VERSION + 1)
     assert run_key(config) != before
-    real = dataclasses.replace(config, dataset="cub", dataset_options={})
+    real = dataclasses.replace(config, dataset="cub", dataset_options={},
+                               data_root=str(fx.build_cub(tmp_path / "cub", segmentations=False)))
     redrawn = run_key(real)
     monkeypatch.undo()
     assert run_key(real) == redrawn  # a real dataset's key does not depend on the synthetic drawing code

@@ -29,6 +29,7 @@ are removed and reported in a single warning that counts and names them.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as F
 
 from fgssl_lib.config import check_choice
+from fgssl_lib.data.identity import digest, file_digest
 from fgssl_lib.data.sample import Sample, box_to_mask, clip_box, pixel_box
 
 ON_CORRUPT = ("raise", "skip")
@@ -290,6 +292,18 @@ class AnnotatedImageList(Dataset):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def fingerprint(self) -> str:
+        """The identity of this list's content (:mod:`fgssl_lib.data.identity`): per image its path relative to
+        ``root``, label, box and segmentation, each file by :func:`~fgssl_lib.data.identity.file_digest`; the
+        classes and decoding options. The same wherever the dataset folder lies."""
+        def name(path: Path) -> str:
+            return path.relative_to(self.root).as_posix() if self.root is not None else os.fspath(path)
+
+        rows = [(name(r.path), file_digest(r.path), r.label, r.box,
+                 None if r.mask_path is None else (name(r.mask_path), file_digest(r.mask_path)))
+                for r in self.records]
+        return digest(type(self).__qualname__, self.classes, self.crop_bottom, self.mask_threshold, rows)
 
     @property
     def labels(self) -> list[int]:

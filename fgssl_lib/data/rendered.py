@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import Dataset
 
+from fgssl_lib.data.identity import digest
 from fgssl_lib.data.sample import mask_to_box
 
 CHUNK = 256
@@ -106,10 +107,15 @@ class RenderedSplit(Dataset):
         return dict(image=rendered["image"][row].clone(), label=self.label(index), box=mask_to_box(mask), mask=mask,
                     index=index, **extras)
 
+    def fingerprint(self) -> str:
+        """The identity of the split (:mod:`fgssl_lib.data.identity`): its generator settings."""
+        return digest(*self._settings)
+
     def use_cache(self, cache_dir: str | Path | None, prefix: str, params: tuple) -> None:
-        """Start with no rendered chunk; with ``cache_dir``, render the whole split once into
-        ``<cache_dir>/<prefix>-<split>-<hash of params>.pt`` (written atomically), or load it."""
-        self._chunks = {}
+        """Start with no rendered chunk, ``params`` (every generator setting) being the split's identity; with
+        ``cache_dir``, render the whole split once into ``<cache_dir>/<prefix>-<split>-<hash of params>.pt`` (written
+        atomically), or load it."""
+        self._chunks, self._settings = {}, (prefix, params)
         if cache_dir is None:
             return
         key = hashlib.blake2b(repr(params).encode(), digest_size=8)

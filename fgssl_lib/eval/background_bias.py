@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fgssl_lib.config import check_choice
+from fgssl_lib.data.identity import dataset_fingerprint, digest
 from fgssl_lib.data.sample import box_to_mask, clip_box
 from fgssl_lib.eval.features import EmbedFn, Features, extract_features
 from fgssl_lib.eval.knn import knn_accuracy
@@ -37,6 +38,10 @@ class BoxVariant(Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def fingerprint(self) -> str:
+        """Its dataset's identity and the variant (:mod:`fgssl_lib.data.identity`)."""
+        return digest(dataset_fingerprint(self.dataset), self.mode)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = dict(self.dataset[index])

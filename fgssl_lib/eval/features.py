@@ -3,8 +3,9 @@
 ``extract_features`` runs a model's ``embed(images) -> N x D`` (or any such function) over a dataset of sample dicts
 mapped to single views by ``transform`` (default :func:`fgssl_lib.views.eval_view`), batched, in eval mode and without
 gradients. Whatever ``embed`` computes is what gets cached: GAP features for the baselines, LCR's weighted pooling
-(Eq. 8) for LCR. The cache file is keyed by the model (``key``, else a hash of its parameters), the dataset (class,
-split, length) and the transform (its ``repr``), and written atomically.
+(Eq. 8) for LCR. The cache file is keyed by the model (``key``, else a hash of its parameters), the dataset's content
+(:func:`fgssl_lib.data.identity.dataset_fingerprint`: a fixed label changes it) and the transform (its ``repr``),
+and written atomically.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fgssl_lib.config import resolve_device
+from fgssl_lib.data.identity import dataset_fingerprint
 from fgssl_lib.saliency.maps import evaluating
 from fgssl_lib.views import eval_view
 
@@ -118,9 +120,9 @@ def describe_transform(transform: Any) -> str:
 
 
 def cache_path(cache_dir: str | os.PathLike, key: str, dataset: Dataset, transform: Any) -> Path:
-    """The cache file of (model ``key``, dataset class / split / root / config / length, transform parameters)."""
-    options = "|".join(repr(getattr(dataset, name, "")) for name in ("split", "root", "config"))
-    identity = f"{key}|{type(dataset).__name__}|{options}|{len(dataset)}|{describe_transform(transform)}"
+    """The cache file of (model ``key``, the dataset's content: :func:`~fgssl_lib.data.identity.dataset_fingerprint`,
+    transform parameters)."""
+    identity = f"{key}|{dataset_fingerprint(dataset)}|{describe_transform(transform)}"
     return Path(cache_dir) / f"features-{hashlib.sha1(identity.encode()).hexdigest()[:20]}.pt"
 
 

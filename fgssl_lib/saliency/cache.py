@@ -1,7 +1,8 @@
 """Saliency maps of a whole dataset, computed once and cached on disk, and a dataset wrapper that serves them.
 
-A cache entry is a directory ``<root>/<key>/`` keyed by a stable hash of (dataset identity, source name, source
-parameters) and written atomically (built in a temporary directory, then renamed). It holds
+A cache entry is a directory ``<root>/<key>/`` keyed by a stable hash of (the dataset's content,
+:func:`fgssl_lib.data.identity.dataset_fingerprint`; source name; source parameters) and written atomically (built in a
+temporary directory, then renamed). It holds
 
 - ``maps.u8``: every map quantised to uint8 (``round(255 S)``), concatenated row-major (read back memory-mapped);
 - ``index.npz``: ``shapes`` (``N x 2``: ``H, W`` per map) and ``offsets`` (``N + 1`` byte offsets into ``maps.u8``);
@@ -28,12 +29,10 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from fgssl_lib.config import check_choice
+from fgssl_lib.data.identity import dataset_fingerprint, digest
 from fgssl_lib.data.sample import box_to_mask
 from fgssl_lib.saliency.best_box import DEFAULT_GRID, DEFAULT_OBJECTIVE, OBJECTIVES, best_box
 from fgssl_lib.saliency.sources import SaliencySource
-
-FINGERPRINT_SAMPLES = 8
-"""Images (evenly spaced over the dataset) whose bytes enter the dataset fingerprint."""
 
 MASK_MODES = ("box", "threshold")
 
@@ -42,21 +41,6 @@ def cache_root(kind: str = "saliency") -> Path:
     """``$FGSSL_CACHE/<kind>`` if the variable is set, else ``~/.cache/fgssl/<kind>``."""
     base = os.environ.get("FGSSL_CACHE")
     return Path(base).expanduser() / kind if base else Path("~/.cache/fgssl").expanduser() / kind
-
-
-def dataset_fingerprint(dataset: Dataset, keys: Sequence[str] = ("image",)) -> str:
-    """Identity of a dataset: its type, length and the sample entries ``keys`` (those present; default the pixels)
-    of ``FINGERPRINT_SAMPLES`` evenly spaced samples."""
-    n = len(dataset)  # type: ignore[arg-type]
-    digest = hashlib.sha256(f"{type(dataset).__module__}.{type(dataset).__qualname__}:{n}".encode())
-    for index in sorted({int(i) for i in np.linspace(0, n - 1, FINGERPRINT_SAMPLES)} if n else ()):
-        sample = dataset[index]
-        for key in (k for k in keys if k in sample):
-            value = torch.as_tensor(sample[key]).contiguous()
-            tag = "" if key == "image" else f"{key}:{value.dtype}:"  # the pixels alone hash as they always did
-            digest.update(f"{tag}{index}:{tuple(value.shape)}".encode())
-            digest.update(value.numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -199,6 +183,12 @@ class SaliencyDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
+
+    def fingerprint(self) -> str:
+        """Its dataset's identity with the source and how boxes and masks come from its maps
+        (:mod:`fgssl_lib.data.identity`)."""
+        return digest(dataset_fingerprint(self.dataset), self.source.name, self.source.params(), self.grid,
+                      self.objective, self.mask, self.threshold)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = dict(self.dataset[index])

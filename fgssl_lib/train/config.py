@@ -155,10 +155,10 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings that make the trained weights what they are (not the hardware, the logging, or where the
-        data lies): the run key hashes them and a resumed run must match them. ``data_root`` counts only for
-        ``dataset="folder"``, whose folder is its only name; a named dataset may move (Drive to local disk);
-        ``store_side`` only where the views may be batched (the per-sample views never read the store)."""
-        ignored = NOT_IN_IDENTITY | ({"data_root"} if self.dataset != "folder" else set())
+        data lies): the run key hashes them with the data's content (:func:`fgssl_lib.runs.run_key`) and a resumed
+        run must match them. ``data_root`` never counts: data may move (Drive to local disk); ``store_side`` only
+        where the views may be batched (the per-sample views never read the store)."""
+        ignored = NOT_IN_IDENTITY | {"data_root"}
         ignored |= {"store_side"} if self.view_pipeline == "per_sample" else set()
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
 

@@ -3,7 +3,7 @@
 Each sample is decoded once and resized so that its shorter side is ``side`` (``None``: as decoded), with its mask,
 box and, where the data carries one, its saliency map (the soft map of DiLo's paste, the DiLo theory page). An entry
 ``<root>/<key>/`` (root ``$FGSSL_CACHE/store``, else ``~/.cache/fgssl/store``; the key hashes the dataset's
-fingerprint, the subset's indices, ``side`` and :data:`STORE_VERSION`) is written atomically, as the saliency cache
+content, :func:`fgssl_lib.data.identity.dataset_fingerprint`, ``side`` and :data:`STORE_VERSION`) is written atomically, as the saliency cache
 is (:func:`fgssl_lib.saliency.cache.atomic_directory`), and read back memory-mapped. It holds
 
 - ``image.u8``, ``mask.u8`` ({0, 1}) and, where the samples carry ``saliency``, ``saliency.u8`` (``round(255 S)``):
@@ -34,7 +34,8 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
-from fgssl_lib.saliency.cache import atomic_directory, cache_root, dataset_fingerprint
+from fgssl_lib.data.identity import dataset_fingerprint
+from fgssl_lib.saliency.cache import atomic_directory, cache_root
 from fgssl_lib.views.base import check_sample
 
 STORE_VERSION = 2
@@ -44,7 +45,8 @@ ARRAYS = {"image": 3, "mask": 1, "saliency": 1}
 ROWS = ("box", "hw", "start", "label", "index")
 """The per-row arrays of an entry."""
 FINGERPRINT_KEYS = ("image", "mask", "box", "label", "index", "saliency")
-"""The sample entries whose values enter the dataset's key (a new saliency source changes boxes, not pixels)."""
+"""The sample entries that identify a dataset without a fingerprint of its own (a new saliency source changes boxes,
+not pixels)."""
 
 
 class StoreError(ValueError):
@@ -85,19 +87,11 @@ def stored_sample(sample: dict[str, Any], side: int | None) -> dict[str, torch.T
     return out
 
 
-def dataset_key(dataset: Dataset) -> str:
-    """The dataset's identity for the store: its fingerprint over :data:`FINGERPRINT_KEYS` and, for a ``Subset``,
-    its indices."""
-    key = dataset_fingerprint(dataset, FINGERPRINT_KEYS)
-    indices = getattr(dataset, "indices", None)
-    if indices is not None:
-        key += "-" + hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:12]
-    return key
-
-
 def store_key(dataset: Dataset, side: int | None) -> str:
-    """The entry's directory name: a hash of :func:`dataset_key`, ``side`` and :data:`STORE_VERSION`."""
-    identity = json.dumps({"dataset": dataset_key(dataset), "side": side, "version": STORE_VERSION}, sort_keys=True)
+    """The entry's directory name: a hash of the dataset's content
+    (:func:`~fgssl_lib.data.identity.dataset_fingerprint`; a dataset without one of its own by the entries
+    :data:`FINGERPRINT_KEYS` of some samples), ``side`` and :data:`STORE_VERSION`."""
+    identity = json.dumps({"dataset": dataset_fingerprint(dataset, FINGERPRINT_KEYS), "side": side, "version": STORE_VERSION}, sort_keys=True)
     return f"store-{hashlib.sha256(identity.encode()).hexdigest()[:20]}"
 
 
