@@ -12,10 +12,12 @@ from torchvision.transforms.v2 import functional as F
 
 from fgssl_lib.data.backgrounds import GreyBackgrounds
 from fgssl_lib.views import build_batched_views, build_views
-from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, channels_last, flip_rows, paste_boxes,
-                                              patch_boxes, random_resized_crop_boxes, resized_crop, resized_crops)
+from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, blur_matrices, channels_last, flip_rows,
+                                              paste_boxes, patch_boxes, random_resized_crop_boxes, resample,
+                                              resampling_matrices, resized_crop, resized_crops)
 from fgssl_lib.views.batched.photometric import (ORDERS, PHOTOMETRIC_UNIFORMS, colour_transforms, gaussian_blur,
                                                  grouped_gaussian_blur, photometric)
+from fgssl_lib.views.copy_paste import blur_at_source
 from fgssl_lib.views.photometric import PHOTOMETRIC_SPECS, PhotometricSpec
 from fgssl_lib.views.saliency_swap import paste_box, sample_patch
 from test_views import assert_mask_matches_red, l_shape, make_sample, rectangle, red_pixels
@@ -62,8 +64,12 @@ CASES = {
 }
 
 
+GROUPED_CASES = CASES | {"copy_paste_mix": dict(name="copy_paste", p=1.0, blending="mix", backgrounds=POOL)}
+"""The cases whose grouped path is checked against the per-view path: a blurred soft map too."""
+
+
 def build(case: str, **params):
-    kwargs = CASES[case] | params
+    kwargs = GROUPED_CASES[case] | params
     return build_batched_views(kwargs.pop("name"), kwargs.pop("size", SIZE), **kwargs)
 
 
@@ -367,11 +373,95 @@ def test_resized_crops_into_a_buffer_equal_torch_interpolate():
     assert region.sum() == region[4:14, 6:18, :3].sum()
 
 
-def test_flip_rows_mirrors_only_the_flagged_rows():
+@pytest.mark.parametrize("grouped", [False, True])
+def test_flip_rows_mirrors_only_the_flagged_rows(grouped):
     x = torch.arange(3 * 2 * 4 * 1, dtype=torch.uint8).view(3, 2, 4, 1)
     flip = torch.tensor([True, False, True])
     expected = torch.where(flip[:, None, None, None], x.flip(2), x)
-    assert torch.equal(flip_rows(x.clone(), flip, dim=2), expected)
+    assert torch.equal(flip_rows(x.clone(), flip, dim=2, grouped=grouped), expected)
+
+
+def test_grouped_resize_matches_the_uint8_kernel():
+    """All crops in one pair of matrix products (the path other devices take) give the CPU's antialiased uint8
+    kernel's pixels up to rounding: shrinking, magnifying, one-pixel crops, and crops placed in a box of the view."""
+    source = torch.randint(0, 256, (3, 40, 50, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    rows = torch.tensor([1, 0, 2, 1, 0])
+    boxes = torch.tensor([[3.0, 5, 45, 37], [10, 2, 20, 12], [0, 0, 50, 40], [7, 9, 8, 10], [0, 0, 50, 1]])
+    for size in (16, 37):
+        exact = resized_crops(source, rows, boxes, size, grouped=False)
+        grouped = resized_crops(source, rows, boxes, size, grouped=True)
+        assert (grouped.int() - exact.int()).abs().max() <= 1 and (grouped != exact).float().mean() < 0.2
+    targets = torch.tensor([[2.0, 3, 14, 9], [0, 0, 20, 20], [5, 5, 6, 6], [1, 0, 19, 20], [4, 2, 10, 17]])
+    placed = resample(source.permute(0, 3, 1, 2), rows, *resampling_matrices(boxes, (40, 50), 20, targets))
+    for k, (x0, y0, x1, y1) in enumerate(targets.long().tolist()):
+        exact = resized_crop(source, int(rows[k]), boxes[k].long().tolist(), y1 - y0, x1 - x0).permute(2, 0, 1)
+        inside = placed[k, :, y0:y1, x0:x1]
+        assert (inside.round() - exact.float()).abs().max() <= 1
+        outside = placed[k].clone()
+        outside[:, y0:y1, x0:x1] = 0
+        assert not outside.any()  # nothing outside the target box
+
+
+def test_blur_matrices_equal_the_blur_at_source():
+    """Composed into the resampling matrices, the blur along each axis (reflect-101 at the valid size of a padded
+    row) equals DiLo's blur of the map at its stored size."""
+    generator = torch.Generator().manual_seed(0)
+    for height, width in [(40, 50), (31, 30), (2, 5), (1, 3), (120, 90)]:
+        soft = torch.rand(height, width, generator=generator)
+        sigma = torch.tensor([max(5 / 375 * min(height, width), 0.5)])
+        padded = torch.zeros(130, 130)
+        padded[:height, :width] = soft
+        along_y = blur_matrices(torch.tensor([height]), sigma, 130, torch.device("cpu"))[0]
+        along_x = blur_matrices(torch.tensor([width]), sigma, 130, torch.device("cpu"))[0]
+        ours = along_y @ padded @ along_x.T
+        assert torch.allclose(ours[:height, :width], blur_at_source(soft), atol=1e-3)
+        assert ours[height:].abs().sum() == 0 and ours[:, width:].abs().sum() == 0
+
+
+@pytest.mark.parametrize("case", GROUPED_CASES)
+def test_grouped_views_equal_the_per_view_path(case):
+    """The generators' grouped path (forced on the CPU) makes the per-view path's views up to the resize's rounding
+    (twice that where a resized soft map blends the view) and the same masks but for a rare border pixel."""
+    from fgssl_lib.bench.views import store_batch
+
+    batch, _ = store_batch(32, 6, seed=1)
+    size = {"dataset_size": 6} if case == "saliency_swap_same" else {}
+    for epoch in range(3):
+        views = [build(case, photometric="none", seed=epoch, grouped=grouped, **size)(batch, epoch,
+                                                                                      source=source_of(batch))
+                 for grouped in (False, True)]
+        for k in (1, 2):
+            tolerance = (2 if case.startswith("copy_paste") else 1) / 255 + 1e-6
+            assert (views[0][f"view{k}"] - views[1][f"view{k}"]).abs().max() <= tolerance
+            assert (views[0][f"mask{k}"] != views[1][f"mask{k}"]).float().mean() < 2e-3
+
+
+def test_grouped_photometric_ops_equal_the_cpu_ones():
+    rows = as_rows(torch.rand(8, 3, 24, 24, generator=torch.Generator().manual_seed(0)))
+    u = torch.rand(8, PHOTOMETRIC_UNIFORMS, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    u[:, 7] = 0.0  # every view blurred
+    specs = PHOTOMETRIC_SPECS["mocov2"]
+    assert torch.allclose(photometric(rows, u, specs, grouped=True), photometric(rows, u, specs, grouped=False),
+                          atol=1e-5)
+
+
+@pytest.mark.parametrize("case", GROUPED_CASES)
+def test_grouped_operator_calls_do_not_grow_with_the_batch(case):
+    """The grouped path makes a batch of 12 with as many operator calls as a batch of 3 (host draws from background
+    pools aside), up to the few calls of a branch some batch skips; the per-view path's calls grow with the batch."""
+    from fgssl_lib.bench.views import operator_calls
+
+    shapes = [(30, 40, 5, 8, 30, 25), (50, 36, 10, 5, 30, 40), (40, 40, 0, 0, 40, 40)]
+    counts = {}
+    for n in (3, 12):
+        batch = collate([make_sample(h, w, rectangle(h, w, *box), i) for i, (h, w, *box) in
+                         enumerate(shapes * (n // 3))])
+        for grouped in (False, True):
+            size = {"dataset_size": n} if case == "saliency_swap_same" else {}
+            views = build(case, photometric="mocov2", grouped=grouped, **size)
+            counts[n, grouped] = operator_calls(views, batch, source_of(batch))
+    assert abs(counts[12, True] - counts[3, True]) <= 0.01 * counts[3, True]  # a branch (no view solarized) aside
+    assert counts[12, False] > counts[3, False] + 9 * 2  # at least one more call per extra view
 
 
 def test_grouped_blur_matches_opencv():
@@ -396,14 +486,21 @@ def test_bench_prints_one_line_per_generator_and_size(capsys):
 
     threads = torch.get_num_threads()
     try:
-        assert main(["--sizes", "--batched-sizes", "16", "--batch", "4", "--batched-rounds", "1"]) == 0
+        assert main(["--sizes", "--batched-sizes", "16", "--batch", "4", "--batched-rounds", "1", "--ops-batches",
+                     "2", "6", "--ops-size", "8"]) == 0
     finally:
         torch.set_num_threads(threads)  # the bench runs on one thread
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:3] for line in lines] == [["views", name, "16"] for name in BATCHED_CASES]
-    for line in lines:
+    expected = [["views", name, "16"] for name in BATCHED_CASES] + [["views", name, "ops"] for name in BATCHED_CASES]
+    assert [line.split()[:3] for line in lines] == expected
+    for line in lines[:len(BATCHED_CASES)]:
         fields = dict(field.split("=") for field in line.split()[3:])
         assert set(fields) == {"batched_per_s", "per_sample_per_s", "ratio"} and float(fields["ratio"]) > 0
+    for line in lines[len(BATCHED_CASES):]:
+        fields = dict(field.split("=") for field in line.split()[3:])
+        assert fields["batches"] == "2,6" and float(fields["grouped_growth"]) == 1.0
+        per_view = [int(count) for count in fields["ops_per_step"].split(",")]
+        assert per_view[1] > per_view[0]
 
 
 def test_errors_say_what_to_do():

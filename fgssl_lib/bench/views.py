@@ -13,6 +13,13 @@ the synthetic benchmark, about 500 x 350 at 224 px like CUB) goes through each b
 the MoCo v2 photometric ops, SaliencySwap ``same`` and DiLo copy-paste (both MoCo v2, as ``fit`` builds them).
 Two-view samples per CPU-second (process time, one torch and OpenCV thread), best of interleaved rounds:
 ``views <generator> <S> batched_per_s=<x> per_sample_per_s=<x> ratio=<x.xx>``.
+
+Last, the operator calls per step of each batched generator (:func:`operator_calls`: every ``aten`` op that
+``torch.profiler`` records while it makes one batch, on the CPU) at view size ``--ops-size``, for each batch of
+``--ops-batches``, on the per-view path the CPU takes and on the grouped path other devices take (run here on the
+CPU, ``grouped=True``): ``views <generator> ops batches=<B,..> ops_per_step=<n,..> grouped_ops_per_step=<n,..>
+grouped_growth=<x.xx>``, the growth being the last batch's count over the first's (1.00: launches per step do not
+grow with the batch).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from torch.utils.data import default_collate
 
 from fgssl_lib.data.sample import mask_to_box
 from fgssl_lib.views import build_batched_views, build_views
+from fgssl_lib.views.batched.generators import HOST_DRAWS, BatchedTwoView
 
 
 def make_samples(size: int, count: int, seed: int = 0) -> list[dict]:
@@ -137,6 +145,38 @@ def measure_batched(size: int, count: int, rounds: int) -> dict[str, tuple[float
     return {name: (count / batched, count / per_sample) for name, (batched, per_sample) in best.items()}
 
 
+def operator_calls(views: BatchedTwoView, rows: dict, source: Callable) -> int:
+    """The operator calls (``aten`` ops, nested ones included) that ``torch.profiler`` records while ``views`` makes
+    the views of the store rows ``rows``, leaving out the draws from background pools (labelled
+    :data:`~fgssl_lib.views.batched.generators.HOST_DRAWS`: per view on the host from the sample's own generator, no
+    kernel on the training device)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        views(rows, 0, source=source)
+    count = 0
+    for event in profiler.events():
+        parent = event.cpu_parent
+        while parent is not None and parent.name != HOST_DRAWS:
+            parent = parent.cpu_parent
+        count += event.name.startswith("aten::") and parent is None
+    return count
+
+
+def measure_operator_calls(size: int, batches: list[int]) -> dict[str, tuple[list[int], list[int]]]:
+    """Per generator of :data:`BATCHED_CASES`: its operator calls per step at view size ``size`` for each batch of
+    ``batches``, on the per-view (CPU) path and on the grouped path."""
+    counts: dict[str, tuple[list[int], list[int]]] = {name: ([], []) for name in BATCHED_CASES}
+    for batch in batches:
+        rows, _ = store_batch(size, batch)
+        source = lambda indices: {key: value[indices] for key, value in rows.items()}  # noqa: E731 (store rows)
+        for name, case in BATCHED_CASES.items():
+            params = {key: value for key, value in case.items() if key != "name"}
+            params |= {"dataset_size": batch} if case["name"] == "saliency_swap" else {}
+            for path, grouped in zip(counts[name], (False, True)):
+                views = build_batched_views(case["name"], size, seed=0, grouped=grouped, **params)
+                path.append(operator_calls(views, rows, source))
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fgssl_lib.bench views", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[96, 224],
@@ -148,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="view sizes of the batched vs per-sample comparison (default 64 224; none to skip)")
     parser.add_argument("--batch", type=int, default=64, help="batch of the batched comparison (default 64)")
     parser.add_argument("--batched-rounds", type=int, default=3, help="its interleaved rounds (default 3)")
+    parser.add_argument("--ops-batches", type=int, nargs="*", default=[64, 256],
+                        help="batches whose operator calls per step are counted (default 64 256; none to skip)")
+    parser.add_argument("--ops-size", type=int, default=64, help="view size of the operator count (default 64)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2_threads = cv2.getNumThreads()
@@ -162,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
             for name, (batched, per_sample) in measure_batched(size, args.batch, args.batched_rounds).items():
                 print(f"views {name} {size} batched_per_s={batched:.1f} per_sample_per_s={per_sample:.1f} "
                       f"ratio={batched / per_sample:.2f}", flush=True)
+        if args.ops_batches:
+            for name, (per_view, grouped) in measure_operator_calls(args.ops_size, args.ops_batches).items():
+                print(f"views {name} ops batches={','.join(map(str, args.ops_batches))} "
+                      f"ops_per_step={','.join(map(str, per_view))} grouped_ops_per_step={','.join(map(str, grouped))} "
+                      f"grouped_growth={grouped[-1] / grouped[0]:.2f}", flush=True)
     finally:
         cv2.setNumThreads(cv2_threads)
     return 0

@@ -21,12 +21,13 @@ import torch
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.views.base import resolve_backgrounds
-from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, box_masks, channels_last, flip_rows,
-                                              object_boxes, paste_boxes, patch_boxes, random_resized_crop_boxes,
+from fgssl_lib.views.batched.geometry import (RRC_UNIFORMS, Workspace, as_rows, blur_matrices, box_masks,
+                                              channels_last, flip_rows, grouped_path, object_boxes, paste_boxes,
+                                              patch_boxes, random_resized_crop_boxes, resample, resampling_matrices,
                                               resized_boxes, resized_crop, resized_crops)
 from fgssl_lib.views.batched.photometric import PHOTOMETRIC_UNIFORMS, photometric
 from fgssl_lib.views.batched.randomness import SampleGenerators, draw_uniforms, sample_keys
-from fgssl_lib.views.copy_paste import BLENDINGS, blur_at_source, paste_options
+from fgssl_lib.views.copy_paste import BLENDINGS, BLUR_RADIUS, blur_at_source, paste_options
 from fgssl_lib.views.photometric import PHOTOMETRIC, PHOTOMETRIC_SPECS
 from fgssl_lib.views.saliency_swap import MODES, check_fractions
 
@@ -39,6 +40,9 @@ PHOTOMETRY = slice(FLIP + 1, FLIP + 1 + PHOTOMETRIC_UNIFORMS)
 OWN = PHOTOMETRY.stop
 UNIFORMS = OWN + 8
 _BATCH_KEYS = ("image", "mask", "box", "hw", "label", "index")
+HOST_DRAWS = "views.host_draws"
+"""The profiler label of the draws from background pools: per view, from the sample's own CPU generator, on the host
+(no kernel on the training device; the drawn backgrounds go to the device in one copy)."""
 
 
 def check_batch(batch: Mapping[str, Any]) -> None:
@@ -62,15 +66,20 @@ class BatchedTwoView:
         photometric: ``mocov2``, ``byol`` (asymmetric) or ``none`` (:mod:`fgssl_lib.views.photometric`).
         flip_p: probability of a horizontal flip (moves the mask with the view).
         seed: the views' seed (with the epoch and each sample's index).
+        grouped: make the views with a fixed number of ops per batch (batched matrix products and index ops,
+            :mod:`~fgssl_lib.views.batched.geometry`) rather than per-view kernels; default: on every device but the
+            CPU, where the per-view uint8 kernels are faster.
     """
 
-    def __init__(self, size: int, photometric: str = "mocov2", flip_p: float = 0.5, seed: int = 0):
+    def __init__(self, size: int, photometric: str = "mocov2", flip_p: float = 0.5, seed: int = 0,
+                 grouped: bool | None = None):
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int (the side of the square views), got {size!r}")
         self.size, self.flip_p, self.seed = size, float(flip_p), int(seed)
         self.photometric_name = check_choice("photometric", photometric, PHOTOMETRIC)
         self.specs = PHOTOMETRIC_SPECS[photometric]
         self.workspace = Workspace()
+        self.grouped = grouped
 
     def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: Sequence[torch.Generator],
                source: Source | None) -> torch.Tensor:
@@ -90,8 +99,9 @@ class BatchedTwoView:
         no_autocast = torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda") else \
             contextlib.nullcontext()
         with no_autocast:
-            layouts = flip_rows(self.layout(batch, u, generators, source), u[:, FLIP] < self.flip_p, dim=2)
-            views = photometric(layouts[..., :3], u[:, PHOTOMETRY], self.specs, self.workspace)
+            layouts = flip_rows(self.layout(batch, u, generators, source), u[:, FLIP] < self.flip_p, dim=2,
+                                grouped=self.grouped)
+            views = photometric(layouts[..., :3], u[:, PHOTOMETRY], self.specs, self.workspace, grouped=self.grouped)
             masks = layouts[..., 3].float().div_(255).round_()  # 255 * mask thresholded at 128
         return dict(view1=views[:n], view2=views[n:], mask1=masks[:n], mask2=masks[n:], label=batch["label"],
                     index=batch["index"])
@@ -124,10 +134,15 @@ class BatchedStandardViews(BatchedTwoView):
 
     def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: Sequence[torch.Generator],
                source: Source | None) -> torch.Tensor:
-        """RandomResizedCrop of image and mask (one resize per view of the 4 channels)."""
+        """RandomResizedCrop of image and mask (one resize of the 4 channels per view, or all views at once)."""
         rows, boxes = self.crops(batch, u)
-        source = channels_last(self.workspace, batch["image"], batch["mask"])
-        out = self.workspace.buffer("views", (len(rows), self.size, self.size, 4), source.device)
+        image = batch["image"]
+        out = self.workspace.buffer("views", (len(rows), self.size, self.size, 4), image.device)
+        if grouped_path(image.device, self.grouped):
+            planes = torch.cat([image, batch["mask"][:, None] * 255], 1)  # Bx4xHxW
+            matrices = resampling_matrices(boxes, image.shape[-2:], self.size, device=image.device)
+            return as_rows(resample(planes, rows, *matrices), torch.uint8, out)
+        source = channels_last(self.workspace, image, batch["mask"])
         return resized_crops(source, rows, boxes, self.size, out=out)
 
 
@@ -165,6 +180,23 @@ class BatchedCopyPaste(BatchedStandardViews):
                 maps[k, :height, :width, 1] = smooth.mul_(255).round_().to(torch.uint8)
         return maps
 
+    def grouped_soft_maps(self, batch: Mapping[str, torch.Tensor], rows: torch.Tensor, boxes: torch.Tensor,
+                          blur: torch.Tensor) -> torch.Tensor:
+        """:meth:`soft_maps` cropped and resized on the grouped path: ``K x S x S x 1`` float ``round(255 S)`` of the
+        views reading the batch rows ``rows`` through ``boxes``, the maps of views with ``blur`` blurred at the stored
+        resolution (sigma of :func:`fgssl_lib.views.copy_paste.blur_at_source`) by blur matrices composed with the
+        resize (:func:`~fgssl_lib.views.batched.geometry.blur_matrices`)."""
+        image = batch["image"]
+        device, (height, width) = image.device, image.shape[-2:]
+        soft = batch["saliency"] if self.paste_map == "saliency" and "saliency" in batch else batch["mask"] * 255
+        weights_y, weights_x = resampling_matrices(boxes, (height, width), self.size, device=device)
+        hw = batch["hw"].cpu()[rows]
+        sigma = (BLUR_RADIUS * hw.min(1).values.double()).clamp(min=0.5)  # blur_at_source's, per view
+        blurred = blur.to(device)[:, None, None]
+        weights_y = torch.where(blurred, weights_y @ blur_matrices(hw[:, 0], sigma, height, device), weights_y)
+        weights_x = torch.where(blurred, weights_x @ blur_matrices(hw[:, 1], sigma, width, device), weights_x)
+        return resample(soft[:, None], rows, weights_y, weights_x).round_().clamp_(0, 255).permute(0, 2, 3, 1)
+
     def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: Sequence[torch.Generator],
                source: Source | None) -> torch.Tensor:
         """RandomResizedCrop views; those that paste are blended onto their background with ``S`` cropped alike."""
@@ -174,13 +206,19 @@ class BatchedCopyPaste(BatchedStandardViews):
         if not len(pasted):
             return layouts
         blur = u[pasted, OWN + 1] < BLENDINGS[self.blending]
-        rows, slots = (pasted % n).unique(return_inverse=True)
-        blur_rows = torch.zeros(len(rows), dtype=torch.bool).index_put_((slots,), blur, accumulate=True)
-        maps = self.soft_maps(batch, rows.tolist(), blur_rows.tolist())
-        softs = resized_crops(maps, slots, self.crops(batch, u)[1][pasted], self.size)  # KxSxSx4
-        soft = torch.where(blur.to(softs.device)[:, None, None], softs[..., 1], softs[..., 0])[..., None]  # KxSxSx1
-        backgrounds = torch.stack([self.backgrounds.draw(self.size, self.size, generators[view % n])
-                                   for view in pasted.tolist()]).to(layouts.device).permute(0, 2, 3, 1)  # KxSxSx3
+        boxes = self.crops(batch, u)[1][pasted]
+        if grouped_path(layouts.device, self.grouped):
+            soft = self.grouped_soft_maps(batch, pasted % n, boxes, blur)
+        else:
+            rows, slots = (pasted % n).unique(return_inverse=True)
+            blur_rows = torch.zeros(len(rows), dtype=torch.bool).index_put_((slots,), blur, accumulate=True)
+            maps = self.soft_maps(batch, rows.tolist(), blur_rows.tolist())
+            softs = resized_crops(maps, slots, boxes, self.size)  # KxSxSx4
+            soft = torch.where(blur.to(softs.device)[:, None, None], softs[..., 1], softs[..., 0])[..., None]
+        with torch.profiler.record_function(HOST_DRAWS):
+            backgrounds = torch.stack([self.backgrounds.draw(self.size, self.size, generators[view % n])
+                                       for view in pasted.tolist()])
+        backgrounds = backgrounds.to(layouts.device).permute(0, 2, 3, 1)  # KxSxSx3
         views = pasted.to(layouts.device)
         images = layouts.index_select(0, views)[..., :3]
         blended = torch.lerp(backgrounds.float(), images.float(), soft / 255).round_()
@@ -234,8 +272,10 @@ class BatchedSaliencySwap(BatchedTwoView):
         later)."""
         n = len(generators)
         if self.mode == "other":
-            draws = [self.backgrounds.draw(self.size, self.size, generators[k % n]) for k in range(2 * n)]
-            return torch.stack(draws).to(device).permute(0, 2, 3, 1), None
+            with torch.profiler.record_function(HOST_DRAWS):
+                draws = torch.stack([self.backgrounds.draw(self.size, self.size, generators[k % n])
+                                     for k in range(2 * n)])
+            return draws.to(device).permute(0, 2, 3, 1), None
         if source is None:
             raise ValueError("batched SaliencySwap mode='same' draws its backgrounds from the training set: call it "
                              "with source=<indices -> store batch of those rows>, or build it with mode='other'")
@@ -243,13 +283,15 @@ class BatchedSaliencySwap(BatchedTwoView):
         rows = source(others.to(device))
         hw = rows["hw"].cpu()
         whole = torch.cat([torch.zeros(len(hw), 2), hw.flip(1).double()], 1)  # each image's box, (0, 0, w, h)
-        resized = resized_crops(rows["image"].permute(0, 2, 3, 1), torch.arange(len(hw)), whole, self.size)
+        resized = resized_crops(rows["image"].permute(0, 2, 3, 1), torch.arange(len(hw)), whole, self.size,
+                                grouped=self.grouped)
         boxes = resized_boxes(object_boxes(rows["box"].cpu().double(), hw), hw, self.size)
         return resized.index_select(0, slots.to(device)), boxes[slots]
 
     def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: Sequence[torch.Generator],
                source: Source | None) -> torch.Tensor:
-        """The patch resized onto its box of the background; the mask is that box."""
+        """The patch resized onto its box of the background (view by view, or all at once on the grouped path); the
+        mask is that box."""
         n, device = len(generators), batch["image"].device
         hw = batch["hw"].cpu().repeat(2, 1)
         patch = patch_boxes(u[:, OWN:OWN + 3], object_boxes(batch["box"].cpu().double().repeat(2, 1), hw),
@@ -257,10 +299,17 @@ class BatchedSaliencySwap(BatchedTwoView):
         backgrounds, target = self.backgrounds_of(u[:, OWN + 6], generators, source, batch["index"].cpu(), device)
         if target is None:
             target = paste_boxes(u[:, OWN + 3:OWN + 6], patch, self.size, self.paste_ratio)
-        data = channels_last(self.workspace, batch["image"])
         views = torch.empty(2 * n, self.size, self.size, 4, dtype=torch.uint8, device=device)
+        inside = box_masks(target, self.size, device)  # 2BxSxS
+        views[..., 3] = inside.to(torch.uint8).mul_(255)
+        if grouped_path(device, self.grouped):
+            image = batch["image"]
+            matrices = resampling_matrices(patch, image.shape[-2:], self.size, targets=target, device=device)
+            patches = as_rows(resample(image, torch.arange(2 * n) % n, *matrices), torch.uint8)  # 0 off the box
+            views[..., :3] = torch.where(inside[..., None], patches, backgrounds)
+            return views
         views[..., :3] = backgrounds
-        views[..., 3] = box_masks(target, self.size, device).to(torch.uint8).mul_(255)
+        data = channels_last(self.workspace, batch["image"])
         for k, (box, (x0, y0, x1, y1)) in enumerate(zip(patch.long().tolist(), target.long().tolist())):
             resized_crop(data, k % n, box, y1 - y0, x1 - x0, out=views[k, y0:y1, x0:x1, :3])
         return views

@@ -3,10 +3,19 @@ boxes), vectorised, and the crops resized with the mask moved along.
 
 Boxes are ``N x 4`` float64 ``(x0, y0, x1, y1)`` with exclusive ends, integer-valued like the per-sample generators'
 (drawn from the uniforms of :mod:`~fgssl_lib.views.batched.randomness`). Resizing is the per-sample generators'
-antialiased bilinear resize, one call per view on a channels-last uint8 batch (the fastest layout of PyTorch's uint8
-kernel: on a CPU this beats any one-call batched resampler such as ``roi_align`` or ``grid_sample`` on float copies by
-about 10x at 224 px). The mask rides along as a fourth channel ``255 * mask`` and is thresholded at 128, which
-matches the per-sample nearest-neighbour masks up to a one-pixel border.
+antialiased bilinear resize, in one of two ways:
+
+- on a CPU, one call per view of PyTorch's uint8 kernel on a channels-last uint8 batch (its fastest layout: it beats
+  any one-call batched resampler such as ``roi_align`` or ``grid_sample`` on float copies by about 10x at 224 px);
+- elsewhere (``grouped``), the same resize as two batched matrix products: an antialiased bilinear resize is linear
+  and separable, ``out = W_y crop W_x^T``, and each view's crop, resize and place in its output box is one pair of
+  resampling matrices over the whole padded image (:func:`resampling_matrices`), so a batch of views of any sizes
+  takes a fixed number of kernel launches (:func:`resample`). The matrices hold the kernel's own weights (the
+  triangle filter stretched by the scale when shrinking, normalised per output pixel, as Pillow and
+  ``F.interpolate(antialias=True)``), so the pixels equal the uint8 kernel's up to rounding.
+
+The mask rides along as a fourth channel ``255 * mask`` and is thresholded at 128, which matches the per-sample
+nearest-neighbour masks up to a one-pixel border.
 """
 
 from __future__ import annotations
@@ -109,6 +118,78 @@ def box_masks(box: torch.Tensor, size: int, device: torch.device) -> torch.Tenso
     return inside_y[:, :, None] & inside_x[:, None, :]
 
 
+def grouped_path(device: torch.device, grouped: bool | None = None) -> bool:
+    """Whether views made on ``device`` take the grouped path (batched matrix products, a fixed number of ops per
+    batch) instead of the CPU's per-view kernels: ``grouped`` when given (to run either path anywhere), else on every
+    device but the CPU."""
+    return device.type != "cpu" if grouped is None else bool(grouped)
+
+
+def _axis_weights(start: torch.Tensor, stop: torch.Tensor, out_start: torch.Tensor, out_stop: torch.Tensor,
+                  length: int, size: int, device: torch.device) -> torch.Tensor:
+    """``K x size x length`` float32 weights along one axis: input pixels ``[start, stop)`` (of ``length``) resized
+    bilinearly with antialiasing onto output pixels ``[out_start, out_stop)`` (of ``size``), zero rows elsewhere.
+    Output pixel ``o`` of the target is centred at ``c = s (o + 1/2)`` in the crop (``s``: input over output length)
+    and weighs crop pixel ``t`` by the triangle ``max(0, 1 - |t + 1/2 - c| / max(s, 1))``, normalised."""
+    start, stop, out_start, out_stop = (v.to(device=device, dtype=torch.float32)[:, None, None]
+                                        for v in (start, stop, out_start, out_stop))  # Kx1x1 each
+    scale = (stop - start) / (out_stop - out_start)
+    o = torch.arange(size, device=device, dtype=torch.float32)[None, :, None] - out_start  # KxSx1
+    t = torch.arange(length, device=device, dtype=torch.float32)[None, None, :] - start  # Kx1xL
+    weights = (1 - (t + 0.5 - scale * (o + 0.5)).abs_() / scale.clamp(min=1)).clamp_(min=0)  # KxSxL
+    weights.mul_((o >= 0) & (o < out_stop - out_start)).mul_((t >= 0) & (t < stop - start))
+    return weights.div_(weights.sum(-1, keepdim=True).clamp_(min=1e-12))
+
+
+def resampling_matrices(boxes: torch.Tensor, shape: tuple[int, int], size: int, targets: torch.Tensor | None = None,
+                        device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The antialiased bilinear resize of each whole-pixel box ``boxes[k]`` (``K x 4``) of an ``H x W`` image
+    (``shape``) onto its box ``targets[k]`` of an ``S x S`` output (default: all of it), as the matrices ``(W_y K x S x
+    H, W_x K x S x W)`` float32 on ``device``: the view is ``W_y image W_x^T`` per channel (:func:`resample`), zero
+    outside its target box."""
+    if targets is None:
+        targets = torch.tensor([0.0, 0.0, size, size]).expand(len(boxes), 4)
+    weights_y = _axis_weights(boxes[:, 1], boxes[:, 3], targets[:, 1], targets[:, 3], shape[0], size, device)
+    weights_x = _axis_weights(boxes[:, 0], boxes[:, 2], targets[:, 0], targets[:, 2], shape[1], size, device)
+    return weights_y, weights_x
+
+
+def blur_matrices(hw: torch.Tensor, sigma: torch.Tensor, length: int, device: torch.device) -> torch.Tensor:
+    """``K x L x L`` float32: along one axis of valid length ``hw[k]`` (padded to ``L``), a Gaussian blur of standard
+    deviation ``sigma[k]`` with ``2 ceil(3 sigma) + 1`` taps and a reflect-101 border (as
+    :func:`fgssl_lib.views.photometric.separable_gaussian_blur`), as a matrix; composed with a resampling matrix it
+    blurs before the resize in the same product."""
+    radius = torch.ceil(3 * sigma.double())  # K
+    taps = torch.arange(-int(radius.max()), int(radius.max()) + 1, dtype=torch.float64)  # T
+    weights = torch.exp(-taps**2 / (2 * sigma.double()[:, None] ** 2)) * (taps.abs() <= radius[:, None])  # KxT
+    weights = (weights / weights.sum(1, keepdim=True)).float().to(device)
+    hw = hw.to(device)[:, None, None]
+    period = (2 * hw - 2).clamp(min=1)
+    position = torch.arange(length, device=device)[None, :, None]  # 1xLx1
+    source = torch.remainder(position + taps.long().to(device), period)  # KxLxT, reflected at 0 ...
+    source = torch.where(source >= hw, period - source, source).clamp_(max=length - 1)  # ... and at hw - 1
+    kept = weights[:, None, :] * (position < hw)  # rows past the valid length stay zero
+    return torch.zeros(len(hw), length, length, device=device).scatter_add_(2, source, kept)
+
+
+def resample(source: torch.Tensor, rows: torch.Tensor, weights_y: torch.Tensor,
+             weights_x: torch.Tensor) -> torch.Tensor:
+    """``K x C x S x S`` float32: ``W_y[k] source[rows[k]] W_x[k]^T`` for every channel of ``source`` (``B x C x H
+    x W``, any dtype, on the matrices' device) with matrices of :func:`resampling_matrices`: two batched matrix
+    products, whatever the sizes of the crops."""
+    crops = source.index_select(0, rows.to(source.device)).float()  # KxCxHxW
+    return weights_y[:, None] @ crops @ weights_x[:, None].transpose(-1, -2)
+
+
+def as_rows(views: torch.Tensor, dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``K x S x S x C`` channels-last ``dtype`` (uint8: rounded and clamped to [0, 255]) of float ``K x C x S x
+    S`` ``views``, written into ``out`` when given."""
+    if dtype == torch.uint8:
+        views = views.round_().clamp_(0, 255)
+    views = views.permute(0, 2, 3, 1)
+    return views.to(dtype) if out is None else out.copy_(views)
+
+
 class Workspace:
     """Reusable buffers of a generator's intermediates (the channels-last rows, the views' layouts, their float
     planes): a fresh tensor per batch costs page faults on a CPU on top of the writes."""
@@ -160,13 +241,17 @@ def resized_crop(source: torch.Tensor, row: int, box: list[int], height: int, wi
 
 
 def resized_crops(source: torch.Tensor, rows: torch.Tensor, boxes: torch.Tensor, size: int,
-                  out: torch.Tensor | None = None) -> torch.Tensor:
-    """``K x S x S x C``: each box ``boxes[k]`` (whole pixels) of ``source[rows[k]]`` resized to ``S x S``, written
-    row by row into ``out`` (``K x S x S x C``, e.g. a reused :class:`Workspace` buffer; default: a new tensor). A
-    contiguous uint8 source on a CPU takes the kernel of :func:`resized_crop` straight from channel-first views into
-    ``out`` (the loop is most of the cost at small sizes)."""
+                  out: torch.Tensor | None = None, grouped: bool | None = None) -> torch.Tensor:
+    """``K x S x S x C``: each box ``boxes[k]`` (whole pixels) of ``source[rows[k]]`` (``B x H x W x C``) resized to
+    ``S x S``, written into ``out`` (``K x S x S x C``, e.g. a reused :class:`Workspace` buffer; default: a new
+    tensor). The grouped path (:func:`grouped_path`) resamples all views at once (:func:`resample`); otherwise view
+    by view, a contiguous uint8 source on a CPU taking the kernel of :func:`resized_crop` straight from channel-first
+    views into ``out`` (the loop is most of the cost at small sizes)."""
     if out is None:
         out = torch.empty((len(rows), size, size, source.shape[-1]), dtype=source.dtype, device=source.device)
+    if grouped_path(source.device, grouped):
+        matrices = resampling_matrices(boxes, source.shape[1:3], size, device=source.device)
+        return as_rows(resample(source.permute(0, 3, 1, 2), rows, *matrices), source.dtype, out)
     crops = zip(rows.tolist(), boxes.long().tolist())
     direct = source.device.type == "cpu" and source.dtype == torch.uint8 and source.is_contiguous() and \
         out.is_contiguous()
@@ -180,11 +265,11 @@ def resized_crops(source: torch.Tensor, rows: torch.Tensor, boxes: torch.Tensor,
     return out
 
 
-def flip_rows(x: torch.Tensor, flip: torch.Tensor, dim: int) -> torch.Tensor:
+def flip_rows(x: torch.Tensor, flip: torch.Tensor, dim: int, grouped: bool | None = None) -> torch.Tensor:
     """Mirror the rows of ``x`` along ``dim`` where ``flip`` (``N`` bool, CPU) is set, in place: row by row on a CPU
-    (no gathered copy), in one gather and scatter elsewhere."""
+    (no gathered copy), in one gather and scatter on the grouped path (:func:`grouped_path`)."""
     rows = flip.nonzero()[:, 0]
-    if x.device.type == "cpu":
+    if not grouped_path(x.device, grouped):
         for row in rows.tolist():
             x[row] = x[row].flip(dim - 1)
     elif len(rows):

@@ -27,7 +27,7 @@ import cv2
 import torch
 import torch.nn.functional as F
 
-from fgssl_lib.views.batched.geometry import Workspace
+from fgssl_lib.views.batched.geometry import Workspace, grouped_path
 from fgssl_lib.views.photometric import SOLARIZE_THRESHOLD, PhotometricSpec, blur_kernel_size, blur_sigma_range
 
 PHOTOMETRIC_UNIFORMS = 10
@@ -98,12 +98,13 @@ def colour_transforms(u: torch.Tensor, spec: Specs, mean: torch.Tensor) -> tuple
     return transform[:, :3, :3], transform[:, :3, 3]
 
 
-def gaussian_blur(x: torch.Tensor, rows: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, rows: torch.Tensor, kernel_size: int, sigma: torch.Tensor,
+                  grouped: bool | None = None) -> torch.Tensor:
     """Blur the views ``x[rows]`` (``x``: ``N x C x S x S`` float, contiguous; ``rows``: ``K`` CPU indices), each with
     its own ``sigma`` (``K``), in place, separably with a reflect-101 border as
     :func:`fgssl_lib.views.photometric.separable_gaussian_blur`: OpenCV per channel plane on a CPU,
-    :func:`grouped_gaussian_blur` elsewhere."""
-    if x.device.type != "cpu":
+    :func:`grouped_gaussian_blur` on the grouped path (:func:`~fgssl_lib.views.batched.geometry.grouped_path`)."""
+    if grouped_path(x.device, grouped):
         return grouped_gaussian_blur(x, rows, kernel_size, sigma)
     views = x.numpy()
     for row, s in zip(rows.tolist(), sigma.tolist()):
@@ -126,11 +127,12 @@ def grouped_gaussian_blur(x: torch.Tensor, rows: torch.Tensor, kernel_size: int,
 
 
 def photometric(x: torch.Tensor, u: torch.Tensor, specs: tuple[PhotometricSpec, PhotometricSpec] | None,
-                workspace: Workspace | None = None) -> torch.Tensor:
+                workspace: Workspace | None = None, grouped: bool | None = None) -> torch.Tensor:
     """Both views' photometric ops: ``x`` (``2B x S x S x 3`` uint8, view 1's rows first) to ``2B x 3 x S x S``
     float32 in [0, 1], view 1's rows with ``specs[0]``, view 2's with ``specs[1]``; ``u``: ``2B x
     PHOTOMETRIC_UNIFORMS`` CPU uniforms; ``specs=None`` only scales to [0, 1]. The colour transforms (which also
-    scale to [0, 1]) take one batched ``t + A x`` over the float planes of ``x``, held in ``workspace`` if given."""
+    scale to [0, 1]) take one batched ``t + A x`` over the float planes of ``x``, held in ``workspace`` if given;
+    ``grouped`` chooses the blur's path (:func:`gaussian_blur`)."""
     n, size = len(x), x.shape[1]
     shape = (n, 3, size, size)
     planes = torch.empty(shape, device=x.device) if workspace is None else \
@@ -145,7 +147,7 @@ def photometric(x: torch.Tensor, u: torch.Tensor, specs: tuple[PhotometricSpec, 
     blur_p, solarize_p = (per_view(specs, n, name) for name in ("blur_p", "solarize_p"))
     blurred = (u[:, 7] < blur_p).nonzero()[:, 0]
     if len(blurred):
-        gaussian_blur(out, blurred, blur_kernel_size(size), low + (high - low) * u[blurred, 8])
+        gaussian_blur(out, blurred, blur_kernel_size(size), low + (high - low) * u[blurred, 8], grouped)
     solarized = (u[:, 9] < solarize_p).nonzero()[:, 0].to(x.device)
     if len(solarized):
         views = out.index_select(0, solarized)
