@@ -12,42 +12,32 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import pandas as pd
-import torch
-from matplotlib.figure import Figure
-from torch.utils.data import Subset
 
 from fgssl_lib.config import check_choice, check_preset
 from fgssl_lib.data.calibration import calibration_record, write_calibration
 from fgssl_lib.methods import METHODS, evaluated_from
-from fgssl_lib.eval import localization_maps
 from fgssl_lib.reports import evaluate, splits
 from fgssl_lib.results import RESULTS
 from fgssl_lib.runs import (Run, load_run, method_configs, run_key, runs_root, stage1_config, start_from,
                             train_methods, train_or_load)
-from fgssl_lib.train.snapshots import run_snapshot_images, training_snapshots
-from fgssl_lib.views import eval_view
-from fgssl_lib.viz import cam_grid, spread_chart
-from fgssl_lib.viz.training import snapshot_grid
+from fgssl_lib.scheduler import default_jobs, run_tasks
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import COARSE_INIT, INITS, PAPER_INIT
+from fgssl_lib.viz.study import MAP_ARMS, PROBLEM_AND_FIX, SCRATCH, Arm, arm_label, study_figures
 
 STUDY_METHODS = ("byol", "byol_ss", "cvsa", "cvsa_sigmoid_max", "byol_dilo", "mocov2", "mocov2_dilo", "lcr",
                  "lcr_multitask", "lcr_dual_pooling", "supervised", "supervised_oracle")
 SEEDS = (0, 1, 2)
-SCRATCH = "scratch"
 STAGE1_SEED = 0
 """Seed of the two coarse-world stage-1 runs: one of each, shared by every seed of the study, as the papers share one
 set of ImageNet weights."""
@@ -63,8 +53,6 @@ CALIBRATION_VAL_IMAGES = {"smoke": None, "cpu": 2500, "paper": None}
 ``cpu``, 2,500 rather than the benchmark's 500: on 500 images a biased BYOL's ``mixed_rand`` (about 15 %) carries a
 sampling std of 1.6 points, half the *stable* target of 3, which would measure the evaluation rather than the
 seeds (at 2,500: 0.7). Chosen after the first calibration missed *stable* (see the benchmark page)."""
-Arm = tuple[str, str]
-"""``(method, init)``: a method and how its runs start (``scratch`` or a coarse-world init)."""
 Task = tuple[str, str, int]
 """``(method, init, seed)``: one row of the study."""
 _VERSIONED = ("fgssl_lib", "torch", "torchvision", "lightly", "pytorch-lightning", "numpy", "scikit-learn")
@@ -80,11 +68,6 @@ def study_arms(methods: Sequence[str] = STUDY_METHODS) -> list[Arm]:
     """Every method from scratch, then every method whose paper starts from pre-trained weights from the coarse-world
     init that stands in for them (:func:`paper_start`)."""
     return [(m, SCRATCH) for m in methods] + [(m, paper_start(m)) for m in methods if paper_start(m) != SCRATCH]
-
-
-def arm_label(method: str, init: str) -> str:
-    """The row label of an arm in tables and charts: the method, with its init when it is not ``scratch``."""
-    return method if init == SCRATCH else f"{method} [{init}]"
 
 
 def _header(command: str) -> list[str]:
@@ -161,69 +144,6 @@ def train_stage1(init: str, preset: str = "cpu", **overrides: object) -> str:
     return run_key(config)
 
 
-def default_jobs() -> int:
-    """Parallel study processes: one per CPU core on a CPU-only machine (each single-threaded, which keeps a small
-    network's step faster than two threads on one process), one where CUDA trains."""
-    import torch
-
-    return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
-
-
-def single_threaded() -> None:
-    """Initializer of a study process: one intra-op thread, so ``jobs`` processes share the cores without contention;
-    on Linux the process also ends when the study that started it is killed (its run resumes from ``last.ckpt``)."""
-    import torch
-
-    torch.set_num_threads(1)
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def run_tasks(work: Callable[..., Any], tasks: Sequence[tuple], jobs: int,
-              done: Callable[[tuple, Any, float], None], after: Callable[[tuple], tuple | None] = lambda _: None) -> None:
-    """``work(*task)`` for every task, ``jobs`` at a time in single-threaded processes (in this process when
-    ``jobs == 1``); a task starts only once the task ``after(task)`` names (if it is one of ``tasks``) has finished.
-    ``done(task, result, seconds)`` runs here as each task finishes; a failed task stops the others and raises."""
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
-    waiting = [t for t in tasks if after(t) in tasks]
-    ready = [t for t in tasks if t not in waiting]
-
-    def release(task: tuple) -> list[tuple]:
-        freed = [t for t in waiting if after(t) == task]
-        for t in freed:
-            waiting.remove(t)
-        return freed
-
-    if jobs == 1:
-        while ready:
-            task = ready.pop(0)
-            start = time.perf_counter()
-            done(task, work(*task), time.perf_counter() - start)
-            ready += release(task)
-        return
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=single_threaded) as pool:
-        started: dict[Future, tuple[tuple, float]] = {}
-        for task in ready:
-            started[pool.submit(work, *task)] = (task, time.perf_counter())
-        while started:
-            finished, _ = wait(started, return_when=FIRST_COMPLETED)
-            for future in finished:
-                task, start = started.pop(future)
-                try:
-                    result = future.result()
-                except Exception as error:
-                    pool.shutdown(cancel_futures=True)
-                    raise RuntimeError(f"study task {task} failed: {error}") from error
-                done(task, result, time.perf_counter() - start)
-                for freed in release(task):
-                    started[pool.submit(work, *freed)] = (freed, time.perf_counter())
-
-
 def study_tasks(arms: Sequence[Arm], seeds: Sequence[int]) -> list[Task]:
     """Every ``(method, init, seed)`` of ``arms x seeds``, seed by seed."""
     return [(m, i, s) for s in seeds for m, i in arms]
@@ -235,7 +155,7 @@ def run_study(preset: str = "cpu", arms: Sequence[Arm] | None = None, seeds: Seq
     """Run every ``arm x seed`` (default :func:`study_arms`) not yet in the CSV at ``path`` (all of them with
     ``rerun=True``), rewriting the CSV after each run; returns all rows in ``seed, arm`` order.
 
-    ``jobs > 1`` trains that many runs at once (:func:`run_tasks`); the coarse-world stage-1 runs are trained first,
+    ``jobs > 1`` trains that many runs at once (:func:`~fgssl_lib.scheduler.run_tasks`); the coarse-world stage-1 runs are trained first,
     and a row :func:`~fgssl_lib.methods.evaluated_from` another's run starts once that run has finished.
     """
     arms = list(arms if arms is not None else study_arms())
@@ -338,8 +258,8 @@ def run_or_read(preset: str = "cpu", rerun: bool = False, methods: Sequence[str]
                 scratch: str | os.PathLike = ".") -> tuple[pd.DataFrame, dict[str, Any], Path, float | None]:
     """The study as ``07_cpu_study`` shows it: the rows of the CSV at ``path`` (default :data:`CSV_PATH`) and the
     calibration beside it, after, with ``rerun=True``, calibrating on ``val`` (:func:`calibrate`) and then running
-    every arm of ``methods`` (:func:`study_arms`) x ``seeds`` again (``jobs`` at once, default :func:`default_jobs`)
-    and drawing :func:`study_figures` of the first seed beside the CSV.
+    every arm of ``methods`` (:func:`study_arms`) x ``seeds`` again (``jobs`` at once, default :func:`~fgssl_lib.scheduler.default_jobs`)
+    and drawing the figures of the first seed beside the CSV (:func:`draw_figures`).
     At ``smoke`` the whole pipeline runs on :data:`SMOKE_METHODS` and seeds 0 and 1 into ``<scratch>``.
     Returns ``(rows, calibration, the CSV, seconds spent running or None when only read)``."""
     csv = Path(path) if path else CSV_PATH
@@ -355,16 +275,9 @@ def run_or_read(preset: str = "cpu", rerun: bool = False, methods: Sequence[str]
         calibrate(preset, seeds, calibration, jobs)
         arms = study_arms(methods or STUDY_METHODS)
         run_study(preset, arms, seeds, path=csv, command=command, rerun=rerun, jobs=jobs)
-        study_figures(preset, arms, seeds[0], csv.parent)
+        draw_figures(preset, arms, seeds[0], csv.parent)
         seconds = time.perf_counter() - start
     return read_study(csv), read_calibration(calibration), csv, seconds
-
-
-MAP_ARMS: tuple[Arm, ...] = (("cvsa", "scratch"), ("cvsa", "coarse_dual_stage"), ("lcr", "scratch"),
-                              ("lcr", "coarse_supervised"))
-"""The arms whose per-epoch maps the study draws: the methods with a map of their own, from both starts."""
-PROBLEM_AND_FIX: tuple[Arm, Arm] = (("byol", "scratch"), ("cvsa", "coarse_dual_stage"))
-"""The book's opening figure: a baseline's Grad-CAM beside a fixed method's own map, on the same test images."""
 
 
 def _finished_run(method: str, init: str, seed: int, preset: str, **overrides: object) -> tuple[Run, TrainConfig]:
@@ -378,57 +291,14 @@ def _finished_run(method: str, init: str, seed: int, preset: str, **overrides: o
     return run, config
 
 
-def study_figures(preset: str = "cpu", arms: Sequence[Arm] | None = None, seed: int = 0,
-                  directory: str | os.PathLike = RESULTS, images: int = 6, **overrides: object) -> list[Path]:
-    """The figures drawn from the study's runs of ``seed`` (those of ``arms`` that the study ran), as PNG files in
-    ``directory``: ``maps_<method>_<init>.png``, the map each arm of :data:`MAP_ARMS` recorded on its first training
-    images before training and after each epoch; ``problem_and_fix.png`` (:data:`PROBLEM_AND_FIX`): the baseline's
-    Grad-CAM and the fixed method's map on the first ``images`` test images (``original``), GT boxes in green."""
-    arms = list(arms if arms is not None else study_arms())
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for method, init in (arm for arm in MAP_ARMS if arm in arms):
-        run, config = _finished_run(method, init, seed, preset, **overrides)
-        shown, boxes = run_snapshot_images(config)
-        figure = snapshot_grid(shown, training_snapshots(run, config, shown), boxes, max_rows=5)
-        figure.suptitle(f"{arm_label(method, init)}, seed {seed}: its map during training", fontsize=9)
-        figure.tight_layout()
-        written.append(_save(figure, directory / f"maps_{method}_{init}.png"))
-    if set(PROBLEM_AND_FIX) <= set(arms):
-        finished = [_finished_run(method, init, seed, preset, **overrides) for method, init in PROBLEM_AND_FIX]
-        config = finished[0][1]  # both arms train and test on the same data
-        test = Subset(splits(config, preset)["original"], range(images))
-        view = eval_view(config.image_size)
-        shown = torch.stack([view(test[i])["image"] for i in range(len(test))])
-        cams, boxes = {}, None
-        for (method, init), (run, config), what in zip(PROBLEM_AND_FIX, finished, ("Grad-CAM", "its map")):
-            maps, boxes, _ = localization_maps(run.method, test, config.image_size, device=config.device)
-            cams[f"{arm_label(method, init)}\n{what}".replace(" [", "\n[")] = maps
-        written.append(_save(cam_grid(shown, cams, boxes), directory / "problem_and_fix.png"))
-    return written
-
-
-def _save(figure: Figure, path: Path) -> Path:
-    """Write ``figure`` to ``path`` (PNG, 110 dpi) through a temporary file, close it, return the path."""
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    os.replace(tmp, path)
-    return path
-
-
-def study_chart(rows: pd.DataFrame, num_classes: int = 10) -> Figure:
-    """Per arm, kNN top-1 on ``mixed_rand`` and the BG-Gap, each seed a dot, bars coloured by init; the chance line
-    (``100 / num_classes``) and the ceiling (``supervised_oracle``'s mean ``mixed_rand``, when the study has it)."""
-    results = to_results(rows)
-    lines = {"knn_mixed_rand": {"chance": 100.0 / num_classes}}
-    oracle = rows.loc[rows["method"] == "supervised_oracle", "knn_mixed_rand"]
-    if len(oracle):
-        lines["knn_mixed_rand"]["ceiling"] = float(oracle.mean())
-    groups = {arm_label(m, i): i for m, i in zip(rows["method"], rows["init"])}
-    return spread_chart(results, {"knn_mixed_rand": "kNN top-1 on mixed_rand (%)", "bg_gap": "BG-Gap (points)"},
-                        groups, lines)
+def draw_figures(preset: str, arms: Sequence[Arm], seed: int, directory: str | os.PathLike,
+                 **overrides: object) -> list[Path]:
+    """:func:`~fgssl_lib.viz.study.study_figures` of the study's finished runs of ``seed`` (those of ``arms`` that
+    the figures show) in ``directory``, on the ``original`` test variant."""
+    shown = [arm for arm in arms if arm in (*MAP_ARMS, *PROBLEM_AND_FIX)]
+    runs = {arm: _finished_run(*arm, seed, preset, **overrides) for arm in shown}
+    test = splits(next(iter(runs.values()))[1], preset)["original"] if runs else []
+    return study_figures(runs, test, seed, directory)
 
 
 CLAIM_COLUMNS = ("knn_mixed_rand", "bg_gap", "retrieval_rank1", "maxboxacc", "train_seconds")

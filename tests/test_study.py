@@ -11,7 +11,9 @@ import torch
 
 from fgssl_lib import study
 from fgssl_lib.study import CLAIMS, COLUMNS, STUDY_METHODS, claims, read_study, run_study, to_results, write_csv
+from fgssl_lib.scheduler import single_threaded
 from fgssl_lib.viz import results_table
+from fgssl_lib.viz.study import study_chart
 
 
 def _row(method: str, seed: int, init: str = "scratch", **values: float) -> dict:
@@ -165,7 +167,7 @@ def _parent_death_signal() -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 def test_study_processes_end_when_the_study_is_killed():
-    with multiprocessing.get_context("fork").Pool(1, initializer=study.single_threaded) as pool:
+    with multiprocessing.get_context("fork").Pool(1, initializer=single_threaded) as pool:
         assert pool.apply(_parent_death_signal) == signal.SIGTERM
     assert _parent_death_signal() == 0  # the study's own process is left alone
 
@@ -215,7 +217,7 @@ def test_study_chart_shows_each_seed_chance_and_the_ceiling():
     rows = pd.DataFrame([_row("byol", s, knn_mixed_rand=12.0 + s, bg_gap=80.0) for s in range(3)]
                         + [_row("supervised_oracle", s, knn_mixed_rand=74.0 + s, bg_gap=2.0) for s in range(3)]
                         + [_row("byol", s, "coarse_dual_stage", knn_mixed_rand=20.0, bg_gap=70.0) for s in range(3)])
-    figure = study.study_chart(rows)
+    figure = study_chart(to_results(rows))
     mixed_rand, gap = figure.axes
     assert [line.get_xdata()[0] for line in mixed_rand.lines if line.get_linestyle() != "None"] == [10.0, 75.0]
     dots = [line for line in mixed_rand.lines if line.get_marker() == "o"]

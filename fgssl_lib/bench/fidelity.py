@@ -24,7 +24,7 @@ import pandas as pd
 from fgssl_lib.reports import evaluate
 from fgssl_lib.results import RESULTS
 from fgssl_lib.runs import runs_root, train_or_load
-from fgssl_lib.study import single_threaded
+from fgssl_lib.scheduler import single_threaded
 from fgssl_lib.train import TrainConfig
 
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
