@@ -35,7 +35,8 @@ def single_threaded() -> None:
 
 
 def run_tasks(work: Callable[..., Any], tasks: Sequence[tuple], jobs: int,
-              done: Callable[[tuple, Any, float], None], after: Callable[[tuple], tuple | None] = lambda _: None) -> None:
+              done: Callable[[tuple, Any, float], None],
+              after: Callable[[tuple], tuple | None] = lambda _: None) -> None:
     """``work(*task)`` for every task, ``jobs`` at a time in single-threaded processes (in this process when
     ``jobs == 1``); a task starts only once the task ``after(task)`` names (if it is one of ``tasks``) has finished.
     ``done(task, result, seconds)`` runs here as each task finishes; a failed task stops the others and raises

@@ -155,8 +155,9 @@ def run_study(preset: str = "cpu", arms: Sequence[Arm] | None = None, seeds: Seq
     """Run every ``arm x seed`` (default :func:`study_arms`) not yet in the CSV at ``path`` (all of them with
     ``rerun=True``), rewriting the CSV after each run; returns all rows in ``seed, arm`` order.
 
-    ``jobs > 1`` trains that many runs at once (:func:`~fgssl_lib.scheduler.run_tasks`); the coarse-world stage-1 runs are trained first,
-    and a row :func:`~fgssl_lib.methods.evaluated_from` another's run starts once that run has finished.
+    ``jobs > 1`` trains that many runs at once (:func:`~fgssl_lib.scheduler.run_tasks`); the coarse-world stage-1
+    runs are trained first, and a row :func:`~fgssl_lib.methods.evaluated_from` another's run starts once that run
+    has finished.
     """
     arms = list(arms if arms is not None else study_arms())
     for method, init in arms:
@@ -258,8 +259,8 @@ def run_or_read(preset: str = "cpu", rerun: bool = False, methods: Sequence[str]
                 scratch: str | os.PathLike = ".") -> tuple[pd.DataFrame, dict[str, Any], Path, float | None]:
     """The study as ``07_cpu_study`` shows it: the rows of the CSV at ``path`` (default :data:`CSV_PATH`) and the
     calibration beside it, after, with ``rerun=True``, calibrating on ``val`` (:func:`calibrate`) and then running
-    every arm of ``methods`` (:func:`study_arms`) x ``seeds`` again (``jobs`` at once, default :func:`~fgssl_lib.scheduler.default_jobs`)
-    and drawing the figures of the first seed beside the CSV (:func:`draw_figures`).
+    every arm of ``methods`` (:func:`study_arms`) x ``seeds`` again (``jobs`` at once, default
+    :func:`~fgssl_lib.scheduler.default_jobs`) and drawing the figures of the first seed beside the CSV (:func:`draw_figures`).
     At ``smoke`` the whole pipeline runs on :data:`SMOKE_METHODS` and seeds 0 and 1 into ``<scratch>``.
     Returns ``(rows, calibration, the CSV, seconds spent running or None when only read)``."""
     csv = Path(path) if path else CSV_PATH
