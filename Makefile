@@ -7,7 +7,7 @@ STAMP := $(VENV)/.fgssl-installed
 # and the CPU study runs one single-threaded process per core.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: venv chromium book test html clean
+.PHONY: venv chromium book test html dist clean
 
 # Virtual environment with torch from local disk, then the package (editable) with its book and dev extras.
 # Re-installs only when pyproject.toml changes.
@@ -45,5 +45,13 @@ test: venv chromium
 	$(MAKE) html EXECUTED=_build/smoke
 	$(PY) -m pytest -q -m browser tests/test_browser.py
 
+# Release files (the release workflow runs this on a tag): TAG must name fgssl_lib.__version__ (v<version>); the
+# sdist and the wheel go to dist/, built offline with the venv's setuptools, then the wheel test runs on that wheel.
+dist: venv
+	$(PY) -m fgssl_lib.release --tag "$(TAG)"
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	FGSSL_WHEEL="$$(ls dist/*.whl)" $(PY) -m pytest -q tests/test_wheel.py
+
 clean:
-	rm -rf _build
+	rm -rf _build dist
