@@ -70,7 +70,7 @@ def test_the_wheel_in_an_empty_venv_runs_07_from_an_empty_folder(tmp_path: Path)
 
     python, env = fresh_venv(tmp_path / "venv")
     _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index",
-          str(wheel)], cwd=tmp_path)
+          "--force-reinstall", str(wheel)], cwd=tmp_path, env=env)  # into the venv, whatever this one holds
     empty = tmp_path / "reader"
     empty.mkdir()
     installed = Path(_run([str(python), "-c", "import fgssl_lib; print(fgssl_lib.__file__)"], cwd=empty,
