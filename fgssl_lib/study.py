@@ -363,6 +363,11 @@ CLAIMS: tuple[Claim, ...] = (
 """The study's claims, written before its first run, in the order the book lists them."""
 
 
+METRIC_NAMES = {"knn_mixed_rand": "kNN mixed_rand", "bg_gap": "BG-Gap", "retrieval_rank1": "retrieval rank-1",
+                "maxboxacc": "MaxBoxAcc"}
+"""How the claims' evidence names the columns it quotes."""
+
+
 def claims(rows: pd.DataFrame, num_classes: int = 10) -> pd.DataFrame:
     """The study's :data:`CLAIMS` answered from the rows, per start: ``claim, question, init, evidence, holds``.
 
@@ -390,11 +395,76 @@ def claims(rows: pd.DataFrame, num_classes: int = 10) -> pd.DataFrame:
             compared = [(col, above(arm, other, col)) for col in claim.higher] + [
                 (col, above(other, arm, col)) for col in claim.lower]
             verdicts = [ok for _, ok in compared] + [bool(mean.loc[arm, col] >= floor) for col, floor in claim.at_least]
-            evidence = [f"{col} {fmt(arm, col)} vs {fmt(other, col)}" for col, _ in compared]
-            evidence += [f"{col} {fmt(arm, col)}" for col, _ in claim.at_least]
+            evidence = [f"{METRIC_NAMES[col]} {fmt(arm, col)} vs {fmt(other, col)}" for col, _ in compared]
+            evidence += [f"{METRIC_NAMES[col]} {fmt(arm, col)}" for col, _ in claim.at_least]
             if claim.near_chance:
                 col = claim.near_chance
                 verdicts.append(bool(mean.loc[arm, col] < chance + 2 * max(5.0, std.loc[arm, col])))
                 evidence.append(f"chance {chance:.0f}")
             out.append((claim.number, f"{claim.number} {claim.question}", init, "; ".join(evidence), all(verdicts)))
     return pd.DataFrame(out, columns=["claim", "question", "init", "evidence", "holds"])
+
+
+TABLE_COLUMNS = {"knn_mixed_rand": "kNN mixed_rand (%)", "bg_gap": "BG-Gap (points)",
+                 "retrieval_rank1": "rank-1 (%)", "maxboxacc": "MaxBoxAcc (%)", "train_seconds": "train (min)"}
+"""The study table's columns (the numbers the claims are judged on, and the training time) and their headers."""
+
+
+def study_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per arm (indexed by ``method, init``), ``mean ± std`` over seeds of :data:`TABLE_COLUMNS`: percentages and
+    points with one decimal, the training time in minutes with none."""
+    out = {}
+    for label, metrics in to_results(rows).items():
+        method, _, init = label.partition(" [")
+        cells = {}
+        for column, header in TABLE_COLUMNS.items():
+            values = pd.Series(metrics[column], dtype=float) / (60.0 if column == "train_seconds" else 1.0)
+            digits = 0 if column == "train_seconds" else 1
+            cells[header] = (f"{values.mean():.{digits}f}" if len(values) == 1
+                             else f"{values.mean():.{digits}f} ± {values.std():.{digits}f}")
+        out[(method, init.rstrip("]") or SCRATCH)] = cells
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["method", "init"])
+    return table
+
+
+def _minutes(seconds: float) -> str:
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def reading(rows: pd.DataFrame, calibration: dict[str, Any], num_classes: int = 10) -> str:
+    """The study's reading as markdown, every number from ``rows`` and the ``calibration`` record: the budget, the
+    calibration against its targets, and each of :data:`CLAIMS` with its verdict at every start and the evidence."""
+    budget = calibration["budget"]
+    seeds = sorted(rows["seed"].astype(int).unique())
+    arms = list(dict.fromkeys(zip(rows["method"], rows["init"])))
+    lines = [f"{len(seeds)} seeds of the `{budget['preset']}` preset ({budget['num_images']:,} images x "
+             f"{budget['epochs']} epochs at {budget['image_size']} px, {budget['precision']}): {len(arms)} arms, "
+             f"{len(rows)} runs, {_minutes(float(rows['train_seconds'].sum()))} of training summed over the runs. "
+             f"Numbers are kNN top-1 on the test variants unless said otherwise, mean ± std over seeds; chance is "
+             f"{100 / num_classes:.0f} %.", ""]
+    properties = {"learnable": ("learnable", "%", "at least"), "biased": ("biased", " points", "at least"),
+                  "stable": ("stable", " points", "at most")}
+    unmet = [name for name in properties if not calibration[name]["met"]]
+    images = budget["calibration_val_images"]
+    lines.append(f"**Calibration** on `val` ({f'{images:,}' if images else 'the evaluation'} images per variant): "
+                 f"{'all three properties are met' if not unmet else 'not met: ' + ', '.join(unmet)}; "
+                 + "; ".join(f"{label} {calibration[name]['value']:.1f}{unit} ({bound} "
+                             f"{calibration[name]['target']:g})" for name, (label, unit, bound) in properties.items())
+                 + ".")
+    lines.append("")
+    answers = claims(rows, num_classes)
+    for question, judged in answers.groupby("question", sort=False):
+        held = judged.loc[judged["holds"], "init"].tolist()
+        missed = judged.loc[~judged["holds"], "init"].tolist()
+        if not missed:
+            verdict = "holds" + (f" from every start ({', '.join(held)})" if len(held) > 1 else f" ({held[0]})")
+        elif not held:
+            verdict = "does not hold" + (f" from any start ({', '.join(missed)})" if len(missed) > 1
+                                         else f" ({missed[0]})")
+        else:
+            verdict = f"holds from {', '.join(held)}; not from {', '.join(missed)}"
+        evidence = "; ".join(f"{init}: {text}" for init, text in zip(judged["init"], judged["evidence"]))
+        lines.append(f"- **{question.rstrip('?')}: {verdict}.** {evidence}.")
+    return "\n".join(lines)

@@ -224,3 +224,25 @@ def test_study_chart_shows_each_seed_chance_and_the_ceiling():
     assert len(dots) == 3 and all(len(line.get_xdata()) == 3 for line in dots)  # every seed of every arm
     assert gap.get_legend() is None  # one legend, inside the first panel, beside the short bars
     assert [t.get_text() for t in mixed_rand.get_legend().get_texts()] == ["scratch", "coarse_dual_stage"]
+
+
+def test_the_reading_is_generated_from_the_rows_and_follows_them():
+    from fgssl_lib.study import reading, study_table
+
+    rows = []
+    for seed, jitter in enumerate((-1.0, 0.0, 1.0)):
+        rows += [_row("byol", seed, bg_gap=60 + jitter, knn_mixed_rand=12 + jitter, train_seconds=600.0),
+                 _row("cvsa", seed, bg_gap=30 + jitter, knn_mixed_rand=30 + jitter, train_seconds=660.0)]
+    calibration = {"learnable": {"value": 78.75, "target": 70.0, "met": True},
+                   "biased": {"value": 86.19, "target": 40.0, "met": True},
+                   "stable": {"value": 3.5, "target": 3.0, "met": False},
+                   "budget": {"preset": "cpu", "num_images": 9600, "epochs": 8, "image_size": 64,
+                              "precision": "32-true", "calibration_val_images": 2500}}
+    text = reading(pd.DataFrame(rows), calibration)
+    assert "not met: stable" in text and "learnable 78.8%" in text and "2,500 images" in text
+    assert "**(ii) cvsa shrinks the BG-Gap and raises mixed_rand kNN over byol: holds (scratch).**" in text
+    assert "kNN mixed_rand cvsa 30.0 ± 1.0 vs byol 12.0 ± 1.0" in text and "1 h 3 min of training" in text
+    rows[-1]["knn_mixed_rand"] = 0.0  # one seed of CVSA collapses: the spread now covers the gain, the verdict follows
+    assert "over byol: does not hold (scratch)" in reading(pd.DataFrame(rows), calibration)
+    table = study_table(pd.DataFrame(rows))
+    assert table.loc[("byol", "scratch"), "train (min)"] == "10 ± 0" and "BG-Gap (points)" in table.columns

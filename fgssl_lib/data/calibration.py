@@ -1,4 +1,5 @@
-"""Calibration checks of the synthetic benchmark (issue 8): is the habitat an easy cue, are the species learnable?
+"""Calibration checks of the synthetic benchmark (the book's benchmark page): is the habitat an easy cue, are the
+species learnable?
 
 - :func:`background_only_probe`: a linear classifier on colour / gradient-orientation histograms, trained on
   background-only renderings of the *train* distribution (``train_only_bg``). Background bias is visible when it is far
@@ -10,8 +11,8 @@
 Both evaluate on the variants of one stream: ``val`` while tuning the design, ``test`` for the reported numbers
 (Xiao et al. 2020: original, only_fg, only_bg, mixed_same, mixed_rand; BG-Gap = mixed_same - mixed_rand).
 
-- :func:`calibration_record` / :func:`write_calibration`: the study's calibration on ``val`` (issue 17) from measured
-  values, against :data:`TARGETS`, as ``fgssl_lib/results/calibration.json``.
+- :func:`calibration_record` / :func:`write_calibration`: the study's calibration on ``val`` (the benchmark page's
+  "Calibration") from measured values, against :data:`TARGETS`, as ``fgssl_lib/results/calibration.json``.
 """
 
 from __future__ import annotations
@@ -152,8 +153,8 @@ def foreground_supervised_check(eval_stream: str = "test", num_train: int = 3000
 
 
 TARGETS = {"learnable": 70.0, "biased": 40.0, "stable": 3.0}
-"""The study's calibration targets on ``val`` (issue 17), in points: *learnable*, a supervised model trained with
-uninformative backgrounds (``rho = 1 / num_classes``) reaches at least this top-1 on ``mixed_rand``; *biased*, BYOL's
+"""The study's calibration targets on ``val`` (the benchmark page), in points: *learnable*, a supervised model trained
+with uninformative backgrounds (``rho = 1 / num_classes``) reaches at least this top-1 on ``mixed_rand``; *biased*, BYOL's
 BG-Gap (mean over seeds) is at least this; *stable*, the std over seeds of BYOL's ``mixed_rand`` is at most this."""
 
 

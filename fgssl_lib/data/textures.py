@@ -3,7 +3,7 @@
 A *habitat* is a texture kind (stripes, checks, dots, ...) plus a fixed two-colour palette and a base frequency and
 orientation, so that the habitat is an easy cue (the benchmark's spurious background feature, as in Xiao et al. 2020).
 Per image only the phase, a small orientation / frequency / brightness jitter and a faint pixel noise vary: per-image
-random colours would become the easiest instance cue and hide the bias (issue 8, calibration).
+random colours would become the easiest instance cue and hide the bias (the book's calibration appendix).
 
 Rendering is vectorised over the pixel grid with torch; all randomness comes from the ``torch.Generator`` passed in,
 so the same generator state renders the same texture.

@@ -1,5 +1,6 @@
-"""Batched two-view generators on the training device (issue 15): ``build_batched_views(name, size, **params)``
-returns a :class:`BatchedTwoView`, called as ``views(batch, epoch, source=None)`` on a batch of store rows.
+"""Batched two-view generators on the training device (the book's API page, ``fgssl_lib.views``):
+``build_batched_views(name, size, **params)`` returns a :class:`BatchedTwoView`, called as
+``views(batch, epoch, source=None)`` on a batch of store rows.
 
 Modules: :mod:`.randomness` (per-sample seeded uniforms), :mod:`.geometry` (vectorised boxes; antialiased uint8
 resized crops that move the mask with the image), :mod:`.photometric` (colour jitter as one matrix per view, blur,
