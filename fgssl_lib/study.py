@@ -302,10 +302,6 @@ def draw_figures(preset: str, arms: Sequence[Arm], seed: int, directory: str | o
     return study_figures(runs, test, seed, directory)
 
 
-CLAIM_COLUMNS = ("knn_mixed_rand", "bg_gap", "retrieval_rank1", "maxboxacc", "train_seconds")
-"""The study table's columns: the numbers the claims are judged on, and the training time."""
-
-
 def to_results(rows: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
     """``{arm label: {metric: [value per seed]}}`` in :func:`study_arms` order (:func:`arm_label`), the input of
     :func:`fgssl_lib.viz.results_table` and the charts (mean ± std over seeds)."""
