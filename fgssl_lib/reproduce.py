@@ -36,6 +36,7 @@ from typing import Any
 import nbformat
 import yaml
 
+from fgssl_lib.caches import UnusableDirectoryError, usable_directory
 from fgssl_lib.config import PRESETS, check_choice, matches_type, type_name
 from fgssl_lib.notebook import OUTPUT_ENV, RESULTS_ENV
 
@@ -285,9 +286,10 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("give --preset to run the notebooks, --stage DIR to assemble the book, or both")
     if args.preset is not None:
         check_choice("preset", args.preset, PRESETS)
-    existing = next(folder for folder in (args.out, *args.out.parents) if folder.exists())
-    if not existing.is_dir():
-        parser.error(f"--out {args.out}: {existing} is a file, not a folder; give a folder (created if missing)")
+    try:
+        usable_directory(args.out, "--out", create=False)
+    except UnusableDirectoryError as error:
+        parser.error(str(error))
     return args
 
 

@@ -2,10 +2,11 @@
 
 A run is kept under ``<runs_root()>/<run_key(config)>``: ``last.ckpt`` (resumed when a run was killed), the
 per-epoch ``history.csv``, ``done.json`` once it has finished (written atomically, last; it records the identity of
-the data the run trained on, :func:`data_identity`, and a finished run is never returned for other data), and for a method with a
-saliency map of its own the map's series at ``snapshots.pt`` (:mod:`fgssl_lib.train.snapshots`). One process at a
-time works in a run directory (:func:`fgssl_lib.train.run_lock.run_lock`), so a notebook and the study asking for
-the same run share one training.
+the data the run trained on, :func:`data_identity`, and a finished run is never returned for other data), and for
+a method with a saliency map of its own the map's series at ``snapshots.pt`` (:mod:`fgssl_lib.train.snapshots`).
+One process at a time works in a run directory (:func:`fgssl_lib.train.run_lock.run_lock`), so a notebook and the
+study asking for the same run share one training. A folder of runs that is a file, read-only or full is named
+with what chose it (``root=``, ``FGSSL_RUNS``, ``FGSSL_DATA``).
 
 - :func:`train_or_load`: the one way to get a run, single-stage or CVSA's dual-stage recipe (``stage1=``);
 - :func:`method_configs` / :func:`train_methods`: one config and one run per method name of a notebook;
@@ -29,6 +30,7 @@ from typing import Any
 import pandas as pd
 import pytorch_lightning as pl
 
+from fgssl_lib.caches import usable_directory, writing
 from fgssl_lib.data import coarse, data_home
 from fgssl_lib.data.identity import dataset_fingerprint
 from fgssl_lib.data.synthetic import RENDER_VERSION, SyntheticConfig
@@ -48,6 +50,13 @@ DONE = "done.json"
 def runs_root() -> Path:
     """Where runs are kept: ``$FGSSL_RUNS``, else ``<data home>/runs``."""
     return Path(os.environ.get("FGSSL_RUNS") or data_home() / "runs")
+
+
+def runs_setting(root: str | os.PathLike | None) -> str:
+    """What chose the folder of runs: ``root``, else ``FGSSL_RUNS``, else ``FGSSL_DATA``."""
+    if root is not None:
+        return "the parameter root of train_or_load"
+    return "FGSSL_RUNS" if os.environ.get("FGSSL_RUNS") else "FGSSL_RUNS (unset: runs go under FGSSL_DATA)"
 
 
 def data_identity(config: TrainConfig) -> str:
@@ -108,7 +117,8 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
     ``config`` CVSA from its weights with the early stages frozen), each stage in ``<run>/stage<i>``; the history has
     both stages' epochs with a ``stage`` column.
     """
-    path, data = run_path(config, root, stage1), data_identity(config)
+    path, data, setting = run_path(config, root, stage1), data_identity(config), runs_setting(root)
+    usable_directory(path.parent, setting)
     with run_lock(path):  # a notebook and the study may ask for the same run at the same time
         if (path / DONE).exists() and not retrain:
             return _finished(path, data)
@@ -123,14 +133,15 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
         seconds = float(history["time_s"].sum()) if "time_s" in history else 0.0
         precision = config.resolved_precision()
         if first:
-            history.to_csv(path / "history.csv", index=False)
             done = {"train_seconds": seconds, "precision": precision, "data": data,
                     "config": dataclasses.asdict(config)}
             if stage1 is not None:
                 done["stage1"] = dataclasses.asdict(stage1)
             tmp = (path / DONE).with_suffix(".tmp")
-            tmp.write_text(json.dumps(done, default=str))
-            os.replace(tmp, path / DONE)
+            with writing(path, setting, tmp, path / "history.csv"):
+                history.to_csv(path / "history.csv", index=False)
+                tmp.write_text(json.dumps(done, default=str))
+                os.replace(tmp, path / DONE)
         return Run(method.eval(), history, seconds, path, precision)
 
 

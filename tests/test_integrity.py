@@ -4,8 +4,11 @@ every bad input file, bad setting and unusable directory is named with its fix."
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +16,17 @@ import pytest
 import torch
 from PIL import Image
 
+from fgssl_lib import caches
+from fgssl_lib.caches import COMPLETE, UnusableDirectoryError, temporary_name
 from fgssl_lib.data import load_dataset
 from fgssl_lib.data.annotated import decode_rgb
 from fgssl_lib.data.identity import dataset_fingerprint
 from fgssl_lib.eval import extract_features
+from fgssl_lib.reproduce import main as reproduce_main
 from fgssl_lib.runs import DONE, train_or_load
 from fgssl_lib.saliency import SaliencyCache, build_saliency
 from fgssl_lib.train import TrainConfig
+from fgssl_lib.train import callbacks as train_callbacks
 from fgssl_lib.train.store import TrainingStore
 from fixtures_real import CUB_IMAGES, build_cub, build_folder, write_image
 
@@ -173,3 +180,91 @@ def test_an_empty_split_at_evaluation_is_named(tmp_path):
     empty = torch.utils.data.Subset(dataset, [])
     with pytest.raises(ValueError, match="holds no images"):
         extract_features(lambda x: x.flatten(1), empty, image_size=16)
+
+
+# --- derived caches are never trusted blindly ---------------------------------------------------------------------
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_damaged_or_partial_training_store_is_rebuilt_with_a_warning(tmp_path):
+    dataset = load_dataset("synthetic", split="train", image_size=16, num_images=6)
+    store = TrainingStore.load(dataset, root=tmp_path)
+    expected = store.batch(torch.arange(6))["image"].clone()
+    for damage in (lambda p: _cut(p / "image.u8"), lambda p: (p / "rows.npz").unlink(),
+                   lambda p: (p / COMPLETE).unlink()):
+        damage(store.path)
+        with pytest.warns(RuntimeWarning, match=rf"rebuilding the training store {store.path}"):
+            again = TrainingStore.load(dataset, root=tmp_path)
+        assert torch.equal(again.batch(torch.arange(6))["image"], expected)
+    killed = tmp_path / f"{temporary_name(store.path.name)}abcd1234".replace(str(os.getpid()), str(_dead_pid()))
+    killed.mkdir()
+    shutil.rmtree(store.path)
+    TrainingStore.load(dataset, root=tmp_path)
+    assert not killed.exists() and [p.name for p in tmp_path.iterdir()] == [store.path.name]
+
+
+def test_damaged_saliency_feature_and_render_caches_are_rebuilt_with_a_warning(tmp_path):
+    dataset = load_dataset("synthetic", split="train", image_size=16, num_images=4, cache_dir=tmp_path / "r")
+    maps = SaliencyCache(tmp_path / "s").load(dataset, build_saliency("centre"))
+    _cut(maps.path / "maps.u8")
+    with pytest.warns(RuntimeWarning, match="rebuilding the saliency cache of centre"):
+        assert SaliencyCache(tmp_path / "s").load(dataset, build_saliency("centre"))[3].shape == (16, 16)
+    (maps.path / COMPLETE).unlink()  # as an entry written by an older fgssl
+    with pytest.warns(RuntimeWarning, match="no completeness marker"):
+        SaliencyCache(tmp_path / "s").load(dataset, build_saliency("centre"))
+    embed = dict(image_size=16, cache_dir=tmp_path / "f", key="m")
+    first = extract_features(lambda x: x.flatten(1), dataset, **embed)
+    (feature_file,) = (tmp_path / "f").iterdir()
+    _cut(feature_file)
+    with pytest.warns(RuntimeWarning, match=rf"rebuilding the feature cache {feature_file}"):
+        assert torch.equal(extract_features(lambda x: x.flatten(1), dataset, **embed).feats, first.feats)
+    (render_file,) = (tmp_path / "r").iterdir()
+    _cut(render_file)
+    with pytest.warns(RuntimeWarning, match="rebuilding the rendered synthetic split"):
+        again = load_dataset("synthetic", split="train", image_size=16, num_images=4, cache_dir=tmp_path / "r")
+    assert torch.equal(again[3]["image"], dataset[3]["image"])
+    torch.save({"format": 0, "payload": {}}, render_file)  # another format
+    with pytest.warns(RuntimeWarning, match="format 0, this fgssl reads format 1"):
+        load_dataset("synthetic", split="train", image_size=16, num_images=4, cache_dir=tmp_path / "r")
+
+
+# --- unusable directories -----------------------------------------------------------------------------------------
+def test_a_file_or_read_only_folder_of_runs_caches_or_out_is_named_once(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("FGSSL_RUNS", str(tmp_path / "file"))
+    config = TrainConfig.preset("smoke")
+    with pytest.raises(UnusableDirectoryError, match=r"file is a file, not a folder\. It is set by FGSSL_RUNS"):
+        train_or_load(config)
+    monkeypatch.setenv("FGSSL_CACHE", str(tmp_path / "file"))
+    dataset = load_dataset("synthetic", split="train", image_size=16, num_images=2)
+    with pytest.raises(UnusableDirectoryError, match=r"file/store: .* a folder\. It is set by FGSSL_CACHE"):
+        TrainingStore.load(dataset)
+    with pytest.raises(SystemExit):
+        reproduce_main(["--preset", "smoke", "--out", str(tmp_path / "file")])
+    assert "file is a file, not a folder. It is set by --out" in capsys.readouterr().err
+    monkeypatch.setattr(caches.os, "access", lambda path, mode: False)  # a read-only folder (root may write anyway)
+    with pytest.raises(UnusableDirectoryError, match=r"read-only\)\. It is set by the parameter cache_dir"):
+        extract_features(lambda x: x.flatten(1), dataset, image_size=16, cache_dir=tmp_path / "f", key="m")
+
+
+def test_a_full_disk_at_a_checkpoint_names_the_run_folder_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    def full(obj, f):  # noqa: ANN001 - torch.save's signature
+        f.write(b"PK partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(train_callbacks.torch, "save", full)
+    with pytest.raises(UnusableDirectoryError, match=r"run: the write failed; is the disk full\?.*FGSSL_RUNS"):
+        train_callbacks.AtomicCheckpointIO().save_checkpoint({"epoch": 1}, tmp_path / "run" / "last.ckpt")
+    assert list((tmp_path / "run").iterdir()) == []
+    monkeypatch.setattr(train_callbacks.torch, "save", lambda obj, f: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, "No space left on device")))
+    with pytest.raises(UnusableDirectoryError, match="no space left on the device"):
+        train_callbacks.AtomicCheckpointIO().save_checkpoint({"epoch": 1}, tmp_path / "run" / "last.ckpt")
+    assert list((tmp_path / "run").iterdir()) == []

@@ -67,7 +67,7 @@ def load(
                              f"{CLASS_FILES[annotation_level]}")
         if image_id not in boxes:
             raise ValueError(f"{data / 'images_box.txt'} has no box for image {image_id}")
-        records.append(Record(path=inside(data / "images", f"{image_id}.jpg", where), label=label_of[name], box=boxes[image_id],
-                              where=box_rows[image_id].where))
+        records.append(Record(path=inside(data / "images", f"{image_id}.jpg", where), label=label_of[name],
+                              box=boxes[image_id], where=box_rows[image_id].where))
     return AnnotatedImageList(records, classes, crop_bottom=BANNER_HEIGHT if crop_banner else 0, on_corrupt=on_corrupt,
                               on_bad_box=on_bad_box, root=root, split=split)

@@ -21,9 +21,9 @@ image path listed in a table must lie inside its dataset folder (no ``..``, no a
 
 Image checks: at construction every listed image file must exist (a ``FileNotFoundError`` lists the missing ones).
 Images are decoded to 8-bit RGB: grey and RGBA are converted, 16-bit images scaled to 8 bits, and an animated image
-(GIF, WebP) gives its first frame. Decoding is lazy with ``on_corrupt="raise"`` (the default): a corrupt image raises :class:`CorruptImageError` naming
-the file when it is read. With ``on_corrupt="skip"`` every image is decoded once at construction, the corrupt ones
-are removed and reported in a single warning that counts and names them.
+(GIF, WebP) gives its first frame. Decoding is lazy with ``on_corrupt="raise"`` (the default): a corrupt image
+raises :class:`CorruptImageError` naming the file when it is read. With ``on_corrupt="skip"`` every image is decoded
+once at construction, the corrupt ones are removed and reported in a single warning that counts and names them.
 """
 
 from __future__ import annotations

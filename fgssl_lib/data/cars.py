@@ -58,6 +58,7 @@ def load(root: str | Path | None = None, split: str = "train", *, on_corrupt: st
     for number, a in enumerate(annotations, start=1):
         where = f"{root / annotations_file}, annotation {number}"
         box = parse_box([a[f"bbox_{c}"] for c in ("x1", "y1", "x2", "y2")], where)
-        records.append(Record(path=inside(images, str(a["fname"]), where), label=int(a["class"]) - 1, box=from_inclusive(box),
+        records.append(Record(path=inside(images, str(a["fname"]), where), label=int(a["class"]) - 1,
+                              box=from_inclusive(box),
                               where=where))
     return AnnotatedImageList(records, classes, on_corrupt=on_corrupt, on_bad_box=on_bad_box, root=root, split=split)

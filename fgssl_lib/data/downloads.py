@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from fgssl_lib.caches import usable_directory
 from fgssl_lib.config import check_choice
 
 DEFAULT_DIRS = {
@@ -189,6 +190,7 @@ def download(name: str, root: str | Path | None = None, keep_archive: bool = Fal
     Nothing is fetched when ``root`` already holds the extracted dataset. Only ``cub`` and ``aircraft`` have a
     stable archive; the others raise :class:`ManualDownloadRequired`.
     """
+    given = root is not None
     root = Path(root).expanduser() if root is not None else default_root(name)
     if name not in ARCHIVES:
         raise ManualDownloadRequired(f"{name} cannot be downloaded automatically. {how_to_get(name, root)}")
@@ -198,6 +200,7 @@ def download(name: str, root: str | Path | None = None, keep_archive: bool = Fal
     if root.is_dir() and any(root.iterdir()):
         raise FileExistsError(f"{root} exists but does not hold {spec.marker}; nothing was downloaded. Remove it "
                               f"or pass another root (an empty or missing folder)")
+    usable_directory(root.parent, "the parameter root of download" if given else "FGSSL_DATA")
     md5 = spec.md5 or published_md5(str(spec.md5_url))
     archive = fetch(spec.url, root.parent / spec.filename, md5, progress)
     extract(archive, spec.top, root)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,11 +17,14 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import Dataset
 
+from fgssl_lib.caches import load_file, save_file
 from fgssl_lib.data.identity import digest
 from fgssl_lib.data.sample import mask_to_box
 
 CHUNK = 256
 """Images are rendered (and kept in memory) in batches of this many consecutive indices."""
+RENDER_CACHE_FORMAT = 1
+"""The format of a cache file (:func:`fgssl_lib.caches.save_file`); a file of another format is rendered again."""
 
 
 def index_generator(*key: object) -> torch.Generator:
@@ -114,17 +116,15 @@ class RenderedSplit(Dataset):
     def use_cache(self, cache_dir: str | Path | None, prefix: str, params: tuple) -> None:
         """Start with no rendered chunk, ``params`` (every generator setting) being the split's identity; with
         ``cache_dir``, render the whole split once into ``<cache_dir>/<prefix>-<split>-<hash of params>.pt`` (written
-        atomically), or load it."""
+        atomically; a damaged or old-format file is rendered again), or load it."""
         self._chunks, self._settings = {}, (prefix, params)
         if cache_dir is None:
             return
         key = hashlib.blake2b(repr(params).encode(), digest_size=8)
-        path = Path(cache_dir) / f"{prefix}-{self.split}-{key.hexdigest()}.pt"
-        if path.exists():
-            self._chunks = torch.load(path, weights_only=True)
+        path = Path(cache_dir).expanduser() / f"{prefix}-{self.split}-{key.hexdigest()}.pt"
+        cached = load_file(path, RENDER_CACHE_FORMAT, f"rendered {prefix} split")
+        if cached is not None:
+            self._chunks = cached
             return
         self._chunks = {c: self._chunk(c) for c in range(math.ceil(self.num_images / CHUNK))}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(self._chunks, tmp)
-        tmp.replace(path)
+        save_file(self._chunks, path, RENDER_CACHE_FORMAT, f"the option cache_dir ({cache_dir})")

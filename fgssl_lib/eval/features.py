@@ -5,7 +5,8 @@ mapped to single views by ``transform`` (default :func:`fgssl_lib.views.eval_vie
 gradients. Whatever ``embed`` computes is what gets cached: GAP features for the baselines, LCR's weighted pooling
 (Eq. 8) for LCR. The cache file is keyed by the model (``key``, else a hash of its parameters), the dataset's content
 (:func:`fgssl_lib.data.identity.dataset_fingerprint`: a fixed label changes it) and the transform (its ``repr``),
-and written atomically.
+written atomically with its format and read with ``weights_only=True`` (:func:`fgssl_lib.caches.load_file`: a
+damaged or old file is rebuilt).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,12 +22,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from fgssl_lib.caches import load_file, save_file
 from fgssl_lib.config import resolve_device
 from fgssl_lib.data.identity import dataset_fingerprint
 from fgssl_lib.saliency.maps import evaluating
 from fgssl_lib.views import eval_view
 
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]
+FEATURES_FORMAT = 1
+"""The format of a cache file (:func:`fgssl_lib.caches.save_file`); a file of another format is rebuilt."""
 
 
 class Features(NamedTuple):
@@ -126,18 +129,6 @@ def cache_path(cache_dir: str | os.PathLike, key: str, dataset: Dataset, transfo
     return Path(cache_dir) / f"features-{hashlib.sha1(identity.encode()).hexdigest()[:20]}.pt"
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def extract_features(
     model_or_fn: nn.Module | EmbedFn,
     dataset: Dataset,
@@ -172,8 +163,9 @@ def extract_features(
                 raise ValueError("caching the features of a plain function needs key=... naming the checkpoint")
             key = model_fingerprint(model_or_fn)
         path = cache_path(cache_dir, key, dataset, transform)
-        if path.exists():
-            return Features(**torch.load(path, map_location="cpu"))
+        cached = load_file(path, FEATURES_FORMAT, "feature cache")
+        if cached is not None:
+            return Features(**cached)
     device = resolve_device(device)
     module = model_or_fn.to(device) if isinstance(model_or_fn, nn.Module) else None
     loader = DataLoader(Mapped(dataset, transform), batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -188,5 +180,5 @@ def extract_features(
             boxes.append(torch.as_tensor(batch["box"]).float().reshape(-1, 4))
     result = Features(torch.cat(feats), torch.cat(labels), torch.cat(boxes))
     if path is not None:
-        _atomic_save(result._asdict(), path)
+        save_file(result._asdict(), path, FEATURES_FORMAT, f"the parameter cache_dir ({cache_dir})")
     return result

@@ -6,20 +6,19 @@ temporary directory, then renamed). It holds
 
 - ``maps.u8``: every map quantised to uint8 (``round(255 S)``), concatenated row-major (read back memory-mapped);
 - ``index.npz``: ``shapes`` (``N x 2``: ``H, W`` per map) and ``offsets`` (``N + 1`` byte offsets into ``maps.u8``);
-- ``meta.json``: the dataset key, source name and parameters, for humans.
+- ``meta.json``: the dataset key, source name and parameters, for humans;
+- ``complete.json``: the format and every file's size, written last (:func:`fgssl_lib.caches.atomic_directory`): a
+  partial, damaged or old-format entry is rebuilt with a warning.
 
 The root is ``$FGSSL_CACHE/saliency`` when ``FGSSL_CACHE`` is set, else ``~/.cache/fgssl/saliency``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,39 +27,16 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from fgssl_lib.caches import atomic_directory, cache_folder, cache_root, trusted
 from fgssl_lib.config import check_choice
 from fgssl_lib.data.identity import dataset_fingerprint, digest
 from fgssl_lib.data.sample import box_to_mask
 from fgssl_lib.saliency.best_box import DEFAULT_GRID, DEFAULT_OBJECTIVE, OBJECTIVES, best_box
 from fgssl_lib.saliency.sources import SaliencySource
 
+SALIENCY_FORMAT = 2
+"""The format of a cache entry; an entry of another format (or without the completeness marker) is rebuilt."""
 MASK_MODES = ("box", "threshold")
-
-
-def cache_root(kind: str = "saliency") -> Path:
-    """``$FGSSL_CACHE/<kind>`` if the variable is set, else ``~/.cache/fgssl/<kind>``."""
-    base = os.environ.get("FGSSL_CACHE")
-    return Path(base).expanduser() / kind if base else Path("~/.cache/fgssl").expanduser() / kind
-
-
-@contextlib.contextmanager
-def atomic_directory(path: Path, complete: str) -> Iterator[Path]:
-    """Yield a fresh temporary directory next to ``path``; when the block succeeds, rename it to ``path``.
-
-    Readers never see a half-written entry. A concurrent writer that finished first wins (its entry holds the file
-    ``complete``); the temporary directory is removed in every case.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
-        yield tmp
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not (path / complete).exists():  # not a concurrent writer that finished first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cache_key(dataset_key: str, source: SaliencySource) -> str:
@@ -98,7 +74,7 @@ class SaliencyCache:
     """On-disk store of per-dataset saliency maps under ``root`` (default :func:`cache_root`)."""
 
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root).expanduser() if root is not None else cache_root()
+        self.root, self.setting = cache_folder("saliency", root, "root of SaliencyCache")
 
     def path(self, dataset: Dataset, source: SaliencySource, dataset_key: str | None = None) -> Path:
         """Directory of the entry for ``dataset`` and ``source``; ``dataset_key`` overrides the fingerprint."""
@@ -113,7 +89,7 @@ class SaliencyCache:
         """
         dataset_key = dataset_key or dataset_fingerprint(dataset)
         path = self.root / cache_key(dataset_key, source)
-        if not (path / "index.npz").exists():
+        if not trusted(path, SALIENCY_FORMAT, f"saliency cache of {source.name}"):
             self._build(path, dataset, source, dataset_key, progress)
         return CachedMaps(path)
 
@@ -121,7 +97,7 @@ class SaliencyCache:
         self, path: Path, dataset: Dataset, source: SaliencySource, dataset_key: str, progress: bool
     ) -> None:
         """Compute every map into a temporary directory next to ``path``, then rename it into place."""
-        with atomic_directory(path, "index.npz") as tmp:
+        with atomic_directory(path, SALIENCY_FORMAT, self.setting) as tmp:
             shapes, offsets = [], [0]
             indices = range(len(dataset))  # type: ignore[arg-type]
             if progress:

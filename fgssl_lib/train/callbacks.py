@@ -18,24 +18,29 @@ import torch.nn.functional as F
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import Checkpoint
 
+from fgssl_lib.caches import usable_directory, writing
+
+RUN_FOLDER_SETTING = "TrainConfig.checkpoint_dir (train_or_load puts runs under its root=, else FGSSL_RUNS)"
+"""What chooses a run folder, for the message about a run folder that cannot be written."""
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint to ``<path>.tmp`` in the same directory, flushes it, then ``os.replace``-s it.
 
     Lightning's own writer stages the file in the system temporary directory and moves it, which is a copy (not
     atomic) when that directory is on another file system; here an interrupted save leaves the previous
-    ``last.ckpt`` intact.
+    ``last.ckpt`` intact, and a failed one (a full disk) leaves no ``.tmp`` and names the run folder.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        usable_directory(path.parent, RUN_FOLDER_SETTING)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with writing(path.parent, RUN_FOLDER_SETTING, tmp), open(tmp, "wb") as f:
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)
 
 
 class History(pl.Callback):

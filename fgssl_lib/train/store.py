@@ -3,8 +3,9 @@
 Each sample is decoded once and resized so that its shorter side is ``side`` (``None``: as decoded), with its mask,
 box and, where the data carries one, its saliency map (the soft map of DiLo's paste, the DiLo theory page). An entry
 ``<root>/<key>/`` (root ``$FGSSL_CACHE/store``, else ``~/.cache/fgssl/store``; the key hashes the dataset's
-content, :func:`fgssl_lib.data.identity.dataset_fingerprint`, ``side`` and :data:`STORE_VERSION`) is written atomically, as the saliency cache
-is (:func:`fgssl_lib.saliency.cache.atomic_directory`), and read back memory-mapped. It holds
+content, :func:`fgssl_lib.data.identity.dataset_fingerprint`, ``side`` and :data:`STORE_VERSION`) is written
+atomically with a completeness marker written last (:func:`fgssl_lib.caches.atomic_directory`; a partial, damaged
+or old-format entry is rebuilt with a warning), and read back memory-mapped. It holds
 
 - ``image.u8``, ``mask.u8`` ({0, 1}) and, where the samples carry ``saliency``, ``saliency.u8`` (``round(255 S)``):
   the rows one after another, unpadded (``3 x h x w``, ``h x w``, ``h x w``), so that images of mixed orientation
@@ -12,7 +13,7 @@ is (:func:`fgssl_lib.saliency.cache.atomic_directory`), and read back memory-map
 - ``rows.npz``: ``box`` ``N x 4`` float32 (``x0, y0, x1, y1`` exclusive, stored pixels), ``hw`` ``N x 2`` int64
   (each row's height and width), ``start`` ``N`` int64 (its first pixel in the mask and saliency files; ``3 x`` in
   the image file), ``label`` and ``index`` (the sample's own ``index``) ``N`` int64;
-- ``meta.json``, for humans.
+- ``meta.json``, for humans; ``complete.json``, the marker.
 
 :meth:`TrainingStore.batch` gathers rows into the batch form the batched view generators take
 (:func:`fgssl_lib.views.build_batched_views`): each row top-left aligned and zero-padded to the batch's largest
@@ -34,11 +35,11 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
+from fgssl_lib.caches import atomic_directory, cache_folder, trusted
 from fgssl_lib.data.identity import dataset_fingerprint
-from fgssl_lib.saliency.cache import atomic_directory, cache_root
 from fgssl_lib.views.base import check_sample
 
-STORE_VERSION = 2
+STORE_VERSION = 3
 """Part of the key: bump it whenever a change here changes what an entry holds."""
 ARRAYS = {"image": 3, "mask": 1, "saliency": 1}
 """The per-pixel uint8 arrays of an entry and their channels (``saliency`` only where the samples carry one)."""
@@ -91,13 +92,15 @@ def store_key(dataset: Dataset, side: int | None) -> str:
     """The entry's directory name: a hash of the dataset's content
     (:func:`~fgssl_lib.data.identity.dataset_fingerprint`; a dataset without one of its own by the entries
     :data:`FINGERPRINT_KEYS` of some samples), ``side`` and :data:`STORE_VERSION`."""
-    identity = json.dumps({"dataset": dataset_fingerprint(dataset, FINGERPRINT_KEYS), "side": side, "version": STORE_VERSION}, sort_keys=True)
+    identity = json.dumps({"dataset": dataset_fingerprint(dataset, FINGERPRINT_KEYS), "side": side,
+                           "version": STORE_VERSION}, sort_keys=True)
     return f"store-{hashlib.sha256(identity.encode()).hexdigest()[:20]}"
 
 
-def _write(path: Path, dataset: Dataset, side: int | None, progress: bool) -> None:
-    """Store every sample of ``dataset`` in a temporary directory, then rename it to ``path``."""
-    with atomic_directory(path, "rows.npz") as tmp, contextlib.ExitStack() as files:
+def _write(path: Path, dataset: Dataset, side: int | None, progress: bool, setting: str) -> None:
+    """Store every sample of ``dataset`` in a temporary directory, then rename it to ``path`` (whose folder is
+    chosen by ``setting``)."""
+    with atomic_directory(path, STORE_VERSION, setting) as tmp, contextlib.ExitStack() as files:
         rows: dict[str, list[Any]] = {name: [] for name in ROWS}
         out: dict[str, Any] = {}
         start = 0
@@ -156,9 +159,10 @@ class TrainingStore:
         miss. Raises :class:`StoreError` for samples it cannot store."""
         if side is not None and side < 1:
             raise ValueError(f"side is the stored images' shorter side in pixels (or None: as decoded), got {side}")
-        path = (Path(root).expanduser() if root is not None else cache_root("store")) / store_key(dataset, side)
-        if not (path / "rows.npz").is_file():
-            _write(path, dataset, side, progress)
+        folder, setting = cache_folder("store", root, "root of TrainingStore.load")
+        path = folder / store_key(dataset, side)
+        if not trusted(path, STORE_VERSION, "training store"):
+            _write(path, dataset, side, progress, setting)
         return cls(path)
 
     def __len__(self) -> int:
