@@ -290,6 +290,7 @@ def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
             strategy=config.strategy,
             sync_batchnorm=config.sync_batchnorm,
             precision=config.resolved_precision(),
+            benchmark=True,  # the views are S x S and the batches equal (drop_last): cuDNN chooses its kernels once
             max_epochs=config.epochs,
             max_steps=config.max_steps,
             callbacks=callbacks,
