@@ -75,7 +75,7 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, PermissionError):
         return "no permission to write there"
     if isinstance(error, RuntimeError):  # torch's zip writer (_is_write_error)
-        return "the write failed; is the disk full?"
+        return "the write failed (is the disk full?)"
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 

@@ -45,6 +45,8 @@ from fgssl_lib.train.run_lock import launched_rank, run_lock
 from fgssl_lib.train.snapshots import SNAPSHOTS, SaliencySnapshots, run_snapshot_images
 
 DONE = "done.json"
+RENDERED = ("synthetic", "coarse")
+"""The rendered worlds: their settings are their data."""
 
 
 def runs_root() -> Path:
@@ -59,11 +61,11 @@ def runs_setting(root: str | os.PathLike | None) -> str:
     return "FGSSL_RUNS" if os.environ.get("FGSSL_RUNS") else "FGSSL_RUNS (unset: runs go under FGSSL_DATA)"
 
 
-def data_identity(config: TrainConfig) -> str:
-    """The content of ``config``'s training data: :func:`~fgssl_lib.data.identity.dataset_fingerprint` of its
-    training split (a rendered world: its generator settings; a real dataset: its annotations and image files, not
-    its folder)."""
-    return dataset_fingerprint(training_set(config))
+def data_identity(config: TrainConfig) -> str | None:
+    """The content of ``config``'s real training data: :func:`~fgssl_lib.data.identity.dataset_fingerprint` of its
+    training split (its annotations and image files, not its folder); ``None`` for a rendered world, which is its
+    settings (:meth:`TrainConfig.identity`) and the version of its drawing code, both in the run key."""
+    return None if config.dataset in RENDERED else dataset_fingerprint(training_set(config))
 
 
 def run_key(config: TrainConfig) -> str:
@@ -74,8 +76,8 @@ def run_key(config: TrainConfig) -> str:
     image is another run; the same data moved from Drive to local disk keeps its runs). A run started from a
     stage-1 run names it in ``pretrained`` (``"run:<its key>"``), so its key covers the stage-1 run's."""
     settings = {**config.identity(), "training_version": TRAINING_VERSION}
-    render_versions = {"synthetic": RENDER_VERSION, "coarse": coarse.RENDER_VERSION}
-    if config.dataset in render_versions:
+    if config.dataset in RENDERED:
+        render_versions = {"synthetic": RENDER_VERSION, "coarse": coarse.RENDER_VERSION}
         settings[f"{config.dataset}_render_version"] = render_versions[config.dataset]
     else:
         settings["data"] = data_identity(config)
@@ -123,6 +125,9 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
         if (path / DONE).exists() and not retrain:
             return _finished(path, data)
         first = launched_rank() == 0  # DDP ranks > 0 train beside rank 0; only rank 0 cleans up and writes the run
+        if first:  # leftovers of a killed write (a checkpoint, done.json): nothing else writes here now
+            for leftover in (*path.glob("*.tmp"), *path.glob("stage*/*.tmp")):
+                leftover.unlink(missing_ok=True)
         if retrain and first:
             for stale in (DONE, "last.ckpt", SNAPSHOTS):
                 (path / stale).unlink(missing_ok=True)
@@ -220,11 +225,11 @@ def _checkpoint(path: Path) -> Path:
     return path / "stage2" / "last.ckpt" if (path / "stage2").is_dir() else path / "last.ckpt"
 
 
-def _finished(path: Path, data: str) -> Run:
+def _finished(path: Path, data: str | None) -> Run:
     """The finished run in ``path`` (it has ``done.json``), trained on the data whose identity is ``data``
-    (:func:`data_identity`; a run that recorded none predates the record)."""
+    (:func:`data_identity`; ``None``: a rendered world, and a run that recorded none predates the record)."""
     info = read_done(path)
-    if info.get("data", data) != data:
+    if data is not None and info.get("data", data) != data:
         config = info.get("config", {})
         raise ValueError(f"the finished run {path} was trained on other data than {config.get('dataset')!r} "
                          f"holds now (data identity {info['data']}, now {data}): its labels, boxes or images "

@@ -260,7 +260,7 @@ def test_a_full_disk_at_a_checkpoint_names_the_run_folder_and_leaves_no_partial_
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
 
     monkeypatch.setattr(train_callbacks.torch, "save", full)
-    with pytest.raises(UnusableDirectoryError, match=r"run: the write failed; is the disk full\?.*FGSSL_RUNS"):
+    with pytest.raises(UnusableDirectoryError, match=r"run: the write failed \(is the disk full\?\).*FGSSL_RUNS"):
         train_callbacks.AtomicCheckpointIO().save_checkpoint({"epoch": 1}, tmp_path / "run" / "last.ckpt")
     assert list((tmp_path / "run").iterdir()) == []
     monkeypatch.setattr(train_callbacks.torch, "save", lambda obj, f: (_ for _ in ()).throw(
