@@ -54,8 +54,9 @@ def to_json(value: Any) -> Any:
     )
 
 
-def record(key: str, value: Any) -> Any:
-    """Store one result under ``key`` for ``reproduce`` and return ``value`` unchanged.
+def record(key: str, value: Any) -> None:
+    """Store one result under ``key`` for ``reproduce``. It returns nothing, so a cell that ends with it shows no raw
+    value: a notebook shows its numbers as a formatted table or line.
 
     The value is converted with :func:`to_json`. With ``$FGSSL_RESULTS`` set, the JSON file is rewritten at once
     (so a notebook that fails later keeps what it recorded); otherwise the value is kept in memory.
@@ -72,7 +73,6 @@ def record(key: str, value: Any) -> Any:
         target.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
     else:
         _memory[key] = converted
-    return value
 
 
 def results() -> dict[str, Any]:

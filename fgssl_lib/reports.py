@@ -251,6 +251,13 @@ def difference_lines(results: Mapping[str, Metrics], baseline: str, method: str,
             for m in metrics if m in results[method] and m in results[baseline]]
 
 
+def training_table(runs: Mapping[str, Run]) -> pd.DataFrame:
+    """Per run, its epochs, training time in whole seconds and run folder: what a notebook shows after training."""
+    return pd.DataFrame.from_dict({name: {"epochs": len(run.history), "training (s)": round(run.train_seconds),
+                                          "run": run.path.name} for name, run in runs.items()},
+                                  orient="index").rename_axis("method")
+
+
 def collapse_table(runs: Mapping[str, Run], threshold: float) -> pd.DataFrame:
     """Per run, the collapse monitor's ``embedding_std`` (per-epoch means of the history; about 1 for embeddings
     spread over the sphere, 0 for a constant one) in the first and last epoch and its minimum, the last loss, and

@@ -21,6 +21,7 @@ from fgssl_lib.reports import (
     mass_on_object,
     splits,
     table_metrics,
+    training_table,
 )
 from fgssl_lib.runs import Run, method_configs
 from fgssl_lib.train import TrainConfig
@@ -168,6 +169,14 @@ def test_collapse_table_flags_a_run_whose_embedding_std_falls_below_the_threshol
     assert table.loc["healthy", "embedding_std_first"] == pytest.approx(0.9)
     assert math.isnan(table.loc["unmeasured", "embedding_std_min"])
     assert table.loc["healthy", "loss_last"] == pytest.approx(1.0)
+
+
+def test_training_table_shows_whole_seconds_not_raw_floats(tmp_path):
+    run = Run(torch.nn.Module(), pd.DataFrame({"epoch": [0, 1], "loss": [2.0, 1.0]}), 145.58241930699978,
+              tmp_path / "byol-seed0-0123456789")
+    table = training_table({"byol": run})
+    assert table.loc["byol"].tolist() == [2, 146, "byol-seed0-0123456789"]
+    assert list(table.columns) == ["epochs", "training (s)", "run"]
 
 
 def test_our_numbers_sit_beside_the_papers_and_a_dataset_without_them_gets_empty_cells():

@@ -1,4 +1,5 @@
-"""The best box of a saliency map: CVSA Eq. 2 in the contrast form of the CVSA theory page ("Best box").
+"""The best box of a saliency map: CVSA Eq. 2 as the CVSA theory page formulates it ("Best box"), by default in
+its covariance form.
 
 Among the axis-aligned boxes ``B`` whose corners lie on a coarse grid, pick ``B* = argmax_B score(B)`` with one of two
 parameter-free objectives (``objective=``):
@@ -11,8 +12,8 @@ The contrast form prefers small boxes on smooth or peaked maps (a box at the max
 ``mean_out`` barely moves): on the synthetic benchmark its boxes cover ~0.5% of the image for OpenCV and CAM-like
 maps. The covariance form weights the same contrast by ``a (1 - a)``, so the box grows while it gains above-average
 pixels (IoU with the ground-truth box ~0.6 vs 0.02 for spectral residual; ``python -m fgssl_lib.bench saliency``).
-Both return the box itself for a box-indicator map. The default departs from that form for this measured reason
-(the book's benchmark page shows it); ``objective="contrast"`` keeps the literal form.
+Both return the box itself for a box-indicator map. The default is the covariance form for this measured reason
+(the CVSA theory page shows it); ``objective="contrast"`` keeps the literal form.
 
 Conventions (all exact, no hyper-parameter other than the grid):
 
@@ -179,9 +180,9 @@ def best_box(
 ) -> tuple[int, int, int, int]:
     """Best box ``(x0, y0, x1, y1)`` (ints, exclusive ends) of one ``H x W`` map (numpy array or tensor).
 
-    ``argmax_B mean_in(S) - mean_out(S)`` over grid boxes (CVSA Eq. 2, contrast form; ``objective="covariance"``
-    weights it by ``a (1 - a)``); a constant or empty map gives ``(0, 0, W, H)``. ``grid`` is the number of steps per
-    side (see the module docstring).
+    ``argmax_B a (1 - a) (mean_in(S) - mean_out(S))`` over grid boxes (CVSA Eq. 2, covariance form, with ``a`` the
+    box's area fraction; ``objective="contrast"``: without the ``a (1 - a)`` weight); a constant or empty map gives
+    ``(0, 0, W, H)``. ``grid`` is the number of steps per side (see the module docstring).
     """
     x0, y0, x1, y1 = _best_boxes(_as_maps(saliency_map, ndim=2)[None], grid, objective)[0].tolist()
     return x0, y0, x1, y1
