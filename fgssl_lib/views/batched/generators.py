@@ -190,11 +190,12 @@ class BatchedCopyPaste(BatchedStandardViews):
         device, (height, width) = image.device, image.shape[-2:]
         soft = batch["saliency"] if self.paste_map == "saliency" and "saliency" in batch else batch["mask"] * 255
         weights_y, weights_x = resampling_matrices(boxes, (height, width), self.size, device=device)
-        hw = batch["hw"].cpu()[rows]
-        sigma = (BLUR_RADIUS * hw.min(1).values.double()).clamp(min=0.5)  # blur_at_source's, per view
-        blurred = blur.to(device)[:, None, None]
-        weights_y = torch.where(blurred, weights_y @ blur_matrices(hw[:, 0], sigma, height, device), weights_y)
-        weights_x = torch.where(blurred, weights_x @ blur_matrices(hw[:, 1], sigma, width, device), weights_x)
+        if BLENDINGS[self.blending] > 0:  # a blending that blurs some maps
+            hw = batch["hw"].cpu()[rows]
+            sigma = (BLUR_RADIUS * hw.min(1).values.double()).clamp(min=0.5)  # blur_at_source's, per view
+            blurred = blur.to(device)[:, None, None]
+            weights_y = torch.where(blurred, weights_y @ blur_matrices(hw[:, 0], sigma, height, device), weights_y)
+            weights_x = torch.where(blurred, weights_x @ blur_matrices(hw[:, 1], sigma, width, device), weights_x)
         return resample(soft[:, None], rows, weights_y, weights_x).round_().clamp_(0, 255).permute(0, 2, 3, 1)
 
     def layout(self, batch: Mapping[str, torch.Tensor], u: torch.Tensor, generators: Sequence[torch.Generator],
