@@ -46,8 +46,8 @@ METHODS = ("supervised", "byol", "mocov2", "byol_dilo", "cvsa", "lcr")
 """The methods measured by default: each baseline, DiLo's views, and the two methods of the book."""
 TINY = {"preset": "smoke", "device": "cpu", "size": 32, "batch": 8, "steps": 3, "warmup": 1, "num_images": 32}
 ASPECTS = (1.0, 4 / 3, 3 / 2)
-"""Longer side over shorter side of the drawn images, each landscape or portrait: the shapes of photographs (CUB's
-are mostly 4:3 and 3:2, some square)."""
+"""Longer side over shorter side of the drawn images, each landscape or portrait: the shapes of photographs (square,
+4:3 and 3:2), as in CUB, Cars or Aircraft, whose images differ in shape."""
 
 
 class DrawnShapes(Dataset):
