@@ -2,8 +2,9 @@
 that makes such a call visible on a CPU (CI has no GPU).
 
 - :func:`resolve_precision`: ``bf16-mixed`` only on GPUs whose hardware has bf16 (compute capability >= 8.0: A100,
-  L4, H100; ``torch.cuda.is_bf16_supported()`` also counts emulation, e.g. on a T4), ``16-mixed`` on other GPUs,
-  ``32-true`` on a CPU.
+  L4, H100; ``torch.cuda.is_bf16_supported()`` also counts emulation, e.g. on a T4), ``16-mixed`` on other GPUs
+  (and where the capability cannot be read), ``32-true`` on a CPU. It reads the capability without initialising
+  CUDA (:func:`fgssl_lib.nvml.gpu_capability`), so Lightning's ``ddp_notebook`` can still fork afterwards.
 - :func:`cpu_bf16`: whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX): there ``bf16-mixed`` trains
   the small networks of the ``cpu`` preset about 1.6 times faster than ``32-true``.
 - :func:`full_precision`: a region where autocast is off, for a loss that must be computed in float32.
@@ -21,6 +22,8 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from fgssl_lib.nvml import gpu_capability
+
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64-true")
 BF16_MIN_CAPABILITY = (8, 0)
 """The first CUDA compute capability (Ampere) with bf16 in hardware."""
@@ -29,13 +32,14 @@ CUDA_AUTOCAST_REFUSED = ("binary_cross_entropy",)
 
 
 def resolve_precision(precision: str, accelerator: str, device_index: int | None = None) -> str:
-    """``precision`` with ``"auto"`` resolved for Lightning's ``accelerator`` (``"gpu"`` or ``"cpu"``)."""
+    """``precision`` with ``"auto"`` resolved for Lightning's ``accelerator`` (``"gpu"`` or ``"cpu"``); CUDA stays
+    uninitialised."""
     if precision != "auto":
         return precision
     if accelerator != "gpu":
         return "32-true"
-    capability = torch.cuda.get_device_capability(device_index)
-    return "bf16-mixed" if tuple(capability) >= BF16_MIN_CAPABILITY else "16-mixed"
+    capability = gpu_capability(device_index)
+    return "bf16-mixed" if capability is not None and capability >= BF16_MIN_CAPABILITY else "16-mixed"
 
 
 def cpu_bf16() -> bool:

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fgssl_lib import nvml, precision
 from fgssl_lib.methods import METHODS, build
 from fgssl_lib.precision import AutocastUnsafeError, cuda_autocast_guard, resolve_precision
 from fgssl_lib.train import TrainConfig
@@ -52,18 +53,31 @@ def test_guard_catches_a_deliberate_offender() -> None:
 
 
 @pytest.mark.parametrize(("capability", "expected"), [((7, 5), "16-mixed"), ((8, 0), "bf16-mixed"),
-                                                      ((9, 0), "bf16-mixed"), ((6, 1), "16-mixed")])
+                                                      ((9, 0), "bf16-mixed"), ((6, 1), "16-mixed"), (None, "16-mixed")])
 def test_auto_precision_uses_bf16_only_on_bf16_hardware(monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int],
                                                         expected: str) -> None:
     # a T4 (7.5) reports torch.cuda.is_bf16_supported() == True through emulation: it must not count
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(precision, "gpu_capability", lambda index=None: capability)
     assert resolve_precision("auto", "gpu") == expected
     config = TrainConfig.preset("smoke")
     monkeypatch.setattr(TrainConfig, "accelerator", lambda self: "gpu")
     assert config.resolved_precision() == expected
     assert resolve_precision("auto", "cpu") == "32-true"
     assert resolve_precision("16-mixed", "gpu") == "16-mixed"
+
+
+def test_resolving_the_precision_leaves_cuda_uninitialised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning's ddp_notebook forks the notebook's process, which it refuses once CUDA is initialised: the precision
+    of a config on a (mocked) GPU is read through NVML, never through torch.cuda.get_device_capability."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    asked = []
+    monkeypatch.setattr(nvml, "_nvml_query", lambda index, query, *out: asked.append(query) or False)
+    config = TrainConfig.preset("smoke", device="cuda")
+    assert config.resolved_precision() == "16-mixed"  # NVML cannot answer here: the precision every GPU has
+    assert asked == ["nvmlDeviceGetCudaComputeCapability"]
+    assert not torch.cuda.is_initialized()
 
 
 def test_cpu_preset_trains_in_bf16_only_on_a_cpu_with_bf16_hardware(monkeypatch):
