@@ -10,8 +10,9 @@ from typing import Any
 
 import torch
 
-PRESETS = ("smoke", "cpu", "paper")
-"""``smoke``: CI, seconds, numbers meaningless; ``cpu``: this machine, minutes; ``paper``: GPU, the papers' settings."""
+PRESETS = ("smoke", "cpu", "colab", "paper")
+"""``smoke``: CI, seconds, numbers meaningless; ``cpu``: this machine, minutes; ``colab``: a free Colab T4 session, at
+most two hours per notebook, the papers' settings with shorter schedules; ``paper``: GPU, the papers' settings."""
 
 
 def check_choice(kind: str, name: str, valid: Iterable[str]) -> str:
@@ -51,7 +52,7 @@ def type_name(expected: Any) -> str:
 
 
 def check_preset(name: str) -> str:
-    """Validate a preset name (``smoke``, ``cpu`` or ``paper``)."""
+    """Validate a preset name (one of :data:`PRESETS`)."""
     return check_choice("preset", name, PRESETS)
 
 

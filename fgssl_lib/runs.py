@@ -138,7 +138,7 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
         seconds = float(history["time_s"].sum()) if "time_s" in history else 0.0
         precision = config.resolved_precision()
         if first:
-            done = {"train_seconds": seconds, "precision": precision, "data": data,
+            done = {"train_seconds": seconds, "precision": precision, "data": data, **batch_sizes(history, config),
                     "config": dataclasses.asdict(config)}
             if stage1 is not None:
                 done["stage1"] = dataclasses.asdict(stage1)
@@ -148,6 +148,13 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
                 tmp.write_text(json.dumps(done, default=str))
                 os.replace(tmp, path / DONE)
         return Run(method.eval(), history, seconds, path, precision)
+
+
+def batch_sizes(history: pd.DataFrame, config: TrainConfig) -> dict[str, Any]:
+    """The run's ``effective_batch_size`` (part of its identity) and the ``micro_batch_size`` of its last epoch
+    (what the last card fitted; ``batch_size="auto"`` resolved, :mod:`fgssl_lib.train.memory`)."""
+    micro = int(history["micro_batch"].iloc[-1]) if "micro_batch" in history and len(history) else config.batch_size
+    return {"effective_batch_size": config.effective_batch(), "micro_batch_size": micro}
 
 
 def _fit_one(config: TrainConfig, path: Path, callbacks: Sequence[pl.Callback],

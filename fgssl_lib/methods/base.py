@@ -21,7 +21,7 @@ Extension points (CVSA and LCR subclass BYOL / MoCo v2 through them):
   ``("layer3", "layer4")`` to get the stage-3 maps of both views; LCR takes ``out.online[0].maps["layer4"]``
   (``phi``) and differentiates ``out.loss_ctr`` with respect to it.
 - ``momentum_pairs() -> list[(online, target)]`` (momentum methods): the modules updated by EMA at the start of every
-  training step (lightly's ``update_momentum`` with a ``cosine_schedule`` from ``momentum_start`` to
+  optimizer step (lightly's ``update_momentum`` with a ``cosine_schedule`` from ``momentum_start`` to
   ``momentum_end``): the backbone and projection head with ``self.momentum_encoder``'s, then every target module a
   method adds with :meth:`MomentumMethod.momentum_twin` (CVSA's conv projector ``g_c'``, LCR DualPooling's branch).
 - ``embed(images) -> N x D`` (eval mode, no grad): default the GAP backbone features of the online encoder; LCR
@@ -286,6 +286,8 @@ class MomentumMethod(SSLMethod):
             update_momentum(online, target, m)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        """The EMA update (:meth:`update_momentum`), then :meth:`SSLMethod.training_step`."""
-        self.update_momentum()
+        """The EMA update (:meth:`update_momentum`) once per optimizer step (at the first micro-batch of a gradient
+        accumulation), then :meth:`SSLMethod.training_step`."""
+        if self._trainer is None or batch_idx % self.trainer.accumulate_grad_batches == 0:
+            self.update_momentum()
         return super().training_step(batch, batch_idx)

@@ -11,7 +11,13 @@ broadcast from rank 0 changes nothing. The key encoder sees the batch shuffled (
 ``batch_shuffle``; across ranks when distributed) so that a query and its key never share BatchNorm statistics. On
 one device a shuffle alone changes nothing (one BatchNorm group holds the whole batch), so ``bn_splits`` normalises
 the backbones' BatchNorm in that many groups, as that many GPUs would (lightly's ``SplitBatchNorm``, as MoCo's
-single-GPU demo does); the ``paper`` preset sets 32 images per group, MoCo's per-GPU batch.
+single-GPU demo does); the ``paper`` preset sets 32 images per group, MoCo's per-GPU batch. The groups split the
+micro-batch (``TrainConfig.batch_size``): with gradient accumulation the trainer keeps the groups' size and lowers
+their number (:func:`fgssl_lib.train.fit.build_method`).
+
+With gradient accumulation (``TrainConfig.effective_batch_size``) each micro-batch enqueues its keys: a later
+micro-batch of the same optimizer step also contrasts with the keys of the earlier ones, which the same key encoder
+computed (the key encoder moves once per optimizer step, :meth:`MomentumMethod.training_step`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from lightly.models.utils import batch_shuffle, batch_unshuffle
 from torch import Tensor
 
 from fgssl_lib.methods.base import MomentumEncoder, MomentumMethod, PairOutput
+from fgssl_lib.models.backbones import regroup_batchnorm_statistics
 
 
 class MoCoV2(MomentumMethod):
@@ -80,7 +87,9 @@ class MoCoV2(MomentumMethod):
         checkpoint["moco_queue"] = {"bank": bank.bank.detach().cpu(), "bank_ptr": bank.bank_ptr.detach().cpu()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the queue saved by :meth:`on_save_checkpoint`."""
+        """Restore the queue saved by :meth:`on_save_checkpoint`; BatchNorm statistics saved with another
+        ``bn_splits`` (a run resumed at another micro-batch) are regrouped for this model's."""
+        regroup_batchnorm_statistics(checkpoint["state_dict"], self)
         bank = self.criterion.memory_bank
         saved = checkpoint["moco_queue"]
         if saved["bank"].shape != bank.bank.shape:

@@ -197,6 +197,20 @@ def split_batchnorm(module: nn.Module, num_splits: int) -> None:
                 setattr(parent, name, split)
 
 
+def regroup_batchnorm_statistics(state: dict[str, Tensor], model: nn.Module) -> None:
+    """Fit ``state`` (a state dict of ``model``) to ``model``'s BatchNorm groups, in place: running statistics saved
+    with another number of groups (MoCo's ``bn_splits`` of another micro-batch) are averaged over the saved groups,
+    as evaluation averages them, and repeated for each of the model's groups."""
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.BatchNorm2d):
+            continue
+        groups, features = getattr(module, "num_splits", 1), module.num_features
+        for key in (f"{name}.running_mean", f"{name}.running_var"):
+            saved = state.get(key)
+            if saved is not None and saved.numel() != groups * features and saved.numel() % features == 0:
+                state[key] = saved.reshape(-1, features).mean(dim=0).repeat(groups)
+
+
 class _ContiguousSplitBatchNorm(SplitBatchNorm):
     """lightly's ``SplitBatchNorm`` on a ``channels_last`` map: its training path regroups the batch with ``view``,
     which needs the NCHW layout, so the map is made contiguous first (one copy; the next convolution returns to

@@ -48,11 +48,15 @@ class History(pl.Callback):
     ``embedding_std`` at the steps it measured, and per-epoch means.
 
     ``steps`` / ``epochs`` are DataFrames; the records are saved in checkpoints, so a resumed run's history covers
-    the whole run. ``view_pipeline``: where the views were made (``batched`` or ``per_sample``).
+    the whole run. ``view_pipeline``: where the views were made (``batched`` or ``per_sample``). A step record is a
+    micro-batch (``step`` is the optimizer step it belongs to); an epoch record holds its ``micro_batch`` and
+    ``effective_batch`` (a run resumed on another card has another micro-batch from there on).
     """
 
-    def __init__(self, view_pipeline: str | None = None) -> None:
+    def __init__(self, view_pipeline: str | None = None, micro_batch: int | None = None,
+                 effective_batch: int | None = None) -> None:
         self.view_pipeline = view_pipeline
+        self.batches = {"micro_batch": micro_batch, "effective_batch": effective_batch}
         self.step_records: list[dict[str, float]] = []
         self.epoch_records: list[dict[str, float]] = []
         self._epoch_start = time.perf_counter()
@@ -79,7 +83,8 @@ class History(pl.Callback):
         rows = [r for r in self.step_records if r["epoch"] == epoch]
         means = pd.DataFrame(rows).drop(columns=["step", "epoch", "time_s"]).mean().to_dict() if rows else {}
         self.epoch_records.append({"epoch": epoch, "steps": len(rows),
-                                   "time_s": time.perf_counter() - self._epoch_start, **means})
+                                   "time_s": time.perf_counter() - self._epoch_start,
+                                   **{k: v for k, v in self.batches.items() if v is not None}, **means})
 
     @property
     def steps(self) -> pd.DataFrame:

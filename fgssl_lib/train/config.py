@@ -1,7 +1,8 @@
-"""Typed training configuration with the named presets ``smoke``, ``cpu`` and ``paper``.
+"""Typed training configuration with the named presets ``smoke``, ``cpu``, ``paper`` and ``colab``.
 
 ``TrainConfig.preset(name, method=..., **overrides)`` returns the preset for a method; any field can be overridden.
-``paper`` follows the papers (sources in the comments of :func:`_paper_settings`), ``cpu`` is sized so one run of
+``paper`` follows the papers (sources in the comments of :func:`_paper_settings`), ``colab`` shortens it to a free
+Colab T4 session (:func:`_colab_settings`), ``cpu`` is sized so one run of
 the synthetic benchmark takes a few minutes on a 2-core CPU, ``smoke`` runs in seconds (numbers meaningless).
 """
 
@@ -19,7 +20,7 @@ from fgssl_lib.precision import PRECISIONS, cpu_bf16, resolve_precision
 
 
 NOT_IN_IDENTITY = frozenset({
-    "device", "precision", "devices", "num_nodes", "strategy", "num_workers", "progress_bar", "checkpoint_dir",
+    "effective_batch_size", "device", "precision", "devices", "num_nodes", "strategy", "num_workers", "progress_bar", "checkpoint_dir",
     "resume", "checkpoint_every", "checkpoint_minutes", "log_every", "collapse_every", "collapse_threshold"})
 """:class:`TrainConfig` fields that do not change the trained weights (see :meth:`TrainConfig.identity`)."""
 VIEW_PIPELINES = ("auto", "batched", "per_sample")
@@ -36,8 +37,11 @@ class TrainConfig:
     ``align_weight``), ``view_params`` (override the method's view parameters). Data: ``dataset``, ``data_root``,
     ``split``, ``dataset_options`` (e.g. ``image_size`` / ``rho`` for ``synthetic``), ``num_images`` (a seeded
     random subset; ``None`` = all), ``image_size`` (side of the views). Model and optimisation: ``backbone``,
-    ``pretrained``, ``epochs``, ``batch_size`` (per device), ``optimizer``, ``lr``, ``weight_decay``,
-    ``warmup_epochs``. Views: ``view_pipeline`` (:data:`VIEW_PIPELINES`; it changes the views, so a run resumes only
+    ``pretrained``, ``epochs``, ``batch_size`` (the micro-batch: images per forward pass on each device, or
+    ``"auto"``: the largest that fits the device, :mod:`fgssl_lib.train.memory`), ``effective_batch_size`` (images
+    per optimizer step on each device, reached by gradient accumulation; ``None``: ``batch_size``; it, not the
+    micro-batch, is part of the run's identity), ``optimizer``, ``lr`` (not scaled with the number of devices),
+    ``weight_decay``, ``warmup_epochs``. Views: ``view_pipeline`` (:data:`VIEW_PIPELINES`; it changes the views, so a run resumes only
     with its own) and ``store_side`` (the shorter side of the stored images of the batched pipeline; ``None``: as
     decoded). Hardware: ``device`` (``auto``/``cpu``/``cuda``), ``precision`` (``auto``: ``bf16-mixed`` on
     GPUs with bf16 hardware, compute capability >= 8.0, else ``16-mixed`` on CUDA, ``32-true`` on CPU), ``devices``, ``num_nodes``, ``strategy``,
@@ -62,7 +66,8 @@ class TrainConfig:
     backbone: str = "resnet_narrow"
     pretrained: str | None = None
     epochs: int = 8
-    batch_size: int = 64
+    batch_size: int | str = 64
+    effective_batch_size: int | None = None
     optimizer: str = "sgd"
     lr: float = 0.05
     weight_decay: float = 1e-4
@@ -103,6 +108,7 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         self._check_optimisation()
+        self._check_batch()
 
     def _check_optimisation(self) -> None:
         """Refuse settings that would train nothing or fail only once training has started, naming the field and
@@ -121,11 +127,40 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.max_steps must be >= 1, or -1 for no limit (the epochs decide), got "
                              f"{self.max_steps!r}")
 
+    def _check_batch(self) -> None:
+        """``batch_size`` is ``"auto"`` (with an ``effective_batch_size``) or a positive int that divides it."""
+        if self.batch_size == "auto":
+            if self.effective_batch_size is None:
+                raise ValueError("batch_size='auto' picks the micro-batch that fits the device and accumulates "
+                                 "gradients up to effective_batch_size: set effective_batch_size (e.g. 256), or give "
+                                 "batch_size as a number")
+        elif isinstance(self.batch_size, str) or self.batch_size < 1:
+            raise ValueError(f"TrainConfig.batch_size must be a number >= 1 or 'auto', got {self.batch_size!r}")
+        effective = self.effective_batch()
+        if effective < 1 or (self.batch_size != "auto" and effective % self.batch_size):
+            raise ValueError(f"effective_batch_size={self.effective_batch_size} must be a multiple of batch_size="
+                             f"{self.batch_size} (the optimizer steps every effective_batch_size // batch_size "
+                             "micro-batches): change one of them, or set effective_batch_size=None (no accumulation)")
+
+    def effective_batch(self) -> int:
+        """Images per optimizer step on each device: ``effective_batch_size``, else ``batch_size``."""
+        return int(self.effective_batch_size if self.effective_batch_size is not None else self.batch_size)
+
     @classmethod
     def preset(cls, name: str, method: str = "byol", **overrides: Any) -> TrainConfig:
-        """The preset ``name`` (``smoke``, ``cpu``, ``paper``) for ``method``, with ``overrides`` applied."""
+        """The preset ``name`` (``smoke``, ``cpu``, ``paper``, ``colab``) for ``method``, with ``overrides`` applied.
+
+        The preset's batch is its effective batch; on a CUDA device the micro-batch is ``"auto"`` (the largest that
+        fits, gradients accumulated up to the effective batch). A ``batch_size`` number given without an
+        ``effective_batch_size`` is the whole batch (no accumulation)."""
         check_preset(name)
-        settings = {"smoke": _smoke_settings, "cpu": _cpu_settings, "paper": _paper_settings}[name](method)
+        settings = {"smoke": _smoke_settings, "cpu": _cpu_settings, "paper": _paper_settings,
+                    "colab": _colab_settings}[name](method)
+        settings["effective_batch_size"] = settings["batch_size"]
+        if _on_cuda(overrides.get("device", settings.get("device", "auto"))):
+            settings["batch_size"] = "auto"
+        if overrides.get("batch_size", "auto") != "auto" and "effective_batch_size" not in overrides:
+            overrides["effective_batch_size"] = overrides["batch_size"]
         if overrides.get("dataset", settings.get("dataset")) != settings.get("dataset"):
             settings.pop("dataset_options", None)  # the preset's dataset options are its own dataset's
         for key in ("method_options", "dataset_options", "view_params"):  # merge dicts instead of replacing them
@@ -137,7 +172,7 @@ class TrainConfig:
                             f"{', '.join(f.name for f in dataclasses.fields(cls))}")
         config = cls(**{"method": method, **settings, **overrides})
         if "bn_splits" in settings.get("method_options", {}) and "bn_splits" not in overrides.get("method_options", {}):
-            config.method_options["bn_splits"] = moco_bn_splits(config.batch_size)  # follows a resized batch
+            config.method_options["bn_splits"] = moco_bn_splits(config.effective_batch())  # follows a resized batch
         return config
 
     def with_init(self, init: str, stage1: str | None = None) -> TrainConfig:
@@ -157,10 +192,12 @@ class TrainConfig:
         """The settings that make the trained weights what they are (not the hardware, the logging, or where the
         data lies): the run key hashes them with the data's content (:func:`fgssl_lib.runs.run_key`) and a resumed
         run must match them. ``data_root`` never counts: data may move (Drive to local disk); ``store_side`` only
-        where the views may be batched (the per-sample views never read the store)."""
+        where the views may be batched (the per-sample views never read the store). The batch is the effective batch
+        (``batch_size``), not the micro-batch: a run trained on a large card resumes and loads on a small one."""
         ignored = NOT_IN_IDENTITY | {"data_root"}
         ignored |= {"store_side"} if self.view_pipeline == "per_sample" else set()
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
+        identity = {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
+        return {**identity, "batch_size": self.effective_batch()}
 
     def backbone_options(self) -> dict[str, Any]:
         """Constructor options of the method's :class:`SSLMethod` base that come from this config."""
@@ -181,6 +218,13 @@ class TrainConfig:
     def accelerator(self) -> str:
         """Lightning accelerator name for ``device``."""
         return "gpu" if resolve_device(self.device).type == "cuda" else "cpu"
+
+
+def _on_cuda(device: Any) -> bool:
+    """Whether ``device`` (a :class:`TrainConfig` ``device``) trains on a GPU, asked without initialising CUDA."""
+    import torch
+
+    return str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
 
 def data_workers(most: int = 8) -> int:
@@ -333,3 +377,23 @@ def _paper_settings(method: str) -> dict[str, Any]:
     options = {} if method == "simclr" else {"hidden_dim": 4096, "proj_dim": 256, "momentum_start": 0.996}
     return {**common, "epochs": 800, "batch_size": 256, "lr": 0.05, "warmup_epochs": 10,
             "method_options": {**options, **init["method_options"]}}
+
+
+COLAB_EPOCHS: dict[str, int] = {"byol": 24, "moco": 50, "supervised": 50}
+"""Epochs of the ``colab`` preset per :func:`method_family` (BYOL, CVSA, DiLo and SimCLR; MoCo v2 and LCR; the
+supervised references): the most that keep every training notebook at ``colab`` within two hours of a T4 by the
+cost model (``python -m fgssl_lib.cost``), every run it trains by default counted."""
+
+
+def _colab_settings(method: str) -> dict[str, Any]:
+    """A free Colab session (one T4, 16 GB, a few hours): the ``paper`` preset (CUB at 224 px, ResNet-50, the papers'
+    batches, heads and learning rates; batches that do not fit the card are accumulated, :mod:`fgssl_lib.train.memory`)
+    shortened to :data:`COLAB_EPOCHS` (paper: 800 BYOL-family epochs, 200 MoCo v2, 100 LCR and supervised) with one
+    warm-up epoch where the paper warms up (paper: 10 of 800). Every run starts from ImageNet-supervised weights
+    (downloaded on first use): as its paper does (:data:`PAPER_INIT`, CVSA's dual stage included) except DiLo, whose
+    paper trains from scratch, which no two-hour schedule can."""
+    settings = _paper_settings(method)
+    init = INITS["imagenet" if PAPER_INIT[method] == "scratch" else PAPER_INIT[method]]
+    return {**settings, "epochs": COLAB_EPOCHS[method_family(method)], "pretrained": init["pretrained"],
+            "warmup_epochs": min(settings.get("warmup_epochs", 0), 1),
+            "method_options": {**settings["method_options"], **init["method_options"]}}

@@ -52,13 +52,14 @@ class TwoViewDataset(Dataset):
 
 
 class EpochRandomSampler(RandomSampler):
-    """A ``RandomSampler`` whose permutation is a function of ``(seed, epoch)``; Lightning calls ``set_epoch``.
+    """A ``RandomSampler`` whose permutation is a function of ``(seed, epoch)``; Lightning calls ``set_epoch``. With
+    ``num_samples``, the permutation's first ``num_samples`` positions.
 
     Under DDP Lightning replaces it by a ``DistributedSampler`` seeded with the global seed, which is epoch-seeded too.
     """
 
-    def __init__(self, data_source: Dataset, seed: int) -> None:
-        super().__init__(data_source, generator=torch.Generator())
+    def __init__(self, data_source: Dataset, seed: int, num_samples: int | None = None) -> None:
+        super().__init__(data_source, num_samples=num_samples, generator=torch.Generator())
         self.seed = seed
         self.set_epoch(0)
 
@@ -77,15 +78,19 @@ def random_subset(dataset: Dataset, num_images: int | None, seed: int) -> Datase
 
 
 def train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int,
-                 collate_fn: Callable[[list[Any]], Any] | None = None) -> DataLoader:
-    """Shuffled, ``drop_last`` (equal batches for BatchNorm and the MoCo queue), worker-seeded loader."""
-    if len(dataset) < batch_size:
-        raise ValueError(f"the training set has {len(dataset)} images, fewer than batch_size={batch_size}; "
-                         "lower batch_size or use more images (num_images)")
+                 collate_fn: Callable[[list[Any]], Any] | None = None,
+                 effective_batch: int | None = None) -> DataLoader:
+    """Shuffled, ``drop_last`` (equal batches for BatchNorm and the MoCo queue), worker-seeded loader of
+    micro-batches of ``batch_size``. With ``effective_batch`` (a multiple of ``batch_size``: gradient accumulation)
+    an epoch holds whole effective batches only, the images of each the same as an unaccumulated run's batch."""
+    effective = effective_batch or batch_size
+    if len(dataset) < effective:
+        raise ValueError(f"the training set has {len(dataset)} images, fewer than the batch of {effective}; "
+                         "lower batch_size (and effective_batch_size) or use more images (num_images)")
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochRandomSampler(dataset, seed),
+        sampler=EpochRandomSampler(dataset, seed, len(dataset) // effective * effective),
         num_workers=num_workers,
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(seed),
@@ -108,10 +113,11 @@ class BatchedViewData(pl.LightningDataModule):
     """
 
     def __init__(self, store: TrainingStore, views: Callable[..., dict[str, Any]], batch_size: int, num_workers: int,
-                 seed: int, memory_fraction: float = STORE_MEMORY_FRACTION) -> None:
+                 seed: int, memory_fraction: float = STORE_MEMORY_FRACTION, effective_batch: int | None = None) -> None:
         super().__init__()
         self.store, self.views = store, views
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.effective_batch = effective_batch
         self.memory_fraction = memory_fraction
         self.resident = True  # the store is on the training device: the loader yields positions only
 
@@ -127,7 +133,8 @@ class BatchedViewData(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         loader = train_loader(range(len(self.store)), self.batch_size, 0 if self.resident else self.num_workers,
-                              self.seed, collate_fn=None if self.resident else self.store.batch)
+                              self.seed, collate_fn=None if self.resident else self.store.batch,
+                              effective_batch=self.effective_batch)
         loader.sampler.set_epoch(self.trainer.current_epoch)  # a resumed run builds its first iterator before the
         return loader                                         # epoch hooks run
 

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from fgssl_lib.config import resolve_device
 from fgssl_lib.data import load_dataset
 from fgssl_lib.methods import SSLMethod, build, method_class
+from fgssl_lib.models.backbones import regroup_batchnorm_statistics
 from fgssl_lib.train.callbacks import (
     RUN_SETTINGS,
     AtomicCheckpointIO,
@@ -41,6 +42,7 @@ from fgssl_lib.train.callbacks import (
 )
 from fgssl_lib.train.config import STAGE1_PREFIX, TrainConfig
 from fgssl_lib.train.data import BatchedViewData, TwoViewDataset, random_subset, train_loader
+from fgssl_lib.train.memory import resolve_batch
 from fgssl_lib.train.run_lock import run_lock
 from fgssl_lib.train.store import StoreError, TrainingStore
 from fgssl_lib.views import VIEWS, build_batched_views, build_views
@@ -56,18 +58,36 @@ def run_dir(config: TrainConfig) -> Path:
 
 def build_method(config: TrainConfig, dataset: Any | None = None) -> SSLMethod:
     """The method of ``config``: registry defaults < the config's backbone/optimizer < ``method_options``; the
-    dataset attributes the class asks for (``dataset_options``, e.g. ``num_classes``) come from ``dataset``."""
+    dataset attributes the class asks for (``dataset_options``, e.g. ``num_classes``) come from ``dataset``.
+
+    MoCo's ``bn_splits`` counts BatchNorm groups of the effective batch; a smaller micro-batch keeps the groups'
+    size and has fewer of them (:func:`micro_bn_splits`). ``batch_size="auto"`` is resolved first
+    (:func:`fgssl_lib.train.memory.resolve_batch`)."""
     if (config.pretrained or "").startswith(STAGE1_PREFIX):
         raise ValueError(f"pretrained={config.pretrained!r} names a stage-1 run, whose backbone only "
                          "fgssl_lib.runs.train_or_load loads: train this config with it, or build the method from "
                          "the stage-1 weights yourself and pass it as fit(config, method=...)")
     options = {**config.backbone_options(), **config.method_options}
+    if options.get("bn_splits"):
+        options["bn_splits"] = micro_bn_splits(options["bn_splits"], resolve_batch(config, dataset).batch_size,
+                                               config.effective_batch())
     for key in method_class(config.method).dataset_options:
         if key not in options:
             if dataset is None or not hasattr(dataset, key):
                 raise ValueError(f"method {config.method!r} needs {key!r}: pass it in method_options")
             options[key] = getattr(dataset, key)
     return build(config.method, **options)
+
+
+def micro_bn_splits(bn_splits: int, micro: int, effective: int) -> int:
+    """BatchNorm groups of a micro-batch of ``micro`` images when ``bn_splits`` groups split the effective batch of
+    ``effective``: groups of the same size, as many as the micro-batch holds; 0 (the micro-batch is one group) when
+    fewer than two whole ones do."""
+    if micro == effective:
+        return bn_splits
+    size = effective // bn_splits
+    groups = micro // size if micro % size == 0 else 0
+    return groups if groups >= 2 else 0
 
 
 def view_data(config: TrainConfig, method: SSLMethod, train_set: Dataset) -> tuple[str, Any]:
@@ -94,7 +114,8 @@ def view_data(config: TrainConfig, method: SSLMethod, train_set: Dataset) -> tup
             log.warning("per-sample views (view_pipeline='auto'): %s", error)
         else:
             views = build_batched_views(method.views, size=config.image_size, **options)
-            return "batched", BatchedViewData(store, views, config.batch_size, config.num_workers, config.seed)
+            return "batched", BatchedViewData(store, views, config.batch_size, config.num_workers, config.seed,
+                                              effective_batch=config.effective_batch())
     return "per_sample", TwoViewDataset(train_set, build_views(method.views, size=config.image_size, **options))
 
 
@@ -146,6 +167,7 @@ def check_checkpoint(checkpoint: dict[str, Any], method: SSLMethod, path: Path |
     if saved != method.method_name:
         raise ValueError(f"{path} was written by method {saved!r}, not {method.method_name!r}; use another "
                          "checkpoint_dir, or set method to the checkpoint's")
+    regroup_batchnorm_statistics(checkpoint["state_dict"], method)  # a resume at another micro-batch (bn_splits)
     state, expected = checkpoint["state_dict"], method.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -250,13 +272,16 @@ def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
     """:func:`fit` under the run directory's lock."""
     pl.seed_everything(config.seed, workers=True, verbose=False)
     full = dataset if dataset is not None else training_set(config)
+    config = resolve_batch(config, full)  # the micro-batch; the effective batch is the run's
+    pl.seed_everything(config.seed, workers=True, verbose=False)  # a measured probe drew random numbers
     method = method if method is not None else build_method(config, full)
     check_bn_splits(method, config)
     train_set = random_subset(full, config.num_images, config.seed)
     pipeline, data = view_data(config, method, train_set)
     config = replace(config, view_pipeline=pipeline)  # the run's settings record the pipeline its views came from
     per_sample = isinstance(data, TwoViewDataset)
-    loader = train_loader(data, config.batch_size, config.num_workers, config.seed) if per_sample else None
+    loader = (train_loader(data, config.batch_size, config.num_workers, config.seed,
+                           effective_batch=config.effective_batch()) if per_sample else None)
 
     directory = run_dir(config)
     last = directory / LAST
@@ -273,7 +298,7 @@ def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
     elif last.is_file():
         raise FileExistsError(f"{last} exists; pass resume=True to continue that run, or use another checkpoint_dir")
 
-    history = History(pipeline)
+    history = History(pipeline, config.batch_size, config.effective_batch())
     callbacks = [
         *([ViewEpochs(data)] if per_sample else []),
         NonFiniteLossGuard(last),
@@ -293,6 +318,7 @@ def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
             benchmark=True,  # the views are S x S and the batches equal (drop_last): cuDNN chooses its kernels once
             max_epochs=config.epochs,
             max_steps=config.max_steps,
+            accumulate_grad_batches=config.effective_batch() // config.batch_size,
             callbacks=callbacks,
             logger=CSVLogger(directory, name="logs"),  # logs/version_<n>/metrics.csv, a new version per (resumed) run
             log_every_n_steps=config.log_every,
