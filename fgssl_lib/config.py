@@ -13,6 +13,8 @@ import torch
 PRESETS = ("smoke", "cpu", "colab", "paper")
 """``smoke``: CI, seconds, numbers meaningless; ``cpu``: this machine, minutes; ``colab``: a free Colab T4 session, at
 most two hours per notebook, the papers' settings with shorter schedules; ``paper``: GPU, the papers' settings."""
+GPU_PRESETS = ("colab", "paper")
+"""The presets whose runs take GPU-hours: ResNet-50 at 224 px on a real dataset."""
 
 
 def check_choice(kind: str, name: str, valid: Iterable[str]) -> str:

@@ -1,23 +1,34 @@
-"""What each notebook costs, stated in its title cell: measured at ``smoke`` and ``cpu``, estimated at ``paper``.
+"""What each notebook costs, stated in its title cell: measured at ``smoke`` and ``cpu``, estimated at ``colab`` and
+``paper``.
 
 The ``smoke`` and ``cpu`` times were measured on this project's 2-core CPU (``smoke``: ``pytest --durations`` of
 the notebook tests, the runs shared as in ``make test``; ``cpu``: ``make book`` with no trained runs, the README's
-figures). No GPU has measured a ``paper`` run yet (``python -m fgssl_lib.bench gpu`` will), so the ``paper`` figure
-is a FLOP estimate on CUB-200-2011 (5,994 training images): a ResNet-50 forward pass at 224 px is
+figures). No GPU has measured a ``colab`` or ``paper`` run yet (``python -m fgssl_lib.bench gpu`` will), so those
+figures are FLOP estimates on CUB-200-2011 (5,994 training images): a ResNet-50 forward pass at 224 px is
 :data:`RESNET50_FORWARD_FLOPS`, a training pass (forward and backward) three times that, and each method makes
-:data:`PASSES` per image; epochs are the ``paper`` preset's. Divided by an effective throughput per GPU
-(:data:`GPU_FLOPS`: ResNet-50 mixed-precision training at about 250 images/s on a T4 and 2,500 on an A100).
-``python -m fgssl_lib.cost`` writes the paragraph into every notebook's title cell; a test fails while one is stale.
+:data:`PASSES` per image; epochs are the preset's. Divided by an effective throughput per GPU (:data:`GPU_FLOPS`:
+ResNet-50 mixed-precision training at about 250 images/s on a T4 and 2,500 on an A100). Every run a notebook
+trains with its default parameters counts (:func:`trained_runs`: ablations and the dual stage included); frozen
+early stages (CVSA's dual stage) are counted as trained, so those runs are over-estimated.
+``python -m fgssl_lib.cost`` writes the paragraph into every notebook's title cell and prints the
+:func:`cost_table`; it fails when a training notebook exceeds :data:`COLAB_HOURS` at ``colab``, and a test fails
+while a paragraph is stale.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
+import pandas as pd
 
+from fgssl_lib.data.synthetic import DEFAULT_NUM_IMAGES as SYNTHETIC_TRAIN_IMAGES
+from fgssl_lib.methods import evaluated_from
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import method_family
 
@@ -35,44 +46,117 @@ SMOKE_SECONDS = {"00_quickstart": 19, "01_background_bias": 26, "02_views": 22, 
                  "04_train_lcr": 30, "05_evaluate": 30, "06_reproduce_on_gpu": 18, "07_cpu_study": 101}
 CPU_SECONDS = {"00_quickstart": 16, "01_background_bias": 49, "02_views": 22, "03_train_cvsa": 209,
                "04_train_lcr": 97, "05_evaluate": 166, "06_reproduce_on_gpu": 24, "07_cpu_study": 7}
-TRAINED_AT_PAPER = {
-    "01_background_bias": ("byol", "supervised"),
-    "03_train_cvsa": ("byol", "byol_ss", "cvsa"),
-    "04_train_lcr": ("mocov2", "lcr", "lcr_multitask", "lcr_dual_pooling"),
-    "06_reproduce_on_gpu": ("mocov2", "lcr", "byol", "cvsa"),
-}
-"""The runs each notebook trains at ``paper`` with its default parameters (05 and 07 only evaluate and read)."""
+TRAINING_NOTEBOOKS = ("01_background_bias", "03_train_cvsa", "04_train_lcr", "06_reproduce_on_gpu")
+"""The notebooks that train at ``colab`` and ``paper`` with their default parameters (05 and 07 only evaluate and
+read there)."""
+COLAB_HOURS = 2.0
+"""The ``colab`` preset's budget: every training notebook within this many T4-hours (a free Colab session)."""
 MARKER = "**Cost.**"
 
 
-def training_flops(method: str, images: int = CUB_TRAIN_IMAGES) -> float:
-    """FLOPs of training ``method`` at the ``paper`` preset on ``images`` images."""
+@dataclass(frozen=True)
+class Training:
+    """One training run a notebook makes: ``method`` for ``epochs`` (``None``: the preset's) on ``images`` images
+    (``None``: CUB's training set)."""
+
+    method: str
+    epochs: int | None = None
+    images: int | None = None
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """The literals of a notebook's ``parameters`` cell (``name = literal`` lines)."""
+    notebook = nbformat.read(path, as_version=4)
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+
+
+def trained_runs(stem: str) -> tuple[Training, ...]:
+    """Every run notebook ``stem`` trains at ``colab`` or ``paper`` with its default parameters, read from its
+    parameters cell: its ``methods`` (or ``baseline`` and ``reference``; a name evaluated from another's run trains
+    nothing of its own), ``cvsa_sigmoid_max`` where ``ablate_intensity``, and with ``dual_stage`` both stages of the
+    short dual-stage recipe (:func:`fgssl_lib.runs.dual_stage_configs`: BYOL on the synthetic benchmark's training
+    images, then CVSA on CUB, ``dual_stage_epochs`` each)."""
+    if stem not in TRAINING_NOTEBOOKS:
+        return ()
+    params = notebook_parameters(ROOT / "notebooks" / f"{stem}.ipynb")
+    names = params.get("methods") or [params["baseline"], params["reference"]]
+    names = [*names, *(["cvsa_sigmoid_max"] if params.get("ablate_intensity") else [])]
+    runs = [Training(m) for m in dict.fromkeys(evaluated_from(n) for n in names)]
+    if params.get("dual_stage"):
+        epochs = params["dual_stage_epochs"]
+        runs += [Training("byol", epochs, SYNTHETIC_TRAIN_IMAGES["train"]), Training("cvsa", epochs)]
+    return tuple(runs)
+
+
+def training_flops(method: str, images: int = CUB_TRAIN_IMAGES, preset: str = "paper",
+                   epochs: int | None = None) -> float:
+    """FLOPs of training ``method`` at ``preset`` (``epochs``: ``None``, the preset's) on ``images`` images."""
     online, momentum = PASSES["simclr" if method == "simclr" else method_family(method)]
-    epochs = TrainConfig.preset("paper", method=method).epochs
+    epochs = epochs if epochs is not None else TrainConfig.preset(preset, method=method).epochs
     return images * epochs * RESNET50_FORWARD_FLOPS * (3 * online + momentum)
+
+
+def notebook_flops(stem: str, preset: str) -> float:
+    """FLOPs of every run :func:`trained_runs` of ``stem`` at ``preset``."""
+    return sum(training_flops(r.method, r.images or CUB_TRAIN_IMAGES, preset, r.epochs) for r in trained_runs(stem))
+
+
+def gpu_hours(stem: str, preset: str, gpu: str = "T4") -> float:
+    """Estimated hours of notebook ``stem`` at ``preset`` on ``gpu`` (a :data:`GPU_FLOPS` key)."""
+    return notebook_flops(stem, preset) / GPU_FLOPS[gpu] / 3600
 
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def _hours(seconds: float) -> str:
-    hours = seconds / 3600
+def _hours(hours: float) -> str:
     return f"{hours:.0f}" if hours >= 10 else f"{hours:.1f}"
+
+
+def _run_names(runs: tuple[Training, ...]) -> str:
+    full = [r.method for r in runs if r.epochs is None]
+    dual = [r for r in runs if r.epochs is not None]
+    return ", ".join(full) + (f" and the dual-stage recipe ({dual[0].epochs} + {dual[1].epochs} epochs)" if dual else "")
 
 
 def cost_paragraph(stem: str) -> str:
     """The title cell's cost paragraph of notebook ``stem``."""
     measured = (f"{MARKER} Measured on a 2-core CPU: {_duration(SMOKE_SECONDS[stem])} at `smoke`, "
                 f"{_duration(CPU_SECONDS[stem])} at `cpu`.")
-    methods = TRAINED_AT_PAPER.get(stem, ())
-    if not methods:
-        return measured + " At `paper` it trains nothing: minutes on any GPU."
-    flops = sum(training_flops(m) for m in methods)
-    hours = ", ".join(f"~{_hours(flops / rate)} GPU-hours on a{'n' if gpu[0] == 'A' else ''} {gpu}"
-                      for gpu, rate in GPU_FLOPS.items())
-    return (f"{measured} At `paper` on CUB it trains {', '.join(methods)}: {hours} (an estimate from FLOPs, "
-            f"{flops:.1e} in all, not a measurement; see `fgssl_lib.cost`).")
+    runs = trained_runs(stem)
+    if not runs:
+        return measured + " At `colab` and `paper` it trains nothing: minutes on any GPU."
+    epochs = {family: (TrainConfig.preset("colab", method=m).epochs, TrainConfig.preset("paper", method=m).epochs)
+              for family, m in (("BYOL-family", "byol"), ("MoCo v2", "mocov2"), ("LCR", "lcr"),
+                                ("supervised", "supervised"))
+              if any(method_label(r.method) == family for r in runs)}
+    shortened = ", ".join(f"{family} {colab} instead of {paper}" for family, (colab, paper) in epochs.items())
+    paper = ", ".join(f"~{_hours(gpu_hours(stem, 'paper', gpu))} GPU-hours on a{'n' if gpu[0] == 'A' else ''} {gpu}"
+                      for gpu in GPU_FLOPS)
+    return (f"{measured} At `colab` and `paper` on CUB it trains {_run_names(runs)}. `colab`: "
+            f"~{gpu_hours(stem, 'colab'):.1f} T4-hours, within the {COLAB_HOURS:.0f} of a free Colab session: to fit, "
+            f"the papers' schedules are shortened (epochs: {shortened}) and every run starts from ImageNet-supervised "
+            f"weights. `paper`: {paper}. Both are estimates from FLOPs ({notebook_flops(stem, 'paper'):.1e} at "
+            "`paper`), not measurements; see `fgssl_lib.cost`.")
+
+
+def method_label(method: str) -> str:
+    """The schedule family of ``method`` as :data:`fgssl_lib.train.config.COLAB_EPOCHS` names it in prose."""
+    family = method_family(method)
+    if family == "moco":
+        return "LCR" if method.startswith("lcr") else "MoCo v2"
+    return "supervised" if family == "supervised" else "BYOL-family"
+
+
+def cost_table() -> pd.DataFrame:
+    """Per training notebook: the runs it trains and its estimated hours at ``colab`` (T4) and ``paper``."""
+    rows = {stem: {"runs": len(trained_runs(stem)), "colab T4-h": gpu_hours(stem, "colab"),
+                   "paper T4-h": gpu_hours(stem, "paper"), "paper A100-h": gpu_hours(stem, "paper", "A100")}
+            for stem in TRAINING_NOTEBOOKS}
+    return pd.DataFrame.from_dict(rows, orient="index").round(2)
 
 
 def stale_cost_paragraphs(notebooks: list[Path], write: bool = False) -> list[Path]:
@@ -101,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     stale = stale_cost_paragraphs(sorted((ROOT / "notebooks").glob("*.ipynb")), write=not args.check)
     for path in stale:
         print(f"{'stale' if args.check else 'rewrote'}: {path.relative_to(ROOT)}")
-    return 1 if args.check and stale else 0
+    table = cost_table()
+    print(table.to_string())
+    over = table.index[table["colab T4-h"] > COLAB_HOURS].tolist()
+    print(f"every training notebook at colab within {COLAB_HOURS:.0f} T4-hours" if not over else
+          f"over {COLAB_HOURS:.0f} T4-hours at colab: {', '.join(over)}")
+    return 1 if (args.check and stale) or over else 0
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ from fgssl_lib.viz import neighbour_panel
 
 PROTOCOLS = ("knn", "linear", "retrieval", "maxboxacc")
 LABEL_FRACTIONS = (1.0, 0.5, 0.2)
-SYNTHETIC_TEST_IMAGES = {"smoke": 64, "cpu": None, "paper": None}
+SYNTHETIC_TEST_IMAGES = {"smoke": 64, "cpu": None, "colab": None, "paper": None}
 """Test-set sizes of the synthetic benchmark per preset (``None``: the benchmark's own)."""
 Metrics = dict[str, Any]
 

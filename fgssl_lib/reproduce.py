@@ -1,4 +1,4 @@
-"""Batch-run the book's notebooks with papermill: ``python -m fgssl_lib.reproduce --preset {smoke,cpu,paper}``.
+"""Batch-run the book's notebooks with papermill: ``python -m fgssl_lib.reproduce --preset {smoke,cpu,colab,paper}``.
 
 The notebooks are the ``.ipynb`` entries of ``_toc.yml``, run in the order listed there. Each notebook runs with the
 ``python3`` kernel in its own folder, with the parameters ``preset=<preset>`` plus any ``-p key=value`` overrides, and

@@ -35,7 +35,7 @@ from fgssl_lib.data import coarse, data_home
 from fgssl_lib.data.identity import dataset_fingerprint
 from fgssl_lib.data.synthetic import RENDER_VERSION, SyntheticConfig
 from fgssl_lib.methods import TRAINING_VERSION, SSLMethod, evaluated_as, evaluated_from, variant
-from fgssl_lib.config import check_choice, check_preset
+from fgssl_lib.config import GPU_PRESETS, check_choice, check_preset
 from fgssl_lib.models import Backbone
 from fgssl_lib.reported import INIT as REPORTED_INIT
 from fgssl_lib.train import PAPER_INIT, TrainConfig, build_method, fit, fit_dual_stage, load_method
@@ -355,14 +355,15 @@ def start_from(config: TrainConfig, init: str, preset: str, root: str | os.PathL
 
 
 def reproduction_preset(preset: str) -> str:
-    """The preset ``06_reproduce_on_gpu`` trains and evaluates at: ``paper``, else the ``smoke`` settings (the papers'
-    schedules are far beyond a CPU, and a half-trained ResNet-50 would only mislead)."""
-    return "paper" if check_preset(preset) == "paper" else "smoke"
+    """The preset ``06_reproduce_on_gpu`` trains and evaluates at: ``colab`` or ``paper`` (:data:`GPU_PRESETS`),
+    else the ``smoke`` settings (the papers' schedules are far beyond a CPU, and a half-trained ResNet-50 would only
+    mislead)."""
+    return preset if check_preset(preset) in GPU_PRESETS else "smoke"
 
 
 def reproduction_configs(methods: Sequence[str], preset: str, dataset: str, init: str = "reported",
                          data_root: str | None = None, **settings: Any) -> dict[str, TrainConfig]:
-    """The runs of ``06_reproduce_on_gpu``: at ``paper``, each method with its paper's settings on ``dataset``
+    """The runs of ``06_reproduce_on_gpu``: at ``paper`` (or ``colab``), each method with its paper's settings on ``dataset``
     (FGVC-Aircraft on train + val, the standard protocol), started as ``init`` says: ``"reported"`` as the runs behind
     the papers' numbers (:data:`fgssl_lib.reported.INIT`), ``"paper"`` as each method's own paper
     (:data:`~fgssl_lib.train.PAPER_INIT`). Below ``paper`` (:func:`reproduction_preset`), the ``smoke`` settings on
@@ -370,7 +371,7 @@ def reproduction_configs(methods: Sequence[str], preset: str, dataset: str, init
     preset's."""
     check_choice("initialisation", init, ("reported", "paper"))
     overrides = {key: value for key, value in settings.items() if value is not None}
-    if reproduction_preset(preset) != "paper":
+    if reproduction_preset(preset) == "smoke":
         return {m: TrainConfig.preset("smoke", method=m, **overrides) for m in methods}
     if dataset == "aircraft":
         overrides["split"] = "trainval"

@@ -48,7 +48,7 @@ CALIBRATION_PATH = RESULTS / "calibration.json"
 SMOKE_METHODS = ("byol", "cvsa", "lcr", "lcr_multitask", "supervised_oracle")
 """The study at ``smoke``: the whole pipeline in seconds, two seeds, a run evaluated twice (LCR and MultiTask), LCR
 and CVSA also from their coarse inits (every figure), and the ceiling the calibration needs."""
-CALIBRATION_VAL_IMAGES = {"smoke": None, "cpu": 2500, "paper": None}
+CALIBRATION_VAL_IMAGES = {"smoke": None, "cpu": 2500, "colab": None, "paper": None}
 """Images per variant of the ``val`` stream the calibration reads (``None``: the preset's evaluation size). At
 ``cpu``, 2,500 rather than the benchmark's 500: on 500 images a biased BYOL's ``mixed_rand`` (about 15 %) carries a
 sampling std of 1.6 points, half the *stable* target of 3, which would measure the evaluation rather than the

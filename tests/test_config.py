@@ -17,7 +17,7 @@ from fgssl_lib.train.fit import training_set
     ("lr", "fast", "TrainConfig.lr must be float, got 'fast' (str)"),
     ("num_images", "all", "TrainConfig.num_images must be int | None, got 'all'"),
     ("resume", 1, "TrainConfig.resume must be bool, got 1 (int)"),
-    ("batch_size", True, "TrainConfig.batch_size must be int, got True (bool)"),
+    ("batch_size", True, "TrainConfig.batch_size must be int | str, got True (bool)"),
     ("method_options", [1], "TrainConfig.method_options must be dict"),
 ])
 def test_fields_are_type_checked_naming_field_value_and_type(field: str, value: object, message: str) -> None:

@@ -1,4 +1,5 @@
-"""Every notebook's title cell states its cost: measured at smoke and cpu, a FLOP estimate at paper."""
+"""Every notebook's title cell states its cost: measured at smoke and cpu, a FLOP estimate at colab and paper; every
+training notebook fits a Colab T4 session at colab, every run it trains by default counted."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ from fgssl_lib.cost import (
     CPU_SECONDS,
     MARKER,
     SMOKE_SECONDS,
-    TRAINED_AT_PAPER,
+    COLAB_HOURS,
+    TRAINING_NOTEBOOKS,
+    Training,
     cost_paragraph,
+    cost_table,
+    gpu_hours,
     main,
     stale_cost_paragraphs,
+    trained_runs,
     training_flops,
 )
 from fgssl_lib.train import TrainConfig
@@ -31,7 +37,9 @@ def test_every_title_cell_ends_with_its_cost() -> None:
     for path in NOTEBOOKS:
         title = nbformat.read(path, as_version=4).cells[0].source
         assert title.count(MARKER) == 1 and "`smoke`" in title and "`cpu`" in title and "`paper`" in title
-    assert "estimate from FLOPs" in cost_paragraph("04_train_lcr") and "A100" in cost_paragraph("04_train_lcr")
+    assert "estimates from FLOPs" in cost_paragraph("04_train_lcr") and "A100" in cost_paragraph("04_train_lcr")
+    assert "`colab`: ~1.8 T4-hours" in cost_paragraph("03_train_cvsa") and "24 instead of 800" in cost_paragraph(
+        "03_train_cvsa")
 
 
 def test_the_flop_estimate_follows_the_passes_and_the_presets_epochs() -> None:
@@ -43,7 +51,22 @@ def test_the_flop_estimate_follows_the_passes_and_the_presets_epochs() -> None:
     assert training_flops("supervised_oracle", images=1) == training_flops("supervised", images=1)
     assert training_flops("simclr", images=1) == pytest.approx(TrainConfig.preset("paper", method="simclr").epochs
                                                                 * 4.1e9 * 6)
-    assert set(TRAINED_AT_PAPER) <= set(SMOKE_SECONDS)
+    assert set(TRAINING_NOTEBOOKS) <= set(SMOKE_SECONDS)
+    assert training_flops("byol", images=1, preset="colab") == pytest.approx(24 * 4.1e9 * 8)
+
+
+def test_every_run_a_notebook_trains_by_default_counts_and_each_fits_two_t4_hours_at_colab() -> None:
+    # 03 trains the intensity ablation and the dual stage by default; 04's lcr_multitask is lcr's run evaluated
+    assert trained_runs("03_train_cvsa") == (
+        Training("byol"), Training("byol_ss"), Training("cvsa"), Training("cvsa_sigmoid_max"),
+        Training("byol", 2, 3000), Training("cvsa", 2))
+    assert [r.method for r in trained_runs("04_train_lcr")] == ["mocov2", "lcr", "lcr_dual_pooling"]
+    assert trained_runs("05_evaluate") == ()
+    table = cost_table()
+    assert list(table.index) == list(TRAINING_NOTEBOOKS)
+    assert (table["colab T4-h"] <= COLAB_HOURS).all() and (table["paper T4-h"] > COLAB_HOURS).any()
+    assert gpu_hours("03_train_cvsa", "paper") == pytest.approx(
+        (3 * 800 + 800 + 2) * 5994 * 8 * 4.1e9 / 3e12 / 3600 + 2 * 3000 * 8 * 4.1e9 / 3e12 / 3600)
 
 
 def test_a_stale_paragraph_is_found_and_replaced_not_repeated(tmp_path: Path) -> None:

@@ -221,7 +221,8 @@ def test_split_batchnorm_needs_even_groups_and_no_sync_batchnorm(tmp_path) -> No
     with pytest.raises(ValueError, match="batch_size 30 does not split into bn_splits=4"):
         check_bn_splits(method, config)
     with pytest.raises(ValueError, match="sync_batchnorm"):
-        check_bn_splits(method, dataclasses.replace(config, batch_size=32, sync_batchnorm=True))
+        whole = dataclasses.replace(config, batch_size=32, effective_batch_size=None, sync_batchnorm=True)
+        check_bn_splits(method, whole)
     assert [moco_bn_splits(b) for b in (16, 64, 100, 128, 256)] == [0, 2, 2, 4, 8]
     for method_name, batch_size, splits in (("mocov2", None, 8), ("lcr", None, 4), ("lcr", 64, 2), ("lcr", 8, 0)):
         sized = {"batch_size": batch_size} if batch_size else {}

@@ -88,7 +88,7 @@ def test_unknown_notebook_name_lists_the_valid_ones(book: Path, capsys: pytest.C
 
 def test_unknown_preset_is_refused(book: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--preset", "huge", "--toc", str(book / "_toc.yml")]) == 1
-    assert "valid presets: cpu, paper, smoke" in capsys.readouterr().err
+    assert "valid presets: colab, cpu, paper, smoke" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("pair", "message"), [

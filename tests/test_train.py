@@ -143,7 +143,7 @@ def test_dual_stage_freezes_the_early_stages_of_stage_one(tmp_path: Path) -> Non
 
 
 def test_names_and_presets(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="valid presets: cpu, paper, smoke"):
+    with pytest.raises(ValueError, match="valid presets: colab, cpu, paper, smoke"):
         TrainConfig.preset("fast")
     with pytest.raises(ValueError, match="valid backbones: resnet18, resnet50, resnet_narrow"):
         TrainConfig(backbone="resnet34")

@@ -89,7 +89,8 @@ class MoCoV2(MomentumMethod):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the queue saved by :meth:`on_save_checkpoint`; BatchNorm statistics saved with another
         ``bn_splits`` (a run resumed at another micro-batch) are regrouped for this model's."""
-        regroup_batchnorm_statistics(checkpoint["state_dict"], self)
+        if "state_dict" in checkpoint:
+            regroup_batchnorm_statistics(checkpoint["state_dict"], self)
         bank = self.criterion.memory_bank
         saved = checkpoint["moco_queue"]
         if saved["bank"].shape != bank.bank.shape:
