@@ -110,3 +110,55 @@ def test_moco_queue_holds_the_keys_of_both_ranks_and_is_the_same_on_both(tmp_pat
         for r, rank in enumerate(ranks):
             rows = slice(start + r * per_rank, start + (r + 1) * per_rank)
             torch.testing.assert_close(state0["bank"][rows], rank["keys"][step])
+
+
+DEVICES_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import pytorch_lightning as pl
+    import torch
+    from fgssl_lib.train import TrainConfig, fit
+
+    class Record(pl.Callback):
+        \"\"\"Each rank writes what it trained with: micro-batch sizes, the learning rate of the first step, optimizer
+        steps, and the per-channel mean of the stem's BatchNorm output over its own micro-batch in the first step.\"\"\"
+        def __init__(self):
+            self.sizes, self.lr, self.bn_means = [], None, []
+
+        def on_train_start(self, trainer, method):
+            bn = method.backbone.bn1 if hasattr(method.backbone, "bn1") else next(
+                m for m in method.backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+            self.bn_type = type(bn).__name__
+            bn.register_forward_hook(lambda module, inputs, output: self.bn_means.append(
+                output.detach().float().mean(dim=(0, 2, 3)).abs().max().item()))
+
+        def on_train_batch_start(self, trainer, method, batch, batch_idx):
+            self.sizes.append(batch["view1"].shape[0])
+            if self.lr is None:
+                self.lr = trainer.optimizers[0].param_groups[0]["lr"]
+
+        def on_train_end(self, trainer, method):
+            out = {"sizes": self.sizes, "lr": self.lr, "steps": trainer.global_step, "bn_type": self.bn_type,
+                   "bn_mean": self.bn_means[0], "world": trainer.world_size,
+                   "accumulate": trainer.accumulate_grad_batches}
+            with open(f"{sys.argv[1]}/rank{trainer.global_rank}.json", "w") as f:
+                json.dump(out, f)
+
+    config = TrainConfig.preset("smoke", method=sys.argv[2], device="cpu", devices=2, strategy="ddp", num_images=64,
+                                batch_size=8, effective_batch_size=16, lr=0.05, checkpoint_dir=sys.argv[1] + "/run",
+                                view_pipeline="per_sample")
+    fit(config, callbacks=[Record()])
+""")
+
+
+@pytest.mark.slow
+def test_batch_size_is_per_device_the_lr_is_not_scaled_and_batchnorm_normalises_each_devices_batch(
+        tmp_path: Path) -> None:
+    """Two gloo processes, micro-batches of 8 accumulated to 16 on each: every rank trains on its own micro-batches of
+    8 (32 of the 64 images: 4 micro-batches, 2 optimizer steps), at the configured lr for a global batch of 32, and
+    its BatchNorm normalises its own micro-batch (per channel, the stem's output averages to 0 over it)."""
+    launch(tmp_path, DEVICES_SCRIPT, str(tmp_path), "byol")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for rank in ranks:
+        assert rank["world"] == 2 and rank["sizes"] == [8, 8, 8, 8] and rank["accumulate"] == 2
+        assert rank["steps"] == 2 and rank["lr"] == pytest.approx(0.05)
+        assert rank["bn_type"] == "BatchNorm2d" and rank["bn_mean"] < 1e-4
