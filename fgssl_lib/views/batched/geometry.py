@@ -169,7 +169,10 @@ def blur_matrices(hw: torch.Tensor, sigma: torch.Tensor, length: int, device: to
     source = torch.remainder(position + taps.long().to(device), period)  # KxLxT, reflected at 0 ...
     source = torch.where(source >= hw, period - source, source).clamp_(max=length - 1)  # ... and at hw - 1
     kept = weights[:, None, :] * (position < hw)  # rows past the valid length stay zero
-    return torch.zeros(len(hw), length, length, device=device).scatter_add_(2, source, kept)
+    out = torch.zeros(len(hw), length, length, device=device)
+    for tap in range(len(taps)):  # a tap per call: no entry is added to twice in one call (deterministic on a GPU)
+        out.scatter_add_(2, source[:, :, tap:tap + 1], kept[:, :, tap:tap + 1])
+    return out
 
 
 def resample(source: torch.Tensor, rows: torch.Tensor, weights_y: torch.Tensor,
