@@ -139,3 +139,16 @@ def test_batch_settings_that_cannot_work_are_refused_and_cuda_defaults_to_auto(
         assert (config.batch_size, config.effective_batch_size) == ("auto", effective)
     assert TrainConfig.preset("colab", method="lcr", device="cpu").batch_size == 128
     assert TrainConfig.preset("colab", method="lcr", batch_size=64).effective_batch() == 64  # a number: the batch
+
+
+def test_the_benches_size_their_data_by_the_effective_batch_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from fgssl_lib.bench import gpu, methods
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    args = argparse.Namespace(preset="paper", batch=None, size=64, num_images=None, warmup=1, steps=2, device="auto",
+                              precision="auto", backbone=None)
+    timed = gpu.bench_config("mocov2", args, "unused")
+    assert (timed.batch_size, timed.effective_batch_size, timed.num_images) == ("auto", 256, 1024)
+    assert methods.bench_config("mocov2", args).batch_size == 256  # one step of the whole batch

@@ -146,7 +146,7 @@ def bench_config(name: str, args: argparse.Namespace, checkpoint_dir: str) -> Tr
     batch = args.batch or config.batch_size
     return TrainConfig.preset(
         args.preset, method=name, dataset="synthetic", image_size=args.size, pretrained=None, batch_size=batch,
-        num_images=args.num_images or 4 * batch, epochs=1000, max_steps=args.warmup + args.steps,
+        num_images=args.num_images or 4 * config.effective_batch(), epochs=1000, max_steps=args.warmup + args.steps,
         device=args.device, precision=args.precision, checkpoint_dir=checkpoint_dir, progress_bar=False,
         collapse_every=10**6, checkpoint_every=10**6,
     )

@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
@@ -63,10 +64,12 @@ def peak_rss_mib() -> float:
 
 
 def bench_config(name: str, args: argparse.Namespace) -> TrainConfig:
-    """The preset's configuration of method ``name`` with the command line's backbone, size and batch."""
+    """The preset's configuration of method ``name`` with the command line's backbone, size and batch (default the
+    preset's whole batch, also where a GPU would accumulate it)."""
     overrides = {key: value for key, value in
                  (("backbone", args.backbone), ("image_size", args.size), ("batch_size", args.batch)) if value}
-    return TrainConfig.preset(args.preset, method=name, **overrides)
+    config = TrainConfig.preset(args.preset, method=name, **overrides)
+    return config if config.batch_size != "auto" else replace(config, batch_size=config.effective_batch())
 
 
 class StepRunner:
