@@ -119,7 +119,8 @@ def _hours(hours: float) -> str:
 def _run_names(runs: tuple[Training, ...]) -> str:
     full = [r.method for r in runs if r.epochs is None]
     dual = [r for r in runs if r.epochs is not None]
-    return ", ".join(full) + (f" and the dual-stage recipe ({dual[0].epochs} + {dual[1].epochs} epochs)" if dual else "")
+    stages = f" and the dual-stage recipe ({dual[0].epochs} + {dual[1].epochs} epochs)" if dual else ""
+    return ", ".join(full) + stages
 
 
 def cost_paragraph(stem: str) -> str:

@@ -146,6 +146,11 @@ def test_reproduction_configs_start_as_the_reported_runs_or_fall_back_to_smoke()
     assert smoke["lcr"] == TrainConfig.preset("smoke", method="lcr", seed=2)
     with pytest.raises(ValueError, match="valid initialisations: paper, reported"):
         reproduction_configs(["lcr"], "paper", "cub", init="imagenet")
+    colab = reproduction_configs(["lcr", "byol", "byol_dilo"], "colab", "cub", init="paper")
+    assert {m: c.epochs for m, c in colab.items()} == {"lcr": 50, "byol": 24, "byol_dilo": 24}
+    assert colab["byol"].pretrained == "imagenet" and colab["byol"].method_options["freeze_early"]  # CVSA's dual stage
+    assert TrainConfig.preset("colab", method="byol_dilo").pretrained == "imagenet"  # DiLo's scratch: not in 2 hours
+    assert TrainConfig.preset("colab", method="cvsa").dataset == "cub" and colab["lcr"].image_size == 224
 
 
 def test_loading_only_finished_runs_names_the_missing_ones(monkeypatch, tmp_path):

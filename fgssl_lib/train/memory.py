@@ -12,10 +12,10 @@ A training step's device memory is modelled as ``peak(m) = fixed + m x per_image
   few per-image tensors that do not scale (pooled features, heads, losses: kilobytes) come out a little larger.
   Times :data:`ACTIVATION_MARGIN`, for what saved tensors do not show.
 - ``fixed``: the trainable parameters as weights, gradients and optimizer state (SGD's momentum; Adam's two
-  moments), the frozen and momentum-encoder parameters once, the MoCo queue, the training store where it is kept on the GPU (the batched
-  view pipeline keeps it there up to :data:`~fgssl_lib.train.data.STORE_MEMORY_FRACTION` of the card), and
-  :data:`WORKSPACE` (CUDA context, cuDNN workspace, the allocator's slack, the gradients of the largest activations
-  while the backward pass runs).
+  moments), the frozen and momentum-encoder parameters and the buffers (the MoCo queue) once, the training store
+  where it is kept on the GPU (the batched view pipeline keeps it there up to
+  :data:`~fgssl_lib.train.data.STORE_MEMORY_FRACTION` of the card), and :data:`WORKSPACE` (CUDA context, cuDNN
+  workspace, the allocator's slack).
 
 :func:`micro_batch` takes the largest divisor of the effective batch whose ``peak`` stays within
 :data:`MEMORY_FRACTION` of the card; gradient accumulation makes up the rest (:func:`fgssl_lib.train.fit`). A
