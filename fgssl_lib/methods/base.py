@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from fgssl_lib.config import check_choice
 from fgssl_lib.models import Backbone, build_backbone
-from fgssl_lib.saliency.maps import evaluating
+from fgssl_lib.saliency.maps import MapSource, evaluating
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -223,7 +223,11 @@ class SSLMethod(pl.LightningModule):
         return self.backbone(images)
 
     def saliency(self, images: Tensor) -> Tensor:
-        """``N x S x S`` maps in [0, 1] where the method has one; the baselines do not."""
+        """``N x S x S`` maps in [0, 1] of :meth:`map_source`, where the method has one."""
+        return self.map_source()(images)
+
+    def map_source(self) -> MapSource:
+        """The method's own map (CVSA's intensity, LCR's branch map); the baselines have none."""
         raise NotImplementedError(f"{type(self).__name__} has no saliency map; CVSA and LCR have one")
 
 

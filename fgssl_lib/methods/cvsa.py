@@ -84,9 +84,9 @@ class CVSA(BYOL):
         loss = out.loss_ctr + self.align_weight * loss_align
         return {"loss": loss, "loss_ctr": out.loss_ctr, "loss_align": loss_align}
 
-    def saliency(self, images: Tensor) -> Tensor:
-        """The correspondence intensity map of ``images`` (:class:`IntensityMap`), ``N x S x S`` in [0, 1]."""
-        return IntensityMap(self)(images)
+    def map_source(self) -> MapSource:
+        """The correspondence intensity map (:class:`IntensityMap`)."""
+        return IntensityMap(self)
 
 
 class IntensityMap(MapSource):

@@ -143,9 +143,9 @@ class LCR(MomentumMethod):
         phi = self.backbone.forward_maps(images, ("layer4",))["layer4"]  # NxDxHxW
         return F.normalize(weighted_pool(phi, self.branch(phi)), dim=1)
 
-    def saliency(self, images: Tensor) -> Tensor:
-        """The branch map ``A`` of ``images`` (:class:`BranchMap`), ``N x S x S`` in [0, 1]."""
-        return BranchMap(self)(images)
+    def map_source(self) -> MapSource:
+        """The branch map ``A`` (:class:`BranchMap`)."""
+        return BranchMap(self)
 
 
 class BranchMap(MapSource):

@@ -74,9 +74,13 @@ class MapSource:
         """The map of ``images`` at their size, ``N x S x S`` in [0, 1], on the model's device."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"{type(self).__name__} expects images N x 3 x S x S, got shape {tuple(images.shape)}")
+        return self.finish(self.raw(images), tuple(images.shape[-2:]))
+
+    def raw(self, images: Tensor) -> Tensor:
+        """:meth:`compute` in eval mode (without gradients unless ``needs_grad``): the ``N x h x w`` map at the
+        model's own resolution, before :meth:`finish`."""
         with evaluating(self.model, grad=self.needs_grad):
-            raw = self.compute(images.to(module_device(self.model)))  # N x h x w
-        return self.finish(raw, tuple(images.shape[-2:]))
+            return self.compute(images.to(module_device(self.model)))  # N x h x w
 
     def compute(self, images: Tensor) -> Tensor:
         """The raw ``N x h x w`` map of ``images`` (in eval mode, without gradients unless ``needs_grad``)."""

@@ -17,6 +17,7 @@ from typing import Any
 from fgssl_lib.config import check_choice, check_preset, matches_type, resolve_device, type_name
 from fgssl_lib.models import BACKBONES, small_input_stem
 from fgssl_lib.precision import PRECISIONS, cpu_bf16, resolve_precision
+from fgssl_lib.train.localiser import DEFAULT_LOCALISER, LOCALISERS, uses_localiser
 
 
 NOT_IN_IDENTITY = frozenset({
@@ -43,7 +44,9 @@ class TrainConfig:
     micro-batch, is part of the run's identity), ``optimizer``, ``lr`` (not scaled with the number of devices),
     ``weight_decay``, ``warmup_epochs``. Views: ``view_pipeline`` (:data:`VIEW_PIPELINES`; it changes the views, so a run resumes only
     with its own) and ``store_side`` (the shorter side of the stored images of the batched pipeline; ``None``: as
-    decoded). Hardware: ``device`` (``auto``/``cpu``/``cuda``), ``precision`` (``auto``: ``bf16-mixed`` on
+    decoded); ``localiser`` (:data:`~fgssl_lib.train.localiser.LOCALISERS`: where SaliencySwap's box and DiLo's map
+    come from; default the label-free ``spectral_residual``, ``annotation`` only by name, an upper bound;
+    :mod:`fgssl_lib.train.localiser`). Hardware: ``device`` (``auto``/``cpu``/``cuda``), ``precision`` (``auto``: ``bf16-mixed`` on
     GPUs with bf16 hardware, compute capability >= 8.0, else ``16-mixed`` on CUDA, ``32-true`` on CPU), ``devices``, ``num_nodes``, ``strategy``,
     ``sync_batchnorm``, ``num_workers``. Run: ``seed``, ``checkpoint_dir`` (run directory with ``last.ckpt`` and
     ``logs/version_<n>/metrics.csv``; ``None`` = ``runs/<method>``), ``resume``, ``checkpoint_every`` (write
@@ -63,6 +66,7 @@ class TrainConfig:
     image_size: int = 64
     view_pipeline: str = "auto"
     store_side: int | None = None
+    localiser: str = DEFAULT_LOCALISER
     backbone: str = "resnet_narrow"
     pretrained: str | None = None
     epochs: int = 8
@@ -101,6 +105,7 @@ class TrainConfig:
         check_choice("backbone", self.backbone, BACKBONES)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("view pipeline", self.view_pipeline, VIEW_PIPELINES)
+        check_choice("localiser", self.localiser, LOCALISERS)
         if self.store_side is not None and self.store_side < 1:
             raise ValueError(f"TrainConfig.store_side is the stored images' shorter side in pixels (or None: as "
                              f"decoded), got {self.store_side!r}")
@@ -192,12 +197,20 @@ class TrainConfig:
         """The settings that make the trained weights what they are (not the hardware, the logging, or where the
         data lies): the run key hashes them with the data's content (:func:`fgssl_lib.runs.run_key`) and a resumed
         run must match them. ``data_root`` never counts: data may move (Drive to local disk); ``store_side`` only
-        where the views may be batched (the per-sample views never read the store). The batch is the effective batch
-        (``batch_size``), not the micro-batch: a run trained on a large card resumes and loads on a small one."""
+        where the views may be batched (the per-sample views never read the store); ``localiser`` only where the
+        views read a box or map (:meth:`localised`). The batch is the effective batch (``batch_size``), not the
+        micro-batch: a run trained on a large card resumes and loads on a small one."""
         ignored = NOT_IN_IDENTITY | {"data_root"}
         ignored |= {"store_side"} if self.view_pipeline == "per_sample" else set()
+        ignored |= set() if self.localised() else {"localiser"}
         identity = {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
         return {**identity, "batch_size": self.effective_batch()}
+
+    def localised(self) -> bool:
+        """Whether this run's views read the object box or map, i.e. use :attr:`localiser` (SaliencySwap, DiLo)."""
+        from fgssl_lib.methods import variant
+
+        return uses_localiser(self.method_options.get("views") or variant(self.method).views)
 
     def backbone_options(self) -> dict[str, Any]:
         """Constructor options of the method's :class:`SSLMethod` base that come from this config."""

@@ -13,7 +13,6 @@ epoch boundary sees exactly the batches the uninterrupted run saw, for any ``num
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -108,14 +107,17 @@ class BatchedViewData(pl.LightningDataModule):
 
     :meth:`setup` moves the store to the training device when it takes at most ``memory_fraction`` of its free
     memory; else the store stays memory-mapped on the host and ``num_workers`` workers gather each batch's uint8 rows
-    (pinned on CUDA). The method's ``training_step`` receives ``dict(view1, view2, mask1, mask2, label, index)`` as
+    (pinned on CUDA). ``localise`` rewrites the rows' box, mask and saliency before the views are made (self-saliency,
+    :meth:`fgssl_lib.train.localiser.SelfLocaliser.rows`). The method's ``training_step`` receives ``dict(view1, view2, mask1, mask2, label, index)`` as
     from the per-sample pipeline.
     """
 
     def __init__(self, store: TrainingStore, views: Callable[..., dict[str, Any]], batch_size: int, num_workers: int,
-                 seed: int, memory_fraction: float = STORE_MEMORY_FRACTION, effective_batch: int | None = None) -> None:
+                 seed: int, memory_fraction: float = STORE_MEMORY_FRACTION, effective_batch: int | None = None,
+                 localise: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         super().__init__()
         self.store, self.views = store, views
+        self.localise = localise
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.effective_batch = effective_batch
         self.memory_fraction = memory_fraction
@@ -138,12 +140,20 @@ class BatchedViewData(pl.LightningDataModule):
         loader.sampler.set_epoch(self.trainer.current_epoch)  # a resumed run builds its first iterator before the
         return loader                                         # epoch hooks run
 
+    def localised(self, rows: dict[str, Any]) -> dict[str, Any]:
+        """``rows`` with the box, mask and saliency of ``localise`` (unchanged without one)."""
+        return rows if self.localise is None else self.localise(rows)
+
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Rows go to the device; positions stay on the host, where the store reads its row layout."""
         return batch if self.resident else super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> dict[str, Any]:
         """Positions (or uint8 rows on the training device) -> the batch's two views on the training device."""
-        rows = self.store.batch(batch) if self.resident else batch
-        source = functools.partial(self.store.batch, device=rows["image"].device)  # other rows, e.g. SaliencySwap's
+        rows = self.localised(self.store.batch(batch) if self.resident else batch)
+        device = rows["image"].device
+
+        def source(positions: torch.Tensor) -> dict[str, Any]:  # other rows, e.g. SaliencySwap's backgrounds
+            return self.localised(self.store.batch(positions, device=device))
+
         return self.views(rows, self.trainer.current_epoch, source=source)

@@ -5,7 +5,8 @@ The run directory (``config.checkpoint_dir``) holds ``last.ckpt`` (written atomi
 ``logs/version_<n>/metrics.csv`` (every logged loss, per step; one version per run or resumed run). ``resume=True`` continues from ``last.ckpt`` with the same global
 step, optimizer and schedule state, and the same batches as an uninterrupted run. The views come from
 :func:`view_data`: made in batches on the training device from the training store, or one sample at a time in the
-loader's workers (``TrainConfig.view_pipeline``).
+loader's workers (``TrainConfig.view_pipeline``), with the box and map of the run's localiser
+(:mod:`fgssl_lib.train.localiser`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from fgssl_lib.train.callbacks import (
     ViewEpochs,
 )
 from fgssl_lib.train.config import STAGE1_PREFIX, TrainConfig
+from fgssl_lib.train.localiser import ANNOTATION, SELF, SelfLocalised, SelfLocaliser, localised
 from fgssl_lib.train.data import BatchedViewData, TwoViewDataset, random_subset, train_loader
 from fgssl_lib.train.memory import resolve_batch
 from fgssl_lib.train.run_lock import run_lock
@@ -90,8 +92,10 @@ def micro_bn_splits(bn_splits: int, micro: int, effective: int) -> int:
     return groups if groups >= 2 else 0
 
 
-def view_data(config: TrainConfig, method: SSLMethod, train_set: Dataset) -> tuple[str, Any]:
-    """The two-view data of ``config.view_pipeline`` and the pipeline it resolved to.
+def view_data(config: TrainConfig, method: SSLMethod, train_set: Dataset,
+              localiser: SelfLocaliser | None = None) -> tuple[str, Any]:
+    """The two-view data of ``config.view_pipeline`` and the pipeline it resolved to; ``localiser`` (self-saliency)
+    puts the model's maps into the samples or the batches' rows once it has them.
 
     ``batched``: a :class:`~fgssl_lib.train.data.BatchedViewData` over the training store at ``store_side``, where
     the samples can be stored; else ``per_sample``: a :class:`~fgssl_lib.train.data.TwoViewDataset`. Under ``auto``
@@ -100,9 +104,10 @@ def view_data(config: TrainConfig, method: SSLMethod, train_set: Dataset) -> tup
     training set; batched, it reads their rows from the store.
     """
     options = {"seed": config.seed, **method.view_params, **config.view_params}
+    samples = SelfLocalised(train_set, localiser) if localiser is not None else train_set
     generator = VIEWS.get(method.views)
     if generator is not None and "dataset" in inspect.signature(generator).parameters:
-        options.setdefault("dataset", train_set)
+        options.setdefault("dataset", samples)
     if config.view_pipeline != "per_sample":
         try:
             store = TrainingStore.load(train_set, config.store_side, progress=config.progress_bar)
@@ -115,8 +120,9 @@ def view_data(config: TrainConfig, method: SSLMethod, train_set: Dataset) -> tup
         else:
             views = build_batched_views(method.views, size=config.image_size, **options)
             return "batched", BatchedViewData(store, views, config.batch_size, config.num_workers, config.seed,
-                                              effective_batch=config.effective_batch())
-    return "per_sample", TwoViewDataset(train_set, build_views(method.views, size=config.image_size, **options))
+                                              effective_batch=config.effective_batch(),
+                                              localise=localiser.rows if localiser is not None else None)
+    return "per_sample", TwoViewDataset(samples, build_views(method.views, size=config.image_size, **options))
 
 
 def training_set(config: TrainConfig) -> Dataset:
@@ -276,8 +282,11 @@ def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
     pl.seed_everything(config.seed, workers=True, verbose=False)  # a measured probe drew random numbers
     method = method if method is not None else build_method(config, full)
     check_bn_splits(method, config)
-    train_set = random_subset(full, config.num_images, config.seed)
-    pipeline, data = view_data(config, method, train_set)
+    subset = random_subset(full, config.num_images, config.seed)
+    localiser = config.localiser if config.localised() else ANNOTATION  # views without a box read none
+    train_set = localised(subset, localiser, progress=config.progress_bar)
+    self_maps = SelfLocaliser(subset, config.image_size, method) if localiser == SELF else None
+    pipeline, data = view_data(config, method, train_set, self_maps)
     config = replace(config, view_pipeline=pipeline)  # the run's settings record the pipeline its views came from
     per_sample = isinstance(data, TwoViewDataset)
     loader = (train_loader(data, config.batch_size, config.num_workers, config.seed,
@@ -301,6 +310,7 @@ def _fit(config: TrainConfig, method: SSLMethod | None, dataset: Dataset | None,
     history = History(pipeline, config.batch_size, config.effective_batch())
     callbacks = [
         *([ViewEpochs(data)] if per_sample else []),
+        *([self_maps] if self_maps is not None else []),
         NonFiniteLossGuard(last),
         CollapseMonitor(config.collapse_every, config.collapse_threshold),
         history,  # after the monitor, so a step's record holds its embedding_std
