@@ -76,6 +76,12 @@ class Unannotated(Dataset):
         sample = self.dataset[index]
         return {key: sample[key] for key in sample.keys() if key not in ANNOTATION_KEYS}
 
+    def fingerprint(self) -> str:
+        """Its dataset's identity, unannotated (:mod:`fgssl_lib.data.identity`)."""
+        from fgssl_lib.data.identity import dataset_fingerprint, digest
+
+        return digest(dataset_fingerprint(self.dataset), "unannotated")
+
 
 def localised(dataset: Dataset, localiser: str, progress: bool = False) -> Dataset:
     """``dataset`` with the samples' box, mask and saliency from ``localiser`` (``self``: :data:`DEFAULT_LOCALISER`'s
@@ -117,10 +123,8 @@ class SelfLocaliser(pl.Callback):
         from fgssl_lib.saliency.maps import MapSource
 
         self.dataset, self.image_size = dataset, image_size
-        source = own_map_source(method)
-        self.finisher = MapSource()  # the source's upsampling and normalisation, without its model (pickles light)
-        for name in ("interpolation", "nonnegative", "eps"):
-            setattr(self.finisher, name, getattr(source, name))
+        # the source's class without its model: its upsampling and normalisation (finish), light to pickle
+        self.finisher: MapSource = object.__new__(type(own_map_source(method)))
         self.maps: torch.Tensor | None = None  # N x h x w, by position
         self.boxes = torch.zeros(0, 4)  # N x 4 in the image_size frame
         self.position: dict[int, int] = {}  # sample index -> position
