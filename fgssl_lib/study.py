@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import pandas as pd
 
 from fgssl_lib.config import check_choice, check_preset
 from fgssl_lib.data.calibration import calibration_record, write_calibration
-from fgssl_lib.methods import METHODS, evaluated_from
+from fgssl_lib.methods import METHODS, evaluated_from, variant
 from fgssl_lib.reports import evaluate, splits
 from fgssl_lib.results import RESULTS
 from fgssl_lib.runs import (Run, load_run, method_configs, run_key, runs_root, stage1_config, start_from,
@@ -33,6 +33,7 @@ from fgssl_lib.runs import (Run, load_run, method_configs, run_key, runs_root, s
 from fgssl_lib.scheduler import default_jobs, run_tasks
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import COARSE_INIT, INITS, PAPER_INIT
+from fgssl_lib.train.localiser import ANNOTATION, DEFAULT_LOCALISER, LOCALISERS, NO_LOCALISER, SELF, uses_localiser
 from fgssl_lib.viz.study import MAP_ARMS, PROBLEM_AND_FIX, SCRATCH, Arm, arm_label, study_figures
 
 STUDY_METHODS = ("byol", "byol_ss", "cvsa", "cvsa_sigmoid_max", "byol_dilo", "mocov2", "mocov2_dilo", "lcr",
@@ -41,7 +42,7 @@ SEEDS = (0, 1, 2)
 STAGE1_SEED = 0
 """Seed of the two coarse-world stage-1 runs: one of each, shared by every seed of the study, as the papers share one
 set of ImageNet weights."""
-COLUMNS = ("method", "init", "seed", "knn_original", "knn_only_fg", "knn_mixed_same", "knn_mixed_rand", "bg_gap",
+COLUMNS = ("method", "init", "localiser", "seed", "knn_original", "knn_only_fg", "knn_mixed_same", "knn_mixed_rand", "bg_gap",
            "linear_mixed_rand", "retrieval_rank1", "retrieval_map", "maxboxacc", "train_seconds")
 CSV_PATH = RESULTS / "cpu_study.csv"
 CALIBRATION_PATH = RESULTS / "calibration.json"
@@ -53,8 +54,19 @@ CALIBRATION_VAL_IMAGES = {"smoke": None, "cpu": 2500, "colab": None, "paper": No
 ``cpu``, 2,500 rather than the benchmark's 500: on 500 images a biased BYOL's ``mixed_rand`` (about 15 %) carries a
 sampling std of 1.6 points, half the *stable* target of 3, which would measure the evaluation rather than the
 seeds (at 2,500: 0.7). Chosen after the first calibration missed *stable* (see the benchmark page)."""
-Task = tuple[str, str, int]
-"""``(method, init, seed)``: one row of the study."""
+LOCALISED_METHODS = ("byol_ss", "cvsa", "byol_dilo")
+"""The view-based methods the study also trains with a label-free localiser (claims (viii) and (ix)): from scratch,
+and CVSA also from its dual stage."""
+LABEL_FREE = (DEFAULT_LOCALISER, SELF)
+"""The label-free localisers of those arms: the detector chosen on ``val`` and self-saliency
+(:mod:`fgssl_lib.train.localiser`)."""
+SMOKE_LABEL_FREE: tuple[tuple[str, str, str], ...] = (("cvsa", "scratch", SELF),)
+"""The label-free arm of the study at ``smoke``: self-saliency's whole path in seconds."""
+StudyArm = tuple[str, str, str]
+"""``(method, init, localiser)``: an :data:`~fgssl_lib.viz.study.Arm` and where its views' box and map come from
+(``none`` for views without one)."""
+Task = tuple[str, str, str, int]
+"""``(method, init, localiser, seed)``: one row of the study."""
 _VERSIONED = ("fgssl_lib", "torch", "torchvision", "lightly", "pytorch-lightning", "numpy", "scikit-learn")
 
 
@@ -64,10 +76,32 @@ def paper_start(method: str) -> str:
     return COARSE_INIT[PAPER_INIT[method]]
 
 
-def study_arms(methods: Sequence[str] = STUDY_METHODS) -> list[Arm]:
+def committed_localiser(method: str) -> str:
+    """The localiser of the study's first arms: ``annotation`` (the drawn box and mask, an upper bound) for a method
+    whose views read one, ``none`` for the others."""
+    return ANNOTATION if uses_localiser(variant(method).views) else NO_LOCALISER
+
+
+def full_arm(arm: Arm | StudyArm) -> StudyArm:
+    """``(method, init[, localiser])`` with the localiser checked, or :func:`committed_localiser` when absent."""
+    method, init, *rest = arm
+    check_choice("study method", method, METHODS)
+    check_choice("initialisation", init, INITS)
+    localiser = rest[0] if rest else committed_localiser(method)
+    localised = uses_localiser(variant(method).views)
+    check_choice(f"localiser of {method}", localiser, LOCALISERS if localised else (NO_LOCALISER,))
+    return method, init, localiser
+
+
+def study_arms(methods: Sequence[str] = STUDY_METHODS, label_free: bool = True) -> list[StudyArm]:
     """Every method from scratch, then every method whose paper starts from pre-trained weights from the coarse-world
-    init that stands in for them (:func:`paper_start`)."""
-    return [(m, SCRATCH) for m in methods] + [(m, paper_start(m)) for m in methods if paper_start(m) != SCRATCH]
+    init that stands in for them (:func:`paper_start`), each with its :func:`committed_localiser`; then, with
+    ``label_free``, :data:`LOCALISED_METHODS` from scratch (and CVSA from its dual stage) with each of
+    :data:`LABEL_FREE`."""
+    arms = [(m, SCRATCH) for m in methods] + [(m, paper_start(m)) for m in methods if paper_start(m) != SCRATCH]
+    extra = [(m, SCRATCH) for m in LOCALISED_METHODS if m in methods]
+    extra += [("cvsa", paper_start("cvsa"))] if "cvsa" in methods else []
+    return [full_arm(arm) for arm in arms] + [(m, i, loc) for loc in LABEL_FREE for m, i in extra if label_free]
 
 
 def _header(command: str) -> list[str]:
@@ -89,7 +123,7 @@ def write_csv(rows: pd.DataFrame, path: str | os.PathLike, command: str) -> None
     with open(tmp, "w") as f:
         f.write("\n".join(_header(command)) + "\n")
         table = rows.loc[:, list(COLUMNS)].copy()
-        numeric = [c for c in COLUMNS if c not in ("method", "init", "seed")]
+        numeric = [c for c in COLUMNS if c not in ("method", "init", "localiser", "seed")]
         table[numeric] = table[numeric].astype(float)
         table["seed"] = table["seed"].astype(int)
         table.to_csv(f, index=False, float_format="%.2f")
@@ -98,7 +132,7 @@ def write_csv(rows: pd.DataFrame, path: str | os.PathLike, command: str) -> None
 
 def read_study(path: str | os.PathLike = CSV_PATH) -> pd.DataFrame:
     """The study's rows (``#`` lines skipped); a clear error if the CSV has not been produced yet, or by a study
-    before the ``init`` column."""
+    before one of its columns (``init``, ``localiser``)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no study results at {path}; produce them with "
@@ -107,16 +141,18 @@ def read_study(path: str | os.PathLike = CSV_PATH) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in rows.columns]
     if missing:
         raise ValueError(f"{path} lacks the columns {missing} (written by an older study): run the study again with "
-                         "rerun=True")
+                         "rerun=True and fresh=True")
     return rows
 
 
-def run_one(method: str, init: str, seed: int, preset: str = "cpu", **overrides: object) -> dict[str, Any]:
+def run_one(method: str, init: str, localiser: str, seed: int, preset: str = "cpu",
+            **overrides: object) -> dict[str, Any]:
     """Train (or load) ``method`` for ``seed``, started as ``init`` says (``scratch``, or from the coarse-world
-    stage-1 run of :data:`STAGE1_SEED`), and evaluate it on the test variants: one row of the study."""
-    config = _config(method, init, seed, preset, **overrides)
+    stage-1 run of :data:`STAGE1_SEED`), its views localised by ``localiser``, and evaluate it on the test variants:
+    one row of the study."""
+    config = _config(method, init, seed, preset, localiser, **overrides)
     run = _study_run(method, config)
-    return {"method": method, "init": init, "seed": seed, **evaluate(run, config, preset)}
+    return {"method": method, "init": init, "localiser": localiser, "seed": seed, **evaluate(run, config, preset)}
 
 
 def _study_run(method: str, config: TrainConfig) -> Run:
@@ -131,9 +167,13 @@ def _study_run(method: str, config: TrainConfig) -> Run:
     return run
 
 
-def _config(method: str, init: str, seed: int, preset: str, **overrides: object) -> TrainConfig:
-    """The config of arm ``(method, init)`` for ``seed``; a coarse init's stage-1 run is trained first if needed."""
+def _config(method: str, init: str, seed: int, preset: str, localiser: str = NO_LOCALISER,
+            **overrides: object) -> TrainConfig:
+    """The config of arm ``(method, init, localiser)`` for ``seed``; a coarse init's stage-1 run is trained first if
+    needed."""
     config = method_configs([method], preset, seed=seed, **overrides)[method]
+    if localiser != NO_LOCALISER:
+        config = replace(config, localiser=localiser)
     return config if init == SCRATCH else start_from(config, init, preset, **{**overrides, "seed": STAGE1_SEED})
 
 
@@ -144,42 +184,41 @@ def train_stage1(init: str, preset: str = "cpu", **overrides: object) -> str:
     return run_key(config)
 
 
-def study_tasks(arms: Sequence[Arm], seeds: Sequence[int]) -> list[Task]:
-    """Every ``(method, init, seed)`` of ``arms x seeds``, seed by seed."""
-    return [(m, i, s) for s in seeds for m, i in arms]
+def study_tasks(arms: Sequence[StudyArm], seeds: Sequence[int]) -> list[Task]:
+    """Every ``(method, init, localiser, seed)`` of ``arms x seeds``, seed by seed."""
+    return [(m, i, loc, s) for s in seeds for m, i, loc in arms]
 
 
-def run_study(preset: str = "cpu", arms: Sequence[Arm] | None = None, seeds: Sequence[int] = SEEDS,
+def run_study(preset: str = "cpu", arms: Sequence[Arm | StudyArm] | None = None, seeds: Sequence[int] = SEEDS,
               path: str | os.PathLike = CSV_PATH, command: str = "", rerun: bool = False,
               log: Callable[[str], None] = print, jobs: int = 1, **overrides: object) -> pd.DataFrame:
-    """Run every ``arm x seed`` (default :func:`study_arms`) not yet in the CSV at ``path`` (all of them with
-    ``rerun=True``), rewriting the CSV after each run; returns all rows in ``seed, arm`` order.
+    """Run every ``arm x seed`` (default :func:`study_arms`; an arm without a localiser takes its
+    :func:`committed_localiser`) not yet in the CSV at ``path`` (all of them with ``rerun=True``), rewriting the CSV
+    after each run; returns all rows in ``seed, arm`` order.
 
     ``jobs > 1`` trains that many runs at once (:func:`~fgssl_lib.scheduler.run_tasks`); the coarse-world stage-1
     runs are trained first, and a row :func:`~fgssl_lib.methods.evaluated_from` another's run starts once that run
     has finished.
     """
-    arms = list(arms if arms is not None else study_arms())
-    for method, init in arms:
-        check_choice("study method", method, METHODS)
-        check_choice("initialisation", init, INITS)
+    arms = [full_arm(arm) for arm in (arms if arms is not None else study_arms())]
     path = Path(path)
     rows = read_study(path) if path.exists() and not rerun else pd.DataFrame(columns=list(COLUMNS))
-    finished = set(zip(rows["method"], rows["init"], rows["seed"].astype(int)))
+    finished = set(zip(rows["method"], rows["init"], rows["localiser"], rows["seed"].astype(int)))
     tasks = study_tasks(arms, seeds)
     order = {task: k for k, task in enumerate(tasks)}
     todo = [t for t in tasks if t not in finished]
-    stage1 = sorted({(init,) for _, init, _ in todo if init != SCRATCH})
+    stage1 = sorted({(init,) for _, init, _, _ in todo if init != SCRATCH})
     run_tasks(partial(train_stage1, preset=preset, **overrides), stage1, jobs,
               lambda task, key, seconds: log(f"stage-1 run {key} ({seconds:.0f} s)"))
 
     def finish(task: tuple, row: dict[str, Any], seconds: float) -> None:
         nonlocal rows
         rows = pd.concat([rows, pd.DataFrame([{c: row[c] for c in COLUMNS}])], ignore_index=True)
-        key = [order.get((m, i, int(s)), len(order)) for m, i, s in zip(rows["method"], rows["init"], rows["seed"])]
+        key = [order.get((m, i, loc, int(s)), len(order))
+               for m, i, loc, s in zip(rows["method"], rows["init"], rows["localiser"], rows["seed"])]
         rows = rows.iloc[sorted(range(len(rows)), key=key.__getitem__)].reset_index(drop=True)
         write_csv(rows, path, command)
-        log(f"{arm_label(row['method'], row['init'])} seed {row['seed']}: knn mixed_rand {row['knn_mixed_rand']:.1f}, "
+        log(f"{arm_label(row['method'], row['init'], row['localiser'])} seed {row['seed']}: knn mixed_rand {row['knn_mixed_rand']:.1f}, "
             f"BG-Gap {row['bg_gap']:.1f} ({seconds:.0f} s)")
 
     def source(task: tuple) -> tuple | None:
@@ -193,7 +232,7 @@ def run_study(preset: str = "cpu", arms: Sequence[Arm] | None = None, seeds: Seq
 def calibration_one(method: str, seed: int, preset: str = "cpu", **overrides: object) -> dict[str, Any]:
     """Train (or load) ``method`` from scratch for ``seed`` and return its kNN numbers on the ``val`` stream
     (:data:`CALIBRATION_VAL_IMAGES` images per variant), with its run key: one calibration run."""
-    config = _config(method, SCRATCH, seed, preset, **overrides)
+    config = _config(method, SCRATCH, seed, preset, committed_localiser(method), **overrides)
     run = _study_run(method, config)
     metrics = evaluate(run, config, preset, protocols=("knn",), stream="val",
                        num_images=CALIBRATION_VAL_IMAGES[preset])
@@ -256,35 +295,42 @@ def read_calibration(path: str | os.PathLike = CALIBRATION_PATH) -> dict[str, An
 
 def run_or_read(preset: str = "cpu", rerun: bool = False, methods: Sequence[str] | None = None,
                 seeds: Sequence[int] = SEEDS, path: str | os.PathLike | None = None, jobs: int | None = None,
-                scratch: str | os.PathLike = ".") -> tuple[pd.DataFrame, dict[str, Any], Path, float | None]:
+                scratch: str | os.PathLike = ".", fresh: bool = False
+                ) -> tuple[pd.DataFrame, dict[str, Any], Path, float | None]:
     """The study as ``07_cpu_study`` shows it: the rows of the CSV at ``path`` (default :data:`CSV_PATH`) and the
-    calibration beside it, after, with ``rerun=True``, calibrating on ``val`` (:func:`calibrate`) and then running
-    every arm of ``methods`` (:func:`study_arms`) x ``seeds`` again (``jobs`` at once, default
-    :func:`~fgssl_lib.scheduler.default_jobs`) and drawing the figures of the first seed beside the CSV (:func:`draw_figures`).
-    At ``smoke`` the whole pipeline runs on :data:`SMOKE_METHODS` and seeds 0 and 1 into ``<scratch>``.
-    Returns ``(rows, calibration, the CSV, seconds spent running or None when only read)``."""
+    calibration beside it, after, with ``rerun=True``, running every arm of ``methods`` (:func:`study_arms`) x
+    ``seeds`` that the CSV lacks (``jobs`` at once, default :func:`~fgssl_lib.scheduler.default_jobs`) and drawing
+    the figures of the first seed whose arms it trained beside the CSV (:func:`draw_figures`). The calibration on
+    ``val`` (:func:`calibrate`) runs first when there is none yet; ``fresh=True`` (with ``rerun``) calibrates and runs
+    every arm again. At ``smoke`` the whole pipeline runs on :data:`SMOKE_METHODS` (and :data:`SMOKE_LABEL_FREE`)
+    and seeds 0 and 1 into ``<scratch>``. Returns ``(rows, calibration, the CSV, seconds spent running or None when
+    only read)``."""
     csv = Path(path) if path else CSV_PATH
     command = f"python -m fgssl_lib.reproduce --preset {preset} --only 07_cpu_study -p rerun=True" + (
-        f" -p 'seeds={list(seeds)}'" if list(seeds) != list(SEEDS) else "")
+        " -p fresh=True" if fresh else "") + (f" -p 'seeds={list(seeds)}'" if list(seeds) != list(SEEDS) else "")
+    arms = study_arms(methods or STUDY_METHODS)
     if check_preset(preset) == "smoke":
-        csv, methods, seeds = Path(scratch) / "cpu_study_smoke.csv", SMOKE_METHODS, (0, 1)
+        csv, seeds = Path(scratch) / "cpu_study_smoke.csv", (0, 1)
+        arms = study_arms(SMOKE_METHODS, label_free=False) + list(SMOKE_LABEL_FREE)
     calibration = csv.with_name("calibration.json" if csv == CSV_PATH else f"{csv.stem}_calibration.json")
     seconds = None
     if rerun or preset == "smoke":
         start = time.perf_counter()
         jobs = jobs or default_jobs()
-        calibrate(preset, seeds, calibration, jobs)
-        arms = study_arms(methods or STUDY_METHODS)
-        run_study(preset, arms, seeds, path=csv, command=command, rerun=rerun, jobs=jobs)
-        draw_figures(preset, arms, seeds[0], csv.parent)
+        if fresh or not calibration.exists():
+            calibrate(preset, seeds, calibration, jobs)
+        done = set() if fresh or not csv.exists() else set(zip(*(read_study(csv)[c] for c in COLUMNS[:3])))
+        trained = [arm for arm in arms if arm not in done]
+        run_study(preset, arms, seeds, path=csv, command=command, rerun=fresh, jobs=jobs)
+        draw_figures(preset, trained, seeds[0], csv.parent)
         seconds = time.perf_counter() - start
     return read_study(csv), read_calibration(calibration), csv, seconds
 
 
 def _finished_run(method: str, init: str, seed: int, preset: str, **overrides: object) -> tuple[Run, TrainConfig]:
-    """The finished study run of arm ``(method, init)`` for ``seed`` and its config; a clear error if it is not
-    there."""
-    config = _config(method, init, seed, preset, **overrides)
+    """The finished study run of arm ``(method, init)`` (with its :func:`committed_localiser`) for ``seed`` and its
+    config; a clear error if it is not there."""
+    config = _config(method, init, seed, preset, committed_localiser(method), **overrides)
     run = load_run(config)
     if run is None:
         raise FileNotFoundError(f"no finished study run of {arm_label(method, init)} seed {seed} under {runs_root()}: "
@@ -292,25 +338,26 @@ def _finished_run(method: str, init: str, seed: int, preset: str, **overrides: o
     return run, config
 
 
-def draw_figures(preset: str, arms: Sequence[Arm], seed: int, directory: str | os.PathLike,
+def draw_figures(preset: str, arms: Sequence[StudyArm], seed: int, directory: str | os.PathLike,
                  **overrides: object) -> list[Path]:
     """:func:`~fgssl_lib.viz.study.study_figures` of the study's finished runs of ``seed`` (those of ``arms`` that
-    the figures show) in ``directory``, on the ``original`` test variant."""
-    shown = [arm for arm in arms if arm in (*MAP_ARMS, *PROBLEM_AND_FIX)]
+    the figures show: with their :func:`committed_localiser`) in ``directory``, on the ``original`` test variant."""
+    shown = [(m, i) for m, i, loc in arms if (m, i) in (*MAP_ARMS, *PROBLEM_AND_FIX) and loc == committed_localiser(m)]
     runs = {arm: _finished_run(*arm, seed, preset, **overrides) for arm in shown}
     test = splits(next(iter(runs.values()))[1], preset)["original"] if runs else []
     return study_figures(runs, test, seed, directory)
 
 
 def to_results(rows: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
-    """``{arm label: {metric: [value per seed]}}`` in :func:`study_arms` order (:func:`arm_label`), the input of
+    """``{arm label: {metric: [value per seed]}}`` in :func:`study_arms` order (:func:`arm_label`, with the localiser
+    of every arm whose views use one), the input of
     :func:`fgssl_lib.viz.results_table` and the charts (mean ± std over seeds)."""
-    metrics = [c for c in COLUMNS if c not in ("method", "init", "seed")]
-    present = list(dict.fromkeys(zip(rows["method"], rows["init"])))
+    metrics = [c for c in COLUMNS if c not in ("method", "init", "localiser", "seed")]
+    present = list(dict.fromkeys(zip(rows["method"], rows["init"], rows["localiser"])))
     known = [arm for arm in study_arms() if arm in present]
     order = known + [arm for arm in present if arm not in known]
-    return {arm_label(m, i): {c: rows.loc[(rows["method"] == m) & (rows["init"] == i), c].astype(float).tolist()
-                              for c in metrics} for m, i in order}
+    return {arm_label(m, i, loc): {c: rows.loc[(rows["method"] == m) & (rows["init"] == i) & (rows["localiser"] == loc),
+                                               c].astype(float).tolist() for c in metrics} for m, i, loc in order}
 
 
 @dataclass(frozen=True)
@@ -320,7 +367,10 @@ class Claim:
 
     ``higher``/``lower``: the metrics on which ``method``'s mean must be above/below the other's by more than the larger
     standard deviation over seeds; ``at_least``: ``(metric, value)`` floors of ``method``'s mean (no other arm);
-    ``near_chance``: a metric whose mean must lie within two standard deviations (at least 5 points) of chance.
+    ``near_chance``: a metric whose mean must lie within two standard deviations (at least 5 points) of chance;
+    ``not_below``: the metrics on which the other's mean must not be above ``method``'s by more than the larger
+    standard deviation ("matches or beats"). ``localiser`` / ``against_localiser``: the arms' localisers (``None``:
+    their :func:`committed_localiser`).
     """
 
     number: str
@@ -332,13 +382,22 @@ class Claim:
     at_least: tuple[tuple[str, float], ...] = ()
     near_chance: str | None = None
     paper_start: bool = False
+    not_below: tuple[str, ...] = ()
+    localiser: str | None = None
+    against_localiser: str | None = None
+
+    def label(self, method: str, init: str, localiser: str | None) -> str:
+        """The :func:`arm_label` of ``method`` from ``init`` with ``localiser`` (or its committed one)."""
+        return arm_label(method, init, localiser or committed_localiser(method))
 
     def pairs(self, inits: Sequence[str]) -> list[tuple[str, str, str | None]]:
         """``(init column, arm, other arm or None)`` for each start the claim is asked at."""
         if self.paper_start:
-            return [(f"{paper_start(self.method)} vs {SCRATCH}", arm_label(self.method, paper_start(self.method)),
-                     self.method)]
-        return [(init, arm_label(self.method, init), self.against and arm_label(self.against, init)) for init in inits]
+            start = paper_start(self.method)
+            return [(f"{start} vs {SCRATCH}", self.label(self.method, start, self.localiser),
+                     self.label(self.method, SCRATCH, self.localiser))]
+        return [(init, self.label(self.method, init, self.localiser),
+                 self.against and self.label(self.against, init, self.against_localiser)) for init in inits]
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -355,8 +414,15 @@ CLAIMS: tuple[Claim, ...] = (
           higher=("maxboxacc",), paper_start=True),
     Claim("(vii)", "labels learn the habitat: supervised below its ceiling (kNN mixed_rand)?", "supervised",
           "supervised_oracle", lower=("knn_mixed_rand",)),
+    *(Claim("(viii)", f"with the label-free detector, {fix} shrinks the BG-Gap and raises mixed_rand kNN over {ref}?",
+            fix, ref, higher=("knn_mixed_rand",), lower=("bg_gap",), localiser=DEFAULT_LOCALISER)
+      for fix, ref in (("byol_dilo", "byol"), ("byol_ss", "byol"), ("cvsa", "byol"))),
+    *(Claim("(ix)", f"{method}: self-saliency matches or beats the detector (kNN mixed_rand)?", method, method,
+            not_below=("knn_mixed_rand",), localiser=SELF, against_localiser=DEFAULT_LOCALISER)
+      for method in LOCALISED_METHODS),
 )
-"""The study's claims, written before its first run, in the order the book lists them."""
+"""The study's claims, in the order the book lists them: (i)-(vii) written before its first run, (viii) and (ix)
+before the run of its label-free arms (:data:`LABEL_FREE`)."""
 
 
 METRIC_NAMES = {"knn_mixed_rand": "kNN mixed_rand", "bg_gap": "BG-Gap", "retrieval_rank1": "retrieval rank-1",
@@ -369,9 +435,10 @@ def claims(rows: pd.DataFrame, num_classes: int = 10) -> pd.DataFrame:
 
     One rule for every claim: a difference "holds" when the means differ in the stated direction by more than the
     larger of the two standard deviations over seeds (so one lucky seed does not make a claim). A claim is asked at
-    every start where the study has both of its arms.
+    every start where the study has both of its arms; a claim asked nowhere yet is one row, ``holds`` ``None``,
+    whose evidence says it is not yet measured.
     """
-    labels = [arm_label(m, i) for m, i in zip(rows["method"], rows["init"])]
+    labels = [arm_label(m, i, loc) for m, i, loc in zip(rows["method"], rows["init"], rows["localiser"])]
     mean = rows.assign(arm=labels).groupby("arm").mean(numeric_only=True)
     std = rows.assign(arm=labels).groupby("arm").std(numeric_only=True).fillna(0.0)
     chance = 100.0 / num_classes
@@ -385,11 +452,17 @@ def claims(rows: pd.DataFrame, num_classes: int = 10) -> pd.DataFrame:
     out = []
     inits = list(dict.fromkeys([SCRATCH, *rows["init"]]))
     for claim in CLAIMS:
-        for init, arm, other in claim.pairs(inits):
-            if arm not in mean.index or (other is not None and other not in mean.index):
-                continue
+        asked = [(init, arm, other) for init, arm, other in claim.pairs(inits)
+                 if arm in mean.index and (other is None or other in mean.index)]
+        if not asked:
+            arm, other = claim.pairs([SCRATCH])[0][1:]
+            wanted = " and ".join(a for a in (arm, other) if a is not None)
+            out.append((claim.number, f"{claim.number} {claim.question}", SCRATCH,
+                        f"not yet measured: the study has no rows of {wanted}", None))
+        for init, arm, other in asked:
             compared = [(col, above(arm, other, col)) for col in claim.higher] + [
-                (col, above(other, arm, col)) for col in claim.lower]
+                (col, above(other, arm, col)) for col in claim.lower] + [
+                (col, not above(other, arm, col)) for col in claim.not_below]
             verdicts = [ok for _, ok in compared] + [bool(mean.loc[arm, col] >= floor) for col, floor in claim.at_least]
             evidence = [f"{METRIC_NAMES[col]} {fmt(arm, col)} vs {fmt(other, col)}" for col, _ in compared]
             evidence += [f"{METRIC_NAMES[col]} {fmt(arm, col)}" for col, _ in claim.at_least]

@@ -18,7 +18,7 @@ from fgssl_lib.viz.study import study_chart
 
 def _row(method: str, seed: int, init: str = "scratch", **values: float) -> dict:
     row = {c: 0.0 for c in COLUMNS}
-    row.update(method=method, init=init, seed=seed, **values)
+    row.update(method=method, init=init, localiser=study.committed_localiser(method), seed=seed, **values)
     return row
 
 
@@ -32,13 +32,13 @@ def test_csv_has_header_lines_and_round_trips(tmp_path):
     back = read_study(path)
     assert list(back.columns) == list(COLUMNS)
     assert back["knn_original"].tolist() == [90.0, 80.0]
-    assert lines[4].startswith("byol,scratch,0,90.00,")  # two decimals, also for object-typed columns
+    assert lines[4].startswith("byol,scratch,none,0,90.00,")  # two decimals, also for object-typed columns
 
 
 def test_csv_of_an_older_study_says_to_rerun(tmp_path):
     path = tmp_path / "old.csv"
     path.write_text("method,seed,knn_original\nbyol,0,90.0\n")
-    with pytest.raises(ValueError, match="init.*rerun=True"):
+    with pytest.raises(ValueError, match="init.*rerun=True and fresh=True"):
         read_study(path)
 
 
@@ -50,9 +50,10 @@ def test_missing_csv_says_how_to_produce_it(tmp_path):
 def test_run_study_skips_finished_rows_and_rewrites_after_each_run(tmp_path, monkeypatch):
     calls = []
 
-    def fake_run_one(method, init, seed, preset="cpu", **overrides):
-        calls.append((method, init, seed))
-        return _row(method, seed, init, knn_mixed_rand=10.0 + seed)
+    def fake_run_one(method, init, localiser, seed, preset="cpu", **overrides):
+        calls.append((method, init, seed) if localiser == study.committed_localiser(method) else
+                     (method, init, localiser, seed))
+        return {**_row(method, seed, init, knn_mixed_rand=10.0 + seed), "localiser": localiser}
 
     monkeypatch.setattr(study, "run_one", fake_run_one)
     monkeypatch.setattr(study, "train_stage1", lambda init, **_: calls.append(("stage1", init)) or "key")
@@ -64,6 +65,12 @@ def test_run_study_skips_finished_rows_and_rewrites_after_each_run(tmp_path, mon
                      ("byol", "scratch", 1), ("cvsa", "scratch", 1), ("cvsa", "coarse_dual_stage", 1)]
     assert len(rows) == 6 and len(read_study(path)) == 6
     assert rows["init"].tolist()[:3] == ["scratch", "scratch", "coarse_dual_stage"]
+    assert rows["localiser"].tolist()[:3] == ["none", "annotation", "annotation"]  # as the first arms trained
+    calls.clear()  # a label-free arm is another arm: only it trains, the rows of the others are kept
+    rows = run_study(arms=[*arms, ("cvsa", "scratch", "self")], seeds=(0, 1), path=path, log=lambda _: None)
+    assert calls == [("cvsa", "scratch", "self", 0), ("cvsa", "scratch", "self", 1)] and len(rows) == 8
+    with pytest.raises(ValueError, match="valid localiser of byol"):
+        run_study(arms=[("byol", "scratch", "self")], path=path)
     with pytest.raises(ValueError, match="valid study methods"):
         run_study(arms=[("nope", "scratch")], path=path)
     with pytest.raises(ValueError, match="valid initialisations"):
@@ -80,27 +87,33 @@ def test_a_study_refuses_a_cached_run_trained_in_another_precision(monkeypatch, 
     monkeypatch.setattr(study, "train_methods", lambda configs: {
         name: Run(torch.nn.Module(), pd.DataFrame(), 1.0, tmp_path, trained["precision"]) for name in configs})
     monkeypatch.setattr(study, "evaluate", lambda *a, **k: {"knn_mixed_rand": 10.0})
-    for one in (lambda: study.run_one("byol", "scratch", 0, "smoke"), lambda: study.calibration_one("byol", 0, "smoke")):
+    for one in (lambda: study.run_one("byol", "scratch", "none", 0, "smoke"), lambda: study.calibration_one("byol", 0, "smoke")):
         with pytest.raises(ValueError, match=f"trained in {other}, but this machine trains byol .* in {here}"):
             one()
     for trained["precision"] in (here, None):  # the same precision, or a run finished before it was recorded
-        assert study.run_one("byol", "scratch", 0, "smoke")["knn_mixed_rand"] == 10.0
+        assert study.run_one("byol", "scratch", "none", 0, "smoke")["knn_mixed_rand"] == 10.0
 
 
 def test_arms_start_each_method_from_scratch_and_as_its_paper_does():
     arms = study.study_arms(("byol_dilo", "cvsa", "lcr", "supervised_oracle"))
-    assert arms == [("byol_dilo", "scratch"), ("cvsa", "scratch"), ("lcr", "scratch"), ("supervised_oracle", "scratch"),
-                    ("cvsa", "coarse_dual_stage"), ("lcr", "coarse_supervised")]
+    first = [("byol_dilo", "scratch", "annotation"), ("cvsa", "scratch", "annotation"), ("lcr", "scratch", "none"),
+             ("supervised_oracle", "scratch", "none"), ("cvsa", "coarse_dual_stage", "annotation"),
+             ("lcr", "coarse_supervised", "none")]
+    label_free = [(m, i, loc) for loc in ("spectral_residual", "self")
+                  for m, i in (("cvsa", "scratch"), ("byol_dilo", "scratch"), ("cvsa", "coarse_dual_stage"))]
+    assert arms == first + label_free
+    assert study.study_arms(("byol_dilo", "cvsa", "lcr", "supervised_oracle"), label_free=False) == first
     assert study.arm_label("lcr", "coarse_supervised") == "lcr [coarse_supervised]"
+    assert study.arm_label("cvsa", "coarse_dual_stage", "self") == "cvsa [coarse_dual_stage] {self}"
 
 
 def test_results_keep_every_seed_in_study_order():
     rows = pd.DataFrame([_row("cvsa", 0, bg_gap=10.0), _row("cvsa", 1, bg_gap=20.0), _row("byol", 0, bg_gap=50.0),
                          _row("byol", 0, "coarse_dual_stage", bg_gap=40.0)])
     results = to_results(rows)
-    assert list(results) == ["byol", "cvsa", "byol [coarse_dual_stage]"]
-    assert results["cvsa"]["bg_gap"] == [10.0, 20.0]
-    assert results_table(results, ["bg_gap"]).loc["cvsa", "bg_gap"] == "15.0 ± 7.1"
+    assert list(results) == ["byol", "cvsa {annotation}", "byol [coarse_dual_stage]"]
+    assert results["cvsa {annotation}"]["bg_gap"] == [10.0, 20.0]
+    assert results_table(results, ["bg_gap"]).loc["cvsa {annotation}", "bg_gap"] == "15.0 ± 7.1"
 
 
 def test_claims_hold_only_beyond_the_seed_spread():
@@ -139,11 +152,27 @@ def test_claims_hold_only_beyond_the_seed_spread():
     assert not table["(v) DualPooling collapses (retrieval rank-1 near chance, below LCR)?"]
 
 
+def test_the_label_free_claims_are_not_yet_measured_until_their_arms_have_rows():
+    rows = [_row(m, s, bg_gap=gap + s, knn_mixed_rand=mixed + s) for s in range(3)
+            for m, gap, mixed in (("byol", 80, 15), ("cvsa", 60, 30))]
+    answers = claims(pd.DataFrame(rows)).set_index("question")
+    waiting = answers.loc["(ix) cvsa: self-saliency matches or beats the detector (kNN mixed_rand)?"]
+    assert waiting["holds"] is None and waiting["evidence"] == ("not yet measured: the study has no rows of "
+                                                                "cvsa {self} and cvsa {spectral_residual}")
+    for localiser, gap, mixed in (("spectral_residual", 70, 25), ("self", 71, 24)):
+        rows += [{**_row("cvsa", s, bg_gap=gap + s, knn_mixed_rand=mixed + s), "localiser": localiser}
+                 for s in range(3)]
+    answers = claims(pd.DataFrame(rows)).set_index("question")["holds"]
+    assert answers["(viii) with the label-free detector, cvsa shrinks the BG-Gap and raises mixed_rand kNN over byol?"]
+    assert answers["(ix) cvsa: self-saliency matches or beats the detector (kNN mixed_rand)?"]  # 1 point below: within
+    assert answers["(ii) cvsa shrinks the BG-Gap and raises mixed_rand kNN over byol?"]  # the annotation's, as before
+
+
 def test_every_claim_names_study_methods_and_metrics():
     for claim in CLAIMS:
         assert {claim.method, claim.against} - {None} <= set(STUDY_METHODS), claim
-        assert set(claim.higher) | set(claim.lower) | {c for c, _ in claim.at_least} <= set(COLUMNS), claim
-        assert claim.higher or claim.lower or claim.at_least, claim  # a claim that tests nothing always holds
+        tested = set(claim.higher) | set(claim.lower) | set(claim.not_below) | {c for c, _ in claim.at_least}
+        assert tested and tested <= set(COLUMNS), claim  # a claim that tests nothing always holds
 
 
 def test_parallel_study_trains_in_processes_and_evaluates_dependents_after_their_run(tmp_path):

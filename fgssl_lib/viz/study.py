@@ -32,13 +32,18 @@ CEILING = "supervised_oracle"
 """The arm whose mean ``mixed_rand`` the chart draws as the ceiling."""
 
 
-def arm_label(method: str, init: str) -> str:
-    """The row label of an arm in tables and charts: the method, with its init when it is not ``scratch``."""
-    return method if init == SCRATCH else f"{method} [{init}]"
+def arm_label(method: str, init: str, localiser: str | None = None) -> str:
+    """The row label of an arm in tables and charts: the method, with its init when it is not ``scratch`` and, when
+    its views use one, its localiser in braces (``{annotation}``: the dataset's box and mask, an upper bound)."""
+    from fgssl_lib.train.localiser import NO_LOCALISER
+
+    label = method if init == SCRATCH else f"{method} [{init}]"
+    return label if localiser in (None, NO_LOCALISER) else f"{label} {{{localiser}}}"
 
 
 def arm_init(label: str) -> str:
     """The init of an :func:`arm_label`."""
+    label = label.split(" {")[0]
     return label[label.index(" [") + 2:-1] if label.endswith("]") else SCRATCH
 
 
