@@ -353,11 +353,21 @@ def to_results(rows: pd.DataFrame) -> dict[str, dict[str, list[float]]]:
     of every arm whose views use one), the input of
     :func:`fgssl_lib.viz.results_table` and the charts (mean ± std over seeds)."""
     metrics = [c for c in COLUMNS if c not in ("method", "init", "localiser", "seed")]
+    return {arm_label(*arm): {c: rows.loc[_of_arm(rows, arm), c].astype(float).tolist() for c in metrics}
+            for arm in present_arms(rows)}
+
+
+def present_arms(rows: pd.DataFrame) -> list[StudyArm]:
+    """The arms that have rows, in :func:`study_arms` order (others after them, as they come)."""
     present = list(dict.fromkeys(zip(rows["method"], rows["init"], rows["localiser"])))
     known = [arm for arm in study_arms() if arm in present]
-    order = known + [arm for arm in present if arm not in known]
-    return {arm_label(m, i, loc): {c: rows.loc[(rows["method"] == m) & (rows["init"] == i) & (rows["localiser"] == loc),
-                                               c].astype(float).tolist() for c in metrics} for m, i, loc in order}
+    return known + [arm for arm in present if arm not in known]
+
+
+def _of_arm(rows: pd.DataFrame, arm: StudyArm) -> pd.Series:
+    """The rows of ``arm``."""
+    method, init, localiser = arm
+    return (rows["method"] == method) & (rows["init"] == init) & (rows["localiser"] == localiser)
 
 
 @dataclass(frozen=True)
@@ -480,21 +490,27 @@ TABLE_COLUMNS = {"knn_mixed_rand": "kNN mixed_rand (%)", "bg_gap": "BG-Gap (poin
 
 
 def study_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per arm (indexed by ``method, init``), ``mean ± std`` over seeds of :data:`TABLE_COLUMNS`: percentages and
-    points with one decimal, the training time in minutes with none."""
+    """Per arm (indexed by ``method, init, localiser``), ``mean ± std`` over seeds of :data:`TABLE_COLUMNS`:
+    percentages and points with one decimal, the training time in minutes with none."""
     out = {}
-    for label, metrics in to_results(rows).items():
-        method, _, init = label.partition(" [")
+    for arm, metrics in zip(present_arms(rows), to_results(rows).values()):
         cells = {}
         for column, header in TABLE_COLUMNS.items():
             values = pd.Series(metrics[column], dtype=float) / (60.0 if column == "train_seconds" else 1.0)
             digits = 0 if column == "train_seconds" else 1
             cells[header] = (f"{values.mean():.{digits}f}" if len(values) == 1
                              else f"{values.mean():.{digits}f} ± {values.std():.{digits}f}")
-        out[(method, init.rstrip("]") or SCRATCH)] = cells
+        out[arm] = cells
     table = pd.DataFrame.from_dict(out, orient="index")
-    table.index = pd.MultiIndex.from_tuples(table.index, names=["method", "init"])
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["method", "init", "localiser"])
     return table
+
+
+LOCALISER_NOTE = ("A view-based arm names its localiser in braces: `{annotation}` is the drawn box and mask, an upper "
+                  "bound that no self-supervised method has; `{spectral_residual}` is the label-free detector chosen "
+                  "on `val` before any training; `{self}` is the model's own map, refreshed every epoch "
+                  "(`fgssl_lib.train.localiser`).")
+"""What the reading says about the labels' braces."""
 
 
 def _minutes(seconds: float) -> str:
@@ -507,12 +523,12 @@ def reading(rows: pd.DataFrame, calibration: dict[str, Any], num_classes: int = 
     calibration against its targets, and each of :data:`CLAIMS` with its verdict at every start and the evidence."""
     budget = calibration["budget"]
     seeds = sorted(rows["seed"].astype(int).unique())
-    arms = list(dict.fromkeys(zip(rows["method"], rows["init"])))
+    arms = present_arms(rows)
     lines = [f"{len(seeds)} seeds of the `{budget['preset']}` preset ({budget['num_images']:,} images x "
              f"{budget['epochs']} epochs at {budget['image_size']} px, {budget['precision']}): {len(arms)} arms, "
              f"{len(rows)} runs, {_minutes(float(rows['train_seconds'].sum()))} of training summed over the runs. "
              f"Numbers are kNN top-1 on the test variants unless said otherwise, mean ± std over seeds; chance is "
-             f"{100 / num_classes:.0f} %.", ""]
+             f"{100 / num_classes:.0f} %. {LOCALISER_NOTE}", ""]
     properties = {"learnable": ("learnable", "%", "at least"), "biased": ("biased", " points", "at least"),
                   "stable": ("stable", " points", "at most")}
     unmet = [name for name in properties if not calibration[name]["met"]]
@@ -525,8 +541,11 @@ def reading(rows: pd.DataFrame, calibration: dict[str, Any], num_classes: int = 
     lines.append("")
     answers = claims(rows, num_classes)
     for question, judged in answers.groupby("question", sort=False):
-        held = judged.loc[judged["holds"], "init"].tolist()
-        missed = judged.loc[~judged["holds"], "init"].tolist()
+        held = judged.loc[judged["holds"].eq(True), "init"].tolist()
+        missed = judged.loc[judged["holds"].eq(False), "init"].tolist()
+        if not held and not missed:
+            lines.append(f"- **{question.rstrip('?')}: not yet measured.** {judged['evidence'].iloc[0]}.")
+            continue
         if not missed:
             verdict = "holds" + (f" from every start ({', '.join(held)})" if len(held) > 1 else f" ({held[0]})")
         elif not held:
