@@ -113,7 +113,7 @@ def test_a_detector_localises_with_its_own_best_box_not_the_drawn_one() -> None:
 class Brightness(torch.nn.Module):
     """A model whose own map is each image's brightness, average-pooled to 8 x 8: one map per image."""
 
-    def map_source(self) -> Any:
+    def localisation_map(self) -> Any:
         from fgssl_lib.saliency.maps import MapSource
 
         class Pooled(MapSource):
@@ -138,7 +138,7 @@ def test_self_maps_feed_the_per_sample_and_the_batched_views_alike(tmp_path: Pat
     positions = torch.arange(64)
     rows = batched.localised(store.batch(positions))
     views = batched.views(rows, 0, source=None)
-    source = Brightness().map_source()
+    source = Brightness().localisation_map()
     for k in range(64):
         image = data[k]["image"][None].float() / 255
         expected_map = source(image)[0]  # the model's map at image size
@@ -152,6 +152,20 @@ def test_self_maps_feed_the_per_sample_and_the_batched_views_alike(tmp_path: Pat
         one = per_sample[k]  # the views' masks follow the box (the crop is the whole image at its own size)
         assert torch.equal(one["mask1"], sample["mask"].float()) and torch.equal(views["mask1"][k], one["mask1"])
     assert len({tuple(b) for b in rows["box"].tolist()}) > 4  # one box per image, not one for all
+
+
+def test_the_self_map_of_a_baseline_is_the_grad_cam_of_its_embedding_in_closed_form() -> None:
+    from fgssl_lib.eval.cams import GradCAMMap
+    from fgssl_lib.methods.base import EmbeddingMap
+
+    torch.manual_seed(0)
+    byol = build("byol", **smoke(Path("."), "byol").backbone_options(), hidden_dim=32, proj_dim=16)
+    assert isinstance(byol.localisation_map(), EmbeddingMap)  # BYOL has no map of its own
+    images = torch.rand(4, 3, SIZE, SIZE)
+    # the momentum encoder starts as a copy of the online one, whose Grad-CAM the evaluation reads
+    torch.testing.assert_close(byol.localisation_map()(images), GradCAMMap(byol)(images), rtol=0, atol=1e-4)
+    cvsa = build("cvsa", **smoke(Path("."), "cvsa").backbone_options(), hidden_dim=32, proj_dim=16)
+    assert type(cvsa.localisation_map()).__name__ == "IntensityMap"
 
 
 def test_box_masks_match_box_to_mask() -> None:

@@ -10,8 +10,8 @@
   * ``target=prototypes`` (a ``C x D`` tensor, e.g. class means of training embeddings) with ``labels``: the cosine
     similarity of ``f(x)`` to its class prototype, as for a nearest-class-mean classifier.
 - :func:`saliency_maps`: a method's own map (``method.saliency``: the LCR branch map, the CVSA intensity map).
-- :func:`localization_maps`: the method's own map, else its Grad-CAM (:func:`own_map_source`), over a whole split
-  with the GT boxes, for MaxBoxAcc.
+- :func:`localization_maps`: the method's own map, else its Grad-CAM, over a whole split with the GT boxes, for
+  MaxBoxAcc.
 
 Every map is a :class:`~fgssl_lib.saliency.maps.MapSource`'s: taken in eval mode, brought to image size by
 :func:`upsample_cams` (bicubic, then min-max per image, as wsolevaluation (Choe et al. 2020) prepares CAMs for
@@ -118,15 +118,6 @@ def gradcam_maps(
     which are averaged). ``target`` is ``"self"`` or a ``C x D`` prototype tensor used with ``labels`` (module doc).
     """
     return GradCAMMap(model, target, labels, stage)(images)
-
-
-def own_map_source(method: nn.Module) -> MapSource:
-    """The map :func:`localization_maps` reads of ``method``, as a :class:`~fgssl_lib.saliency.maps.MapSource`: its
-    own (``method.map_source()``: CVSA's intensity, LCR's branch map), else the Grad-CAM of its embedding."""
-    try:
-        return method.map_source()
-    except (AttributeError, NotImplementedError):
-        return GradCAMMap(method)
 
 
 def saliency_maps(method: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -230,6 +230,33 @@ class SSLMethod(pl.LightningModule):
         """The method's own map (CVSA's intensity, LCR's branch map); the baselines have none."""
         raise NotImplementedError(f"{type(self).__name__} has no saliency map; CVSA and LCR have one")
 
+    def localisation_map(self) -> MapSource:
+        """The map self-saliency localises with (:mod:`fgssl_lib.train.localiser`): the method's own
+        (:meth:`map_source`), else its target encoder's :class:`EmbeddingMap`."""
+        try:
+            return self.map_source()
+        except NotImplementedError:
+            return EmbeddingMap(self)
+
+
+class EmbeddingMap(MapSource):
+    """Where an embedding looks: ``ReLU(sum_c mean(A_c) A_c)`` over the channels ``c`` of the last map ``A`` of the
+    method's target (momentum) encoder, or of its backbone where it has none; ``N x h x w``.
+
+    For a GAP embedding ``f = mean_p A(p)`` this is the Grad-CAM of ``<f, sg(f)>`` (the evaluation's self target,
+    :mod:`fgssl_lib.eval.cams`): the gradient of ``<f, sg(f)>`` with respect to ``A_c(p)`` is ``f_c / hw``, so
+    Grad-CAM's channel weights are ``f_c / hw``. Computed in closed form: one forward pass, no gradients.
+    """
+
+    def __init__(self, method: SSLMethod) -> None:
+        super().__init__(method)
+        target = getattr(method, "momentum_encoder", None)
+        self.backbone = target.backbone if target is not None else method.backbone
+
+    def compute(self, images: Tensor) -> Tensor:
+        maps = self.backbone.forward_maps(images, ("layer4",))["layer4"]  # NxCxhxw
+        return torch.relu(torch.einsum("nc,nchw->nhw", maps.mean(dim=(2, 3)), maps))  # Nxhxw
+
 
 class MomentumMethod(SSLMethod):
     """Base of the methods with a momentum (target) encoder, BYOL and MoCo v2: the EMA machinery.

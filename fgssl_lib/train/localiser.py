@@ -10,9 +10,10 @@ SaliencySwap crops the object box ``B_f`` and pastes over ``B_b`` (CVSA Sec. 2.1
   synthetic benchmark's ``val`` stream before any training (``python -m fgssl_lib.bench localiser``,
   ``fgssl_lib/results/localiser.json``): its best box overlaps the drawn bird's at IoU >= 0.5 on 75.2 % of the 500
   ``val`` images, against 51.8 % for the centre prior and 16.4 % for fine-grained saliency;
-- ``self`` (beyond the papers): the model's own map, as MaxBoxAcc reads it (:func:`fgssl_lib.eval.cams.own_map_source`:
-  CVSA's correspondence intensity, else the Grad-CAM of the embedding), recomputed at the end of every epoch but the
-  last on every training image (:class:`SelfLocaliser`) and used by the next epoch; the first epoch uses
+- ``self`` (beyond the papers): the model's own map (:meth:`fgssl_lib.methods.SSLMethod.localisation_map`: CVSA's
+  correspondence intensity, else its momentum encoder's :class:`~fgssl_lib.methods.base.EmbeddingMap`, the
+  closed form of the Grad-CAM that MaxBoxAcc reads), recomputed at the end of every epoch but the last on every
+  training image (:class:`SelfLocaliser`) and used by the next epoch; the first epoch uses
   :data:`DEFAULT_LOCALISER`. The maps (at the map's own resolution, ``N x h x w``) are saved in the checkpoint, so a
   resumed run uses the maps the uninterrupted run used;
 - ``annotation``: the dataset's own box and mask (the synthetic benchmark's drawn bird; CUB's annotated boxes). Not
@@ -107,8 +108,8 @@ def box_masks(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 class SelfLocaliser(pl.Callback):
-    """Self-saliency: the model's own map of every training image (:func:`~fgssl_lib.eval.cams.own_map_source` of
-    ``method``, taken on the whole image resized to ``image_size``), recomputed at the end of each epoch but the last
+    """Self-saliency: the model's own map of every training image (``method.localisation_map()``, taken on the whole
+    image resized to ``image_size``), recomputed at the end of each epoch but the last
     and used by the next one; until then the samples keep the starting localiser's (module docstring).
 
     A refresh keeps the raw maps ``N x h x w`` (the map's own resolution) and their best boxes (CVSA Eq. 2) in the
@@ -119,12 +120,11 @@ class SelfLocaliser(pl.Callback):
     """
 
     def __init__(self, dataset: Dataset, image_size: int, method: torch.nn.Module) -> None:
-        from fgssl_lib.eval.cams import own_map_source
         from fgssl_lib.saliency.maps import MapSource
 
         self.dataset, self.image_size = dataset, image_size
         # the source's class without its model: its upsampling and normalisation (finish), light to pickle
-        self.finisher: MapSource = object.__new__(type(own_map_source(method)))
+        self.finisher: MapSource = object.__new__(type(method.localisation_map()))
         self.maps: torch.Tensor | None = None  # N x h x w, by position
         self.boxes = torch.zeros(0, 4)  # N x 4 in the image_size frame
         self.position: dict[int, int] = {}  # sample index -> position
@@ -139,10 +139,9 @@ class SelfLocaliser(pl.Callback):
 
     def refresh(self, method: torch.nn.Module) -> None:
         """Take the maps of every training image from ``method`` and their best boxes."""
-        from fgssl_lib.eval.cams import own_map_source
         from fgssl_lib.saliency import best_boxes
 
-        source = own_map_source(method)
+        source = method.localisation_map()
         maps, boxes, indices = [], [], []
         for images, batch_indices in self._images():
             raw = source.raw(images).detach().float()  # N x h x w
