@@ -49,7 +49,7 @@ from fgssl_lib.eval import (
     top_k_neighbours,
 )
 from fgssl_lib.eval.background_bias import BOX_VARIANTS, SYNTHETIC_VARIANTS, BoxVariant
-from fgssl_lib.reported import REPORTED, reported
+from fgssl_lib.paper_numbers import REPORTED, reported
 from fgssl_lib.runs import Run
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.fit import training_set
@@ -357,7 +357,7 @@ def neighbours(run: Run, config: TrainConfig, data: Mapping[str, Dataset], name:
 
 
 def beside_reported(ours: Mapping[str, Metrics], dataset: str, metrics: Sequence[str]) -> pd.DataFrame:
-    """Our ``metrics`` beside the papers' (:data:`fgssl_lib.reported.REPORTED`, empty where a dataset has none):
+    """Our ``metrics`` beside the papers' (:data:`fgssl_lib.paper_numbers.REPORTED`, empty where a dataset has none):
     one column pair ``(metric, paper | ours)`` per metric, one row per method of ``ours``."""
     methods = list(ours)
     papers = reported(dataset, methods) if dataset in set(REPORTED["dataset"]) else pd.DataFrame()

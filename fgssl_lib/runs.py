@@ -9,7 +9,7 @@ study asking for the same run share one training. A folder of runs that is a fil
 with what chose it (``root=``, ``FGSSL_RUNS``, ``FGSSL_DATA``).
 
 - :func:`train_or_load`: the one way to get a run, single-stage or CVSA's dual-stage recipe (``stage1=``);
-- :func:`method_configs` / :func:`train_methods`: one config and one run per method name of a notebook;
+- :func:`train_methods`: one run per config of :func:`fgssl_lib.train.recipes.method_configs`;
 - a registry name evaluated from another name's run (LCR Table 1's MultiTask,
   :func:`fgssl_lib.methods.evaluated_from`) shares that run and is rebuilt as itself at test time.
 """
@@ -33,14 +33,14 @@ import pytorch_lightning as pl
 from fgssl_lib.caches import usable_directory, writing
 from fgssl_lib.data import coarse, data_home
 from fgssl_lib.data.identity import dataset_fingerprint
-from fgssl_lib.data.synthetic import RENDER_VERSION, SyntheticConfig
-from fgssl_lib.methods import TRAINING_VERSION, SSLMethod, evaluated_as, evaluated_from, variant
-from fgssl_lib.config import GPU_PRESETS, check_choice, check_preset
+from fgssl_lib.data.synthetic import RENDER_VERSION
+from fgssl_lib.methods import TRAINING_VERSION, SSLMethod, evaluated_as, evaluated_from
+from fgssl_lib.config import check_choice
 from fgssl_lib.models import Backbone
-from fgssl_lib.reported import INIT as REPORTED_INIT
-from fgssl_lib.train import PAPER_INIT, TrainConfig, build_method, fit, fit_dual_stage, load_method
+from fgssl_lib.train import TrainConfig, build_method, fit, fit_dual_stage, load_method
 from fgssl_lib.train.config import INITS, STAGE1_PREFIX
 from fgssl_lib.train.fit import training_set
+from fgssl_lib.train.recipes import stage1_config
 from fgssl_lib.train.run_lock import launched_rank, run_lock
 from fgssl_lib.train.snapshots import SNAPSHOTS, SaliencySnapshots, run_snapshot_images
 
@@ -245,43 +245,6 @@ def _finished(path: Path, data: str | None) -> Run:
     return Run(load_method(_checkpoint(path)), history, float(info["train_seconds"]), path, info.get("precision"))
 
 
-def method_configs(methods: Sequence[str], preset: str, dataset: str = "synthetic", data_root: str | None = None,
-                   **settings: Any) -> dict[str, TrainConfig]:
-    """One :class:`TrainConfig` per name of ``methods``: ``preset`` on ``dataset`` with the notebook's ``settings``
-    (any :class:`TrainConfig` field, e.g. ``seed``, ``device``, ``epochs``, ``batch_size``, ``num_images``,
-    ``precision``, ``checkpoint_minutes``; a value of ``None`` keeps the preset's). A name evaluated from another's
-    run (:func:`fgssl_lib.methods.evaluated_from`) gets that run's config.
-
-    ``dataset`` always wins over the preset's (``paper`` names CUB): a real dataset drops the synthetic benchmark's
-    options, and the synthetic benchmark asked for at a real-data preset is rendered at the preset's image size. A
-    name trained on uninformative backgrounds (``supervised_oracle``) gets ``rho = 1 / num_classes``.
-    """
-    if not methods:
-        raise ValueError("methods is empty: name at least one method, e.g. ['byol', 'cvsa']")
-    overrides = {key: value for key, value in settings.items() if value is not None}
-    configs = {}
-    for name in methods:
-        config = TrainConfig.preset(preset, method=evaluated_from(name), **overrides)
-        if dataset != config.dataset or dataset != "synthetic":
-            options = {"image_size": config.image_size} if dataset == "synthetic" else {}
-            config = dataclasses.replace(config, dataset=dataset, data_root=data_root,
-                                         dataset_options={**options, **overrides.get("dataset_options", {})})
-        if variant(name).uninformative_backgrounds:
-            config = _uninformative(config, name)
-        configs[name] = config
-    return configs
-
-
-def _uninformative(config: TrainConfig, name: str) -> TrainConfig:
-    """``config`` on the synthetic benchmark drawn with ``rho = 1 / num_classes``: each image's habitat is drawn
-    uniformly, whatever its class (the ceiling ``name`` stands for); a clear error on other data."""
-    if config.dataset != "synthetic":
-        raise ValueError(f"{name} trains on the synthetic benchmark with backgrounds that say nothing about the class; "
-                         f"{config.dataset!r} has its own backgrounds: use 'supervised' there")
-    classes = config.dataset_options.get("num_classes", SyntheticConfig.num_classes)
-    return dataclasses.replace(config, dataset_options={**config.dataset_options, "rho": 1.0 / classes})
-
-
 def train_methods(configs: dict[str, TrainConfig], root: str | os.PathLike | None = None,
                   retrain: bool = False, train: bool = True) -> dict[str, Run]:
     """:func:`train_or_load` of every config; a name evaluated from another's run gets its own copy of the run,
@@ -312,36 +275,6 @@ def train_methods(configs: dict[str, TrainConfig], root: str | os.PathLike | Non
     return runs
 
 
-def dual_stage_configs(preset: str, stage2: TrainConfig, stage_epochs: int,
-                       **settings: Any) -> tuple[TrainConfig, TrainConfig]:
-    """``03_train_cvsa``'s short dual-stage recipe for :func:`train_or_load` (``stage1=``): stage 1 BYOL from random
-    weights on another draw of the synthetic benchmark (benchmark seed + 1: other images of the same world, standing
-    in for the coarse dataset), stage 2 the CVSA config ``stage2``; both ``min(stage_epochs, stage2.epochs)``
-    epochs. ``settings`` as for :func:`method_configs` (their ``epochs`` is the single-stage runs')."""
-    epochs = min(stage_epochs, stage2.epochs)
-    stage1 = method_configs(["byol"], preset, "synthetic", **{**settings, "epochs": epochs})["byol"]
-    # stage 1 trains the whole network from random weights (at paper, byol's own preset is already a second stage)
-    stage1 = dataclasses.replace(stage1.with_init("scratch"),
-                                 dataset_options={**stage1.dataset_options, "seed": stage1.seed + 1})
-    return stage1, dataclasses.replace(stage2, epochs=epochs)
-
-
-def stage1_config(init: str, preset: str, **settings: Any) -> TrainConfig:
-    """The stage-1 run of the coarse-world init ``init`` (:data:`~fgssl_lib.train.config.INITS`, e.g.
-    ``coarse_dual_stage``): its ``stage1`` method (supervised, or BYOL) at ``preset`` trained from random weights on
-    the coarse world (:mod:`fgssl_lib.data.coarse`) rendered at the preset's image size, as many images as the preset
-    trains on. ``settings`` as for :func:`method_configs` (they must give stage 2's backbone and image size)."""
-    method = INITS[check_choice("initialisation", init, INITS)].get("stage1")
-    if method is None:
-        raise ValueError(f"initialisation {init!r} has no stage-1 run; the ones with one: "
-                         f"{', '.join(name for name, init in INITS.items() if 'stage1' in init)}")
-    overrides = {key: value for key, value in settings.items() if value is not None}
-    config = TrainConfig.preset(preset, method=method, **{**overrides, "dataset": "coarse", "data_root": None})
-    options = {"image_size": config.image_size, "num_images": config.num_images or coarse.DEFAULT_NUM_IMAGES["train"],
-               **overrides.get("dataset_options", {})}
-    return dataclasses.replace(config.with_init("scratch"), dataset_options=options)
-
-
 def start_from(config: TrainConfig, init: str, preset: str, root: str | os.PathLike | None = None,
                **settings: Any) -> TrainConfig:
     """``config`` started as ``init`` says (:meth:`~fgssl_lib.train.TrainConfig.with_init`). A coarse-world init
@@ -352,29 +285,3 @@ def start_from(config: TrainConfig, init: str, preset: str, root: str | os.PathL
     stage1 = stage1_config(init, preset, **settings)
     train_or_load(stage1, root=root)
     return config.with_init(init, stage1=run_key(stage1))
-
-
-def reproduction_preset(preset: str) -> str:
-    """The preset ``06_reproduce_on_gpu`` trains and evaluates at: ``colab`` or ``paper`` (:data:`GPU_PRESETS`),
-    else the ``smoke`` settings (the papers' schedules are far beyond a CPU, and a half-trained ResNet-50 would only
-    mislead)."""
-    return preset if check_preset(preset) in GPU_PRESETS else "smoke"
-
-
-def reproduction_configs(methods: Sequence[str], preset: str, dataset: str, init: str = "reported",
-                         data_root: str | None = None, **settings: Any) -> dict[str, TrainConfig]:
-    """The runs of ``06_reproduce_on_gpu``: at ``paper`` (or ``colab``), each method with its paper's settings on ``dataset``
-    (FGVC-Aircraft on train + val, the standard protocol), started as ``init`` says: ``"reported"`` as the runs behind
-    the papers' numbers (:data:`fgssl_lib.reported.INIT`), ``"paper"`` as each method's own paper
-    (:data:`~fgssl_lib.train.PAPER_INIT`). Below ``paper`` (:func:`reproduction_preset`), the ``smoke`` settings on
-    the synthetic benchmark from random weights. ``settings``: :class:`TrainConfig` fields, ``None`` keeps the
-    preset's."""
-    check_choice("initialisation", init, ("reported", "paper"))
-    overrides = {key: value for key, value in settings.items() if value is not None}
-    if reproduction_preset(preset) == "smoke":
-        return {m: TrainConfig.preset("smoke", method=m, **overrides) for m in methods}
-    if dataset == "aircraft":
-        overrides["split"] = "trainval"
-    configs = {m: TrainConfig.preset(preset, method=m, dataset=dataset, data_root=data_root, **overrides)
-               for m in methods}
-    return {m: c.with_init(REPORTED_INIT if init == "reported" else PAPER_INIT[m]) for m, c in configs.items()}

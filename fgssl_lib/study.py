@@ -28,12 +28,12 @@ from fgssl_lib.data.calibration import calibration_record, write_calibration
 from fgssl_lib.methods import METHODS, evaluated_from, variant
 from fgssl_lib.reports import evaluate, splits
 from fgssl_lib.results import RESULTS
-from fgssl_lib.runs import (Run, load_run, method_configs, run_key, runs_root, stage1_config, start_from,
-                            train_methods, train_or_load)
+from fgssl_lib.runs import Run, load_run, run_key, runs_root, start_from, train_methods, train_or_load
 from fgssl_lib.scheduler import default_jobs, run_tasks
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import COARSE_INIT, INITS, PAPER_INIT
 from fgssl_lib.train.localiser import ANNOTATION, DEFAULT_LOCALISER, LOCALISERS, NO_LOCALISER, SELF, uses_localiser
+from fgssl_lib.train.recipes import method_configs, stage1_config
 from fgssl_lib.viz.study import MAP_ARMS, PROBLEM_AND_FIX, SCRATCH, Arm, arm_label, study_figures
 
 STUDY_METHODS = ("byol", "byol_ss", "cvsa", "cvsa_sigmoid_max", "byol_dilo", "mocov2", "mocov2_dilo", "lcr",

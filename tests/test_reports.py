@@ -23,7 +23,8 @@ from fgssl_lib.reports import (
     table_metrics,
     training_table,
 )
-from fgssl_lib.runs import Run, method_configs
+from fgssl_lib.runs import Run
+from fgssl_lib.train.recipes import method_configs
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.fit import build_method
 

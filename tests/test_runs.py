@@ -11,15 +11,9 @@ import torch
 
 import fixtures_real as fx
 from fgssl_lib import runs as runs_module
-from fgssl_lib.runs import (
-    Run,
-    method_configs,
-    reproduction_configs,
-    run_key,
-    train_methods,
-    train_or_load,
-)
+from fgssl_lib.runs import Run, run_key, train_methods, train_or_load
 from fgssl_lib.train import TrainConfig
+from fgssl_lib.train.recipes import method_configs, reproduction_configs
 from fgssl_lib.train.snapshots import SNAPSHOTS, run_snapshot_images, training_snapshots
 
 
@@ -64,25 +58,32 @@ def test_a_finished_run_is_loaded_not_retrained(smoke_run, monkeypatch):
     assert all((first[k] == second[k]).all() for k in first)
 
 
-def test_a_run_directory_is_held_by_one_process_at_a_time(tmp_path):
+def test_a_run_directory_is_held_by_one_process_at_a_time(tmp_path, monkeypatch):
+    import fcntl
     import threading
-    import time
 
     from fgssl_lib.train.run_lock import run_lock
 
-    order = []
+    entered, acquired = threading.Event(), threading.Event()
+    real_flock = fcntl.flock
+
+    def flock(fd, operation):
+        if threading.current_thread() is thread and operation == fcntl.LOCK_EX:
+            entered.set()  # the second thread is inside flock, asking for the lock
+        real_flock(fd, operation)
 
     def second():
         with run_lock(tmp_path):
-            order.append("second")
+            acquired.set()
 
+    monkeypatch.setattr(fcntl, "flock", flock)
+    thread = threading.Thread(target=second)
     with run_lock(tmp_path):
-        thread = threading.Thread(target=second)
         thread.start()
-        time.sleep(0.2)
-        order.append("first done")
+        assert entered.wait(5), "the second thread never asked for the lock"
+        assert not acquired.wait(0.5), "the second thread got the run while the first held it"
+    assert acquired.wait(5), "the second thread did not get the run once the first released it"
     thread.join(5)
-    assert order == ["first done", "second"]
 
 
 def test_the_dual_stage_pair_is_kept_as_one_locked_run_and_loaded_when_finished(monkeypatch, tmp_path):
@@ -136,7 +137,7 @@ def test_a_paper_run_can_be_sized_down_and_none_keeps_the_preset():
 
 
 def test_reproduction_configs_start_as_the_reported_runs_or_fall_back_to_smoke():
-    from fgssl_lib.reported import INIT
+    from fgssl_lib.paper_numbers import INIT
 
     paper = reproduction_configs(["lcr", "byol_dilo"], "paper", "aircraft", data_root="/data/air", epochs=None)
     assert {c.split for c in paper.values()} == {"trainval"} and paper["lcr"].dataset == "aircraft"
@@ -197,7 +198,7 @@ def test_trained_runs_keep_the_saliency_series_of_every_epoch_and_load_it_again(
 
 
 def test_the_short_dual_stage_recipe_starts_byol_from_scratch_on_another_draw():
-    from fgssl_lib.runs import dual_stage_configs
+    from fgssl_lib.train.recipes import dual_stage_configs
 
     cvsa = method_configs(["cvsa"], "smoke", seed=2, epochs=3)["cvsa"]
     stage1, stage2 = dual_stage_configs("smoke", cvsa, 2, seed=2, epochs=3)

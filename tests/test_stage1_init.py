@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from fgssl_lib import runs as runs_module
-from fgssl_lib.runs import run_key, stage1_config, start_from, train_or_load
+from fgssl_lib.runs import run_key, start_from, train_or_load
+from fgssl_lib.train.recipes import stage1_config
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import COARSE_INIT, PAPER_INIT, STAGE1_PREFIX
 from fgssl_lib.train.snapshots import SNAPSHOTS, run_snapshot_images, training_snapshots

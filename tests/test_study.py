@@ -232,7 +232,7 @@ def test_the_cpu_calibration_reads_a_larger_val_stream_than_the_benchmark_defaul
 
 
 def test_the_ceiling_trains_on_uninformative_backgrounds_of_the_synthetic_benchmark_only():
-    from fgssl_lib.runs import method_configs
+    from fgssl_lib.train.recipes import method_configs
 
     configs = method_configs(["supervised", "supervised_oracle"], "cpu", dataset_options={"num_classes": 8})
     assert configs["supervised_oracle"].dataset_options["rho"] == 1 / 8

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from fgssl_lib.reported import REPORTED, reported
+from fgssl_lib.paper_numbers import REPORTED, reported
 
 
 def test_lcr_table2_values_land_in_the_right_cells():
