@@ -9,8 +9,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "fgssl_lib"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("", "config", "precision", "nvml", "caches", "paper_numbers", "results", "scheduler"),  # version, settings, precision,
-    # GPU memory, derived caches' markers, the numbers quoted, the process scheduler
+    ("", "config", "precision", "nvml", "caches", "paper_numbers", "results", "scheduler"),  # version, settings,
+    # precision, GPU memory, derived caches' markers, the numbers quoted, the process scheduler
     ("data",),  # datasets and the sample contract
     ("saliency",),  # where the object is: saliency maps, the map interface, best boxes
     ("views",),  # two-view generators and the evaluation view
