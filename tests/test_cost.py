@@ -11,6 +11,7 @@ import pytest
 
 from fgssl_lib.cost import (
     CPU_SECONDS,
+    CPU_TRAINING,
     MARKER,
     SMOKE_SECONDS,
     COLAB_HOURS,
@@ -31,7 +32,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_every_title_cell_ends_with_its_cost() -> None:
-    assert {p.stem for p in NOTEBOOKS} == set(SMOKE_SECONDS) == set(CPU_SECONDS)
+    assert {p.stem for p in NOTEBOOKS} == set(SMOKE_SECONDS) == set(CPU_SECONDS) | set(CPU_TRAINING)
+    assert not set(CPU_SECONDS) & set(CPU_TRAINING)
     assert stale_cost_paragraphs(NOTEBOOKS) == [], "run `python -m fgssl_lib.cost`"
     assert main(["--check"]) == 0
     for path in NOTEBOOKS:
@@ -78,3 +80,16 @@ def test_a_stale_paragraph_is_found_and_replaced_not_repeated(tmp_path: Path) ->
     assert stale_cost_paragraphs([copy], write=True) == [copy]
     assert stale_cost_paragraphs([copy]) == []
     assert nbformat.read(copy, as_version=4).cells[0].source.count(MARKER) == 1
+
+
+def test_a_notebook_that_trains_at_cpu_states_its_runs_time_in_the_cpu_study() -> None:
+    """03 trains byol, byol_ss, cvsa, cvsa_sigmoid_max and the dual stage: their study times, not a stale figure."""
+    from fgssl_lib.cost import cpu_training_seconds
+    from fgssl_lib.study import read_study
+
+    rows = read_study()
+    mean = rows[rows["init"] == "scratch"].groupby("method")["train_seconds"].mean()
+    full = sum(mean[m] for m in ("byol", "byol_ss", "cvsa", "cvsa_sigmoid_max"))
+    epochs = TrainConfig.preset("cpu").epochs
+    assert cpu_training_seconds("03_train_cvsa") == pytest.approx(full + (mean["byol"] + mean["cvsa"]) * 2 / epochs)
+    assert f"about {round(cpu_training_seconds('03_train_cvsa') / 60)} min" in cost_paragraph("03_train_cvsa")
