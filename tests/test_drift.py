@@ -226,3 +226,14 @@ def test_no_page_asserts_a_claim_the_study_rejects_without_its_verdict():
                 if all(w.lower() in paragraph.lower() for w in words) and "07_cpu_study" not in paragraph:
                     wrong.append(f"{name}: {paragraph[:120]!r}")
     assert not wrong, wrong
+
+
+def test_the_intro_figures_maxboxacc_is_the_studys():
+    """The intro's caption quotes the MaxBoxAcc of the figure's two arms (`PROBLEM_AND_FIX`): the study's means."""
+    from fgssl_lib.viz.study import PROBLEM_AND_FIX
+
+    rows = read_study()
+    means = [rows.loc[(rows["method"] == m) & (rows["init"] == i), "maxboxacc"].mean() for m, i in PROBLEM_AND_FIX]
+    quoted = re.search(r"([\d.]+) % against ([\d.]+) % for BYOL", (ROOT / "book" / "intro.md").read_text())
+    assert quoted, "the intro's caption no longer quotes the two MaxBoxAccs: drop this check with it"
+    assert [float(quoted.group(2)), float(quoted.group(1))] == [round(m, 1) for m in means]
