@@ -13,7 +13,7 @@ import torch
 
 from fgssl_lib.methods.base import MomentumMethod
 from fgssl_lib.runs import run_key, train_or_load
-from fgssl_lib.train import TrainConfig, build_method, fit
+from fgssl_lib.train import CollapseMonitor, TrainConfig, build_method, fit
 from fgssl_lib.train import memory
 from fgssl_lib.train.data import train_loader
 from fgssl_lib.train.memory import GIB, MEMORY_FRACTION, StepMemory, micro_batch
@@ -73,6 +73,8 @@ def test_auto_batch_accumulates_up_to_the_effective_batch_and_moves_the_encoder_
     assert method.trainer.global_step == NUM_IMAGES // 32  # optimizer steps of the effective batch
     assert counts.updates == NUM_IMAGES // 32
     assert history.epochs[["micro_batch", "effective_batch"]].values.tolist() == [[8, 32]]
+    monitor = next(c for c in method.trainer.callbacks if isinstance(c, CollapseMonitor))
+    assert [step for step, _ in monitor.values] == [2]  # every collapse_every=2 optimizer steps, once each
 
 
 def test_an_accumulated_epoch_steps_on_the_images_of_the_unaccumulated_batches() -> None:

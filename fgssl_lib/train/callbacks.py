@@ -112,8 +112,8 @@ def embedding_std(embeddings: torch.Tensor) -> float:
 
 
 class CollapseMonitor(pl.Callback):
-    """Every ``every_n_steps`` steps, :func:`embedding_std` of ``embed(view1)``; logged, and a warning with the
-    value when it is below ``threshold``."""
+    """Every ``every_n_steps`` optimizer steps, :func:`embedding_std` of ``embed(view1)`` of the micro-batch that
+    completed the step; logged, and a warning with the value when it is below ``threshold``."""
 
     def __init__(self, every_n_steps: int = 25, threshold: float = 0.1) -> None:
         self.every_n_steps = every_n_steps
@@ -123,7 +123,7 @@ class CollapseMonitor(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = trainer.global_step
-        if step % self.every_n_steps:
+        if step % self.every_n_steps or (batch_idx + 1) % trainer.accumulate_grad_batches:
             return
         value = embedding_std(pl_module.embed(batch["view1"]))
         self.values.append((step, value))

@@ -22,7 +22,8 @@ from fgssl_lib.train.localiser import DEFAULT_LOCALISER, LOCALISERS, uses_locali
 
 NOT_IN_IDENTITY = frozenset({
     "effective_batch_size", "device", "precision", "devices", "num_nodes", "strategy", "num_workers", "progress_bar",
-    "checkpoint_dir", "resume", "checkpoint_every", "checkpoint_minutes", "log_every", "collapse_every", "collapse_threshold"})
+    "checkpoint_dir", "resume", "checkpoint_every", "checkpoint_minutes", "log_every", "collapse_every",
+    "collapse_threshold"})
 """:class:`TrainConfig` fields that do not change the trained weights (see :meth:`TrainConfig.identity`)."""
 VIEW_PIPELINES = ("auto", "batched", "per_sample")
 """Where the two views are made (``TrainConfig.view_pipeline``): ``batched``, in batches on the training device from
