@@ -113,6 +113,10 @@ class MomentumEncoder(nn.Module):
 class SSLMethod(pl.LightningModule):
     """Base of every method: backbone, optimizer/schedule, logging, ``embed``.
 
+    A training step sees one micro-batch: its BatchNorm statistics and any in-batch term (SimCLR's negatives) are the
+    micro-batch's; under gradient accumulation the trainer steps the optimizer once per effective batch, and
+    :class:`MomentumMethod` moves its target network once per optimizer step.
+
     Args:
         backbone: backbone name (:data:`fgssl_lib.models.BACKBONES`).
         small_input: 3x3 stem without max-pool (images <= 96 px); ``stem_stride``: its stride (1 or 2).

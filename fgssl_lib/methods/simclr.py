@@ -1,7 +1,9 @@
 """SimCLR (Chen et al. 2020): NT-Xent between the projections of two views, in-batch negatives, no momentum encoder.
 
 lightly's ``SimCLRProjectionHead`` (2-layer MLP) and ``NTXentLoss`` (SimCLR Eq. 1, with ``temperature``; negatives
-gathered across devices under DDP).
+gathered across devices under DDP). The negatives are the other images of the micro-batch (``TrainConfig.batch_size``):
+``2N - 2`` per view for ``N`` images, so gradient accumulation up to a larger effective batch does not bring back the
+negatives of that batch (the book's "Reproduce on a GPU" page).
 """
 
 from __future__ import annotations
