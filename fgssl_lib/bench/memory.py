@@ -14,7 +14,6 @@ every method at ``colab`` stays within ``--limit`` GiB (14.5) on a 16 GiB card (
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 import pandas as pd
@@ -24,7 +23,7 @@ from fgssl_lib.cost import CUB_TRAIN_IMAGES
 from fgssl_lib.methods import evaluated_from
 from fgssl_lib.precision import PRECISIONS
 from fgssl_lib.train import TrainConfig
-from fgssl_lib.train.memory import GIB, StepMemory, measure, micro_batch, store_bytes
+from fgssl_lib.train.memory import GIB, measure, micro_batch, store_bytes
 
 METHODS = ("supervised", "simclr", "byol", "byol_ss", "cvsa", "cvsa_sigmoid_max", "byol_dilo", "mocov2", "mocov2_dilo",
            "lcr", "lcr_dual_pooling")
@@ -37,25 +36,16 @@ def config_of(method: str, preset: str, precision: str) -> TrainConfig:
     return TrainConfig.preset(preset, method=evaluated_from(method), device="cpu", precision=precision)
 
 
-def _probe_key(config: TrainConfig) -> str:
-    """What the measurement depends on: the network, its options, image size and precision, not the weights."""
-    options = {k: v for k, v in config.method_options.items() if k != "bn_splits"}
-    return json.dumps([config.method, config.backbone, config.image_size, config.precision, config.optimizer,
-                       options], sort_keys=True)
-
-
 def memory_table(methods: tuple[str, ...], presets: tuple[str, ...], precision: str,
                  cards: tuple[int, ...] = CARDS) -> pd.DataFrame:
     """One row per method and preset: measured per-image memory, fixed memory, and per card the chosen micro-batch,
     accumulation and predicted peak (GiB)."""
-    measured: dict[str, StepMemory] = {}
     rows: list[dict[str, Any]] = []
     for method in methods:
         for preset in presets:
             config = config_of(method, preset, precision)
             store = store_bytes(CUB_TRAIN_IMAGES, config.store_side or config.image_size) if preset != "smoke" else 0
-            key = _probe_key(config) + str(store)
-            step = measured[key] = measured.get(key) or measure(config, store)
+            step = measure(config, store)  # measured once where the presets build the method alike
             effective = config.effective_batch()
             row: dict[str, Any] = {"method": method, "preset": preset, "batch": effective,
                                    "MiB/image": round(step.per_image / 2**20, 1),

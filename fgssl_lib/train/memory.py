@@ -26,6 +26,7 @@ measurement runs on the CPU so that CUDA stays uninitialised before the trainer 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import types
 from dataclasses import dataclass
@@ -103,7 +104,22 @@ def probe_method(config: Any) -> torch.nn.Module:
 
 def measure(config: Any, store_bytes: float = 0.0) -> StepMemory:
     """The :class:`StepMemory` of ``config``'s training step (see the module docstring); ``store_bytes``: the
-    training store kept on the device (0 when it stays on the host)."""
+    training store kept on the device (0 when it stays on the host). Measured once per process for each network,
+    image size, precision and optimizer (:data:`_MEASURED`)."""
+    options = {k: v for k, v in config.method_options.items() if k != "bn_splits"}
+    key = json.dumps([config.method, config.backbone, config.image_size, config.precision, config.optimizer, options,
+                      store_bytes], sort_keys=True, default=str)
+    if key not in _MEASURED:
+        _MEASURED[key] = _measure(config, store_bytes)
+    return _MEASURED[key]
+
+
+_MEASURED: dict[str, StepMemory] = {}
+""":func:`measure`'s results in this process, by what they depend on (not the weights, not MoCo's groups)."""
+
+
+def _measure(config: Any, store_bytes: float) -> StepMemory:
+    """:func:`measure` without its cache."""
     method = probe_method(config)
     mixed = config.precision not in ("32-true", "64-true")
     size = min(config.image_size, PROBE_SIZE)
