@@ -8,6 +8,12 @@ leaves under ``--out`` (default ``_build/executed``, where the book build reads 
     <out>/<name>/results.json   what the notebook stored with :func:`fgssl_lib.notebook.record`
     <out>/outputs/              figures and checkpoints (``fgssl_lib.notebook.output_dir()``), shared by the run
 
+Before any notebook runs, the run plan (:mod:`fgssl_lib.plan`) trains every run the chosen notebooks will ask for at
+these parameters, in parallel (``--jobs``, default one single-threaded run per CPU core, one run at a time where CUDA
+trains), printing a line per finished run; the notebooks then find their runs finished. A killed plan resumes when
+run again (finished runs are kept, the others resume from their last checkpoint). ``--no-plan`` lets each notebook
+train its own runs instead.
+
 The ``-p`` names and value types are checked against the notebooks' ``parameters`` cells before any cell runs
 (:func:`check_parameters`). A failing notebook stops the run with a non-zero exit and a message naming the
 notebook, the cell and the error; the executed copies of the notebooks that ran, the failing one included, are
@@ -39,6 +45,7 @@ import yaml
 from fgssl_lib.caches import UnusableDirectoryError, usable_directory
 from fgssl_lib.config import PRESETS, check_choice, matches_type, type_name
 from fgssl_lib.notebook import OUTPUT_ENV, RESULTS_ENV
+from fgssl_lib.plan import PLANNED_ENV, PlanFailed, notebook_runs, train_plan
 
 DEFAULT_OUT = Path("_build/executed")
 KERNEL = "python3"
@@ -128,6 +135,26 @@ def notebook_parameters(source: Path) -> dict[str, Any]:
                 default = None
             types[name] = type(default) if default is not None else fields[name] | None if name in fields else Any
     return types
+
+
+def parameter_values(source: Path) -> dict[str, Any]:
+    """The values of the literals of notebook ``source``'s ``parameters`` cell (``epochs = None``: ``None``)."""
+    cells = [c for c in nbformat.read(source, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+    values = {}
+    for statement in ast.parse(cells[0].source if cells else "").body:
+        target = statement.targets[0] if isinstance(statement, ast.Assign) else None
+        if isinstance(target, ast.Name):
+            values[target.id] = ast.literal_eval(statement.value)
+    return values
+
+
+def plan_notebooks(notebooks: Sequence[Path], parameters: dict[str, Any], jobs: int | None = None,
+                   report: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train every run ``notebooks`` ask for with ``parameters`` (:mod:`fgssl_lib.plan`) before any of them runs;
+    the parameters to run them with (``retrain`` done by the plan, so not again by each notebook)."""
+    plan = notebook_runs({nb.stem: {**parameter_values(nb), **parameters} for nb in notebooks})
+    train_plan(plan, jobs, report)
+    return {**parameters, "retrain": False} if "retrain" in parameters else parameters
 
 
 def check_parameters(parameters: dict[str, Any], notebooks: Sequence[Path]) -> None:
@@ -278,6 +305,11 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("-p", dest="parameters", action="append", default=[], metavar="KEY=VALUE",
                         help="override a notebook parameter; the value is read as a Python literal, else a string")
+    parser.add_argument("--no-plan", dest="plan", action="store_false",
+                        help="let each notebook train its own runs, one after another, instead of training every "
+                             "notebook's runs first, in parallel")
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help="runs the plan trains at once (default: one per CPU core, one where CUDA trains)")
     parser.add_argument("--toc", type=Path, default=Path("_toc.yml"), help="table of contents (default _toc.yml)")
     parser.add_argument("--stage", type=Path, metavar="DIR",
                         help="afterwards, copy the book sources to DIR with the executed notebooks from --out in place")
@@ -286,6 +318,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("give --preset to run the notebooks, --stage DIR to assemble the book, or both")
     if args.preset is not None:
         check_choice("preset", args.preset, PRESETS)
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give at least 1 (runs trained at once)")
     try:
         usable_directory(args.out, "--out", create=False)
     except UnusableDirectoryError as error:
@@ -303,14 +337,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             chosen = [nb for nb in notebooks if nb.stem in selected]
             parameters = parse_parameters(args.parameters)
             check_parameters(parameters, chosen)
-            runs = run_all(chosen, args.out, {**parameters, "preset": args.preset})
+            parameters = {**parameters, "preset": args.preset}
+            if args.plan:
+                parameters = plan_notebooks(chosen, parameters, args.jobs)
+            with _environment(**({PLANNED_ENV: "1"} if args.plan else {})):
+                runs = run_all(chosen, args.out, parameters)
             print(f"{len(runs)} notebook(s) ran at preset {args.preset!r}; results under {args.out}")
         if args.stage is not None:
             replaced = stage_book(args.toc.parent, args.out, args.stage)
             print(f"book sources staged in {args.stage} ({len(replaced)}/{len(notebooks)} notebooks executed)")
-    except (NotebookFailed, ValueError, FileNotFoundError) as error:
+    except (NotebookFailed, PlanFailed, ValueError, FileNotFoundError) as error:
         print(f"reproduce: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("reproduce: interrupted; finished runs are kept and the others resume from their last checkpoint when "
+              "you run it again", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -47,6 +47,9 @@ from fgssl_lib.train.snapshots import SNAPSHOTS, SaliencySnapshots, run_snapshot
 DONE = "done.json"
 RENDERED = ("synthetic", "coarse")
 """The rendered worlds: their settings are their data."""
+PLANNED_ENV = "FGSSL_PLANNED"
+"""Set by ``python -m fgssl_lib.reproduce`` once its run plan (:mod:`fgssl_lib.plan`) has trained every run the
+notebooks ask for: :func:`train_or_load` then loads finished runs and refuses to train one."""
 
 
 def runs_root() -> Path:
@@ -124,6 +127,10 @@ def train_or_load(config: TrainConfig, root: str | os.PathLike | None = None, re
     with run_lock(path):  # a notebook and the study may ask for the same run at the same time
         if (path / DONE).exists() and not retrain:
             return _finished(path, data)
+        if os.environ.get(PLANNED_ENV):
+            raise RuntimeError(f"the run {path.name} ({config.method}) has not finished, but reproduce trained every "
+                               "run of its plan before the notebooks: fgssl_lib.plan.NOTEBOOK_RUNS misses a run this "
+                               "notebook asks for. Run reproduce with --no-plan to let the notebooks train their runs")
         first = launched_rank() == 0  # DDP ranks > 0 train beside rank 0; only rank 0 cleans up and writes the run
         if first:  # leftovers of a killed write (a checkpoint, done.json): nothing else writes here now
             for leftover in (*path.glob("*.tmp"), *path.glob("stage*/*.tmp")):
@@ -280,8 +287,17 @@ def start_from(config: TrainConfig, init: str, preset: str, root: str | os.PathL
     """``config`` started as ``init`` says (:meth:`~fgssl_lib.train.TrainConfig.with_init`). A coarse-world init
     first trains its stage-1 run (:func:`stage1_config` of ``preset`` and ``settings``) under ``root``, or loads it:
     a keyed, cached run, trained once for every run that starts from it; the config then names it by its key."""
+    config, stage1 = started_from(config, init, preset, **settings)
+    if stage1 is not None:
+        train_or_load(stage1, root=root)
+    return config
+
+
+def started_from(config: TrainConfig, init: str, preset: str,
+                 **settings: Any) -> tuple[TrainConfig, TrainConfig | None]:
+    """What :func:`start_from` returns, and the config of the stage-1 run it starts from (``None`` for an init
+    without one), without training anything: a run plan lists both."""
     if "stage1" not in INITS[check_choice("initialisation", init, INITS)]:
-        return config.with_init(init)
+        return config.with_init(init), None
     stage1 = stage1_config(init, preset, **settings)
-    train_or_load(stage1, root=root)
-    return config.with_init(init, stage1=run_key(stage1))
+    return config.with_init(init, stage1=run_key(stage1)), stage1

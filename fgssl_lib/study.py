@@ -28,7 +28,7 @@ from fgssl_lib.data.calibration import calibration_record, write_calibration
 from fgssl_lib.methods import METHODS, evaluated_from, variant
 from fgssl_lib.reports import evaluate, splits
 from fgssl_lib.results import RESULTS
-from fgssl_lib.runs import Run, load_run, run_key, runs_root, start_from, train_methods, train_or_load
+from fgssl_lib.runs import Run, load_run, run_key, runs_root, started_from, train_methods, train_or_load
 from fgssl_lib.scheduler import default_jobs, run_tasks
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import COARSE_INIT, INITS, PAPER_INIT
@@ -171,10 +171,57 @@ def _config(method: str, init: str, seed: int, preset: str, localiser: str = NO_
             **overrides: object) -> TrainConfig:
     """The config of arm ``(method, init, localiser)`` for ``seed``; a coarse init's stage-1 run is trained first if
     needed."""
+    config, stage1 = _start(method, init, seed, preset, localiser, **overrides)
+    if stage1 is not None:
+        train_or_load(stage1)
+    return config
+
+
+def _start(method: str, init: str, seed: int, preset: str, localiser: str = NO_LOCALISER,
+           **overrides: object) -> tuple[TrainConfig, TrainConfig | None]:
+    """The config of arm ``(method, init, localiser)`` for ``seed`` and the stage-1 run it starts from (``None``
+    from scratch), nothing trained."""
     config = method_configs([method], preset, seed=seed, **overrides)[method]
     if localiser != NO_LOCALISER:
         config = replace(config, localiser=localiser)
-    return config if init == SCRATCH else start_from(config, init, preset, **{**overrides, "seed": STAGE1_SEED})
+    return (config, None) if init == SCRATCH else started_from(config, init, preset,
+                                                               **{**overrides, "seed": STAGE1_SEED})
+
+
+def study_scope(preset: str, methods: Sequence[str] | None = None,
+                seeds: Sequence[int] = SEEDS) -> tuple[list[StudyArm], tuple[int, ...]]:
+    """The arms (:func:`study_arms` of ``methods``, default :data:`STUDY_METHODS`) and seeds a study at ``preset``
+    runs: at ``smoke``, :data:`SMOKE_METHODS` with :data:`SMOKE_LABEL_FREE` and seeds 0 and 1 whatever is asked."""
+    if check_preset(preset) == "smoke":
+        return study_arms(SMOKE_METHODS, label_free=False) + list(SMOKE_LABEL_FREE), (0, 1)
+    return study_arms(methods or STUDY_METHODS), tuple(seeds)
+
+
+def _calibration_path(csv: Path) -> Path:
+    """The calibration written beside the study's CSV ``csv``."""
+    return csv.with_name("calibration.json" if csv == CSV_PATH else f"{csv.stem}_calibration.json")
+
+
+def _done_arms(csv: Path, fresh: bool) -> set[StudyArm]:
+    """The arms with rows in the CSV ``csv`` (none with ``fresh``): a rerun leaves them as they are."""
+    return set() if fresh or not csv.exists() else set(zip(*(read_study(csv)[c] for c in COLUMNS[:3])))
+
+
+def study_configs(preset: str, methods: Sequence[str] | None = None, seeds: Sequence[int] = SEEDS,
+                  path: str | os.PathLike | None = None, fresh: bool = False,
+                  **overrides: object) -> list[TrainConfig]:
+    """Every run :func:`run_or_read` with ``rerun=True`` trains, nothing trained: the calibration's runs when it
+    calibrates, the stage-1 runs of the coarse inits, then every arm x seed (:func:`study_scope`) the CSV at ``path``
+    lacks (a name evaluated from another's run lists that run). At ``smoke``, whose CSV is written where the notebook
+    runs, every arm."""
+    arms, seeds = study_scope(preset, methods, seeds)
+    csv = Path(path) if path else CSV_PATH
+    calibrates = preset == "smoke" or fresh or not _calibration_path(csv).exists()
+    calibration = [(m, SCRATCH, committed_localiser(m), s) for s in seeds for m in ("byol", "supervised_oracle")]
+    done = set() if preset == "smoke" else _done_arms(csv, fresh)
+    tasks = [*(calibration if calibrates else []), *(t for t in study_tasks(arms, seeds) if t[:3] not in done)]
+    started = [_start(m, i, s, preset, loc, **overrides) for m, i, loc, s in tasks]
+    return [stage1 for _, stage1 in started if stage1 is not None] + [config for config, _ in started]
 
 
 def train_stage1(init: str, preset: str = "cpu", **overrides: object) -> str:
@@ -302,24 +349,22 @@ def run_or_read(preset: str = "cpu", rerun: bool = False, methods: Sequence[str]
     ``seeds`` that the CSV lacks (``jobs`` at once, default :func:`~fgssl_lib.scheduler.default_jobs`) and drawing
     the figures of the first seed whose arms it trained beside the CSV (:func:`draw_figures`). The calibration on
     ``val`` (:func:`calibrate`) runs first when there is none yet; ``fresh=True`` (with ``rerun``) calibrates and runs
-    every arm again. At ``smoke`` the whole pipeline runs on :data:`SMOKE_METHODS` (and :data:`SMOKE_LABEL_FREE`)
-    and seeds 0 and 1 into ``<scratch>``. Returns ``(rows, calibration, the CSV, seconds spent running or None when
-    only read)``."""
+    every arm again. At ``smoke`` the whole pipeline runs on :func:`study_scope` into ``<scratch>``. Returns
+    ``(rows, calibration, the CSV, seconds spent running or None when only read)``."""
     csv = Path(path) if path else CSV_PATH
     command = f"python -m fgssl_lib.reproduce --preset {preset} --only 07_cpu_study -p rerun=True" + (
         " -p fresh=True" if fresh else "") + (f" -p 'seeds={list(seeds)}'" if list(seeds) != list(SEEDS) else "")
-    arms = study_arms(methods or STUDY_METHODS)
-    if check_preset(preset) == "smoke":
-        csv, seeds = Path(scratch) / "cpu_study_smoke.csv", (0, 1)
-        arms = study_arms(SMOKE_METHODS, label_free=False) + list(SMOKE_LABEL_FREE)
-    calibration = csv.with_name("calibration.json" if csv == CSV_PATH else f"{csv.stem}_calibration.json")
+    arms, seeds = study_scope(preset, methods, seeds)
+    if preset == "smoke":
+        csv = Path(scratch) / "cpu_study_smoke.csv"
+    calibration = _calibration_path(csv)
     seconds = None
     if rerun or preset == "smoke":
         start = time.perf_counter()
         jobs = jobs or default_jobs()
         if fresh or not calibration.exists():
             calibrate(preset, seeds, calibration, jobs)
-        done = set() if fresh or not csv.exists() else set(zip(*(read_study(csv)[c] for c in COLUMNS[:3])))
+        done = _done_arms(csv, fresh)
         trained = [arm for arm in arms if arm not in done]
         run_study(preset, arms, seeds, path=csv, command=command, rerun=fresh, jobs=jobs)
         draw_figures(preset, trained, seeds[0], csv.parent)

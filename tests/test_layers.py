@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runs",),  # run storage: train or load
     ("reports",),  # splits, evaluation, tables
     ("study",),  # the CPU study
+    ("plan",),  # the book's run plan
     ("notebook", "bench", "reproduce", "cost", "release"),  # entry points
 )
 """Lowest first: a module may import its own layer and any layer below it, nothing above (cycles inside a layer are
