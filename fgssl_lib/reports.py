@@ -142,6 +142,12 @@ def _linear(train: Features, tests: Mapping[str, Features], probe: str, fraction
     return out
 
 
+def feature_dir(run: Run) -> Path:
+    """Where the features and localization maps of ``run`` are cached: ``<run>/features``, one file per (weights
+    and method settings, split, view), so names evaluated from one run (LCR's MultiTask) keep their own."""
+    return Path(run.path) / "features"
+
+
 def evaluate(run: Run, config: TrainConfig, preset: str, protocols: Sequence[str] = PROTOCOLS,
              fractions: Sequence[float] = (1.0,), probe: str | None = None, stream: str = "test",
              cache_dir: str | os.PathLike | None = None, num_images: int | None = None) -> Metrics:
@@ -149,15 +155,16 @@ def evaluate(run: Run, config: TrainConfig, preset: str, protocols: Sequence[str
 
     ``fractions``: label fractions of the linear probe (1.0 always included); ``probe``: the variant of the probe's
     fractions and of retrieval (default the data's, :func:`variants`); ``stream``: ``test``, or ``val`` to choose
-    settings; ``cache_dir``: keeps the features, keyed by the weights (give each evaluated name its own folder when
-    two names share weights: ``lcr`` and ``lcr_multitask`` embed differently); ``num_images``: the synthetic
-    stream's size (:func:`splits`).
+    settings; ``cache_dir``: keeps the features and the localization maps, keyed by the weights, the method's
+    settings and the data (default :func:`feature_dir`, so every notebook and the study extract them once per run
+    and split); ``num_images``: the synthetic stream's size (:func:`splits`).
     """
     for protocol in protocols:
         check_choice("protocol", protocol, PROTOCOLS)
     kind = variants(config)
     probe = check_choice("probe variant", probe or kind.probe, kind.names)
     data = splits(config, preset, stream, num_images)
+    cache_dir = cache_dir if cache_dir is not None else feature_dir(run)
     out: Metrics = {}
     if {"knn", "linear", "retrieval"} & set(protocols):
         extract = dict(image_size=config.image_size, device=config.device, cache_dir=cache_dir)
@@ -177,7 +184,8 @@ def evaluate(run: Run, config: TrainConfig, preset: str, protocols: Sequence[str
         found = retrieval_metrics(tests[probe].feats, tests[probe].labels)
         out.update(retrieval_rank1=found["rank1"], retrieval_rank5=found["rank5"], retrieval_map=found["mAP"])
     if "maxboxacc" in protocols:
-        maps, boxes, source = localization_maps(run.method, data["original"], config.image_size, device=config.device)
+        maps, boxes, source = localization_maps(run.method, data["original"], config.image_size, device=config.device,
+                                                cache_dir=cache_dir)
         out.update(maxboxacc=max_box_acc(maps, boxes, version=1)[0], maxboxacc_source=source)
     return {**out, "train_seconds": run.train_seconds}
 
@@ -186,10 +194,8 @@ def evaluate_runs(runs: Mapping[str, Run], configs: Mapping[str, TrainConfig], p
                   protocols: Sequence[str] = PROTOCOLS, fractions: Sequence[float] = (1.0,), probe: str | None = None,
                   log: Callable[[str], None] = print) -> dict[str, Metrics]:
     """:func:`evaluate` of every run (``runs`` and ``configs`` keyed by name, as from
-    :func:`fgssl_lib.runs.train_methods`): ``{name: metrics}``, one printed line per name as it finishes.
-
-    Features are cached in ``<run>/features/<name>``: one folder per evaluated name, because names evaluated from
-    one run share its weights (and so its cache key) but not its features.
+    :func:`fgssl_lib.runs.train_methods`): ``{name: metrics}``, one printed line per name as it finishes (features
+    and maps cached in :func:`feature_dir`).
     """
     if not runs:
         raise ValueError("evaluate_runs got no runs; pass train_methods(method_configs([...], preset))")
@@ -198,8 +204,7 @@ def evaluate_runs(runs: Mapping[str, Run], configs: Mapping[str, TrainConfig], p
         raise KeyError(f"no config for {missing}; pass the configs the runs were trained with (method_configs)")
     results = {}
     for name, run in runs.items():
-        results[name] = evaluate(run, configs[name], preset, protocols, fractions, probe,
-                                 cache_dir=Path(run.path) / "features" / name)
+        results[name] = evaluate(run, configs[name], preset, protocols, fractions, probe)
         log(f"{name}: {', '.join(f'{k} {v:.1f}' for k, v in results[name].items() if isinstance(v, float))}")
     return results
 
@@ -343,15 +348,15 @@ class Neighbours:
                                gallery_images, self.train.feats[drawn], self.train.labels[drawn], k=self.ids.shape[1])
 
 
-def neighbours(run: Run, config: TrainConfig, data: Mapping[str, Dataset], name: str, num_queries: int,
-               k: int) -> Neighbours:
+def neighbours(run: Run, config: TrainConfig, data: Mapping[str, Dataset], num_queries: int, k: int) -> Neighbours:
     """The :class:`Neighbours` of the first ``num_queries`` images of the probe variant of ``data``
-    (:func:`splits`), the training split as the gallery (its features cached in ``<run>/features/<name>``)."""
+    (:func:`splits`), the training split as the gallery (features of both splits cached in :func:`feature_dir`, as
+    :func:`evaluate` caches them)."""
     probe = data[variants(config).probe]
     queries = Subset(probe, range(min(num_queries, len(probe))))
-    extract = dict(image_size=config.image_size, device=config.device)
-    train = extract_features(run.method, data["train"], cache_dir=Path(run.path) / "features" / name, **extract)
-    query = extract_features(run.method, queries, **extract)
+    extract = dict(image_size=config.image_size, device=config.device, cache_dir=feature_dir(run))
+    train = extract_features(run.method, data["train"], **extract)
+    query = Features(*(t[:len(queries)] for t in extract_features(run.method, probe, **extract)))
     return Neighbours(queries, data["train"], query, train, top_k_neighbours(query.feats, train.feats, k)[1],
                       config.image_size)
 

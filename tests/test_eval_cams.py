@@ -1,6 +1,7 @@
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from fgssl_lib.eval import gradcam_maps, saliency_maps
 
@@ -54,21 +55,19 @@ def test_saliency_maps_are_resized_to_image_size():
         saliency_maps(_Encoder(), images)
 
 
+class _Boxes(Dataset):
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        image = torch.zeros(3, 16, 16, dtype=torch.uint8)
+        image[:, 2 + i : 9 + i, 3:12] = 255  # bright object inside the box
+        box = torch.tensor([3.0, 2.0 + i, 12.0, 9.0 + i])
+        return {"image": image, "label": 0, "box": box, "mask": torch.zeros(16, 16, dtype=torch.uint8), "index": i}
+
+
 def test_localization_maps_give_maxboxacc_inputs_for_a_split_and_fall_back_to_gradcam():
-    from torch.utils.data import Dataset
-
     from fgssl_lib.eval import localization_maps, max_box_acc
-
-    class _Boxes(Dataset):
-        def __len__(self):
-            return 5
-
-        def __getitem__(self, i):
-            image = torch.zeros(3, 16, 16, dtype=torch.uint8)
-            image[:, 2 + i : 9 + i, 3:12] = 255  # bright object inside the box
-            box = torch.tensor([3.0, 2.0 + i, 12.0, 9.0 + i])
-            return {"image": image, "label": 0, "box": box, "mask": torch.zeros(16, 16, dtype=torch.uint8),
-                    "index": i}
 
     maps, boxes, source = localization_maps(_Method(), _Boxes(), image_size=16, batch_size=2, device="cpu")
     assert source == "saliency" and maps.shape == (5, 16, 16) and len(boxes) == 5
@@ -76,6 +75,30 @@ def test_localization_maps_give_maxboxacc_inputs_for_a_split_and_fall_back_to_gr
     assert max_box_acc(maps, boxes)[0] == pytest.approx(100.0)
     maps, _, source = localization_maps(_Encoder(), _Boxes(), image_size=16, batch_size=2, device="cpu")
     assert source == "gradcam" and maps.shape == (5, 16, 16)
+
+
+def test_localization_maps_are_computed_once_per_model_split_and_view(tmp_path):
+    from fgssl_lib.eval import localization_maps
+
+    boxes, calls = _Boxes(), []
+
+    class _Counted(_Method):
+        def saliency(self, images):
+            calls.append(len(images))
+            return super().saliency(images)
+
+    method = _Counted()
+    first = localization_maps(method, boxes, image_size=16, batch_size=2, device="cpu", cache_dir=tmp_path)
+    again = localization_maps(method, boxes, image_size=16, batch_size=2, device="cpu", cache_dir=tmp_path)
+    assert sum(calls) == 5  # the second call read the cache
+    torch.testing.assert_close(again[0], first[0])
+    assert again[2] == first[2] and all(torch.equal(a, b) for a, b in zip(again[1], first[1]))
+    localization_maps(method, boxes, image_size=8, batch_size=2, device="cpu", cache_dir=tmp_path)
+    assert sum(calls) == 10  # another view size: computed
+    with torch.no_grad():
+        method.backbone.stem.bias += 1
+    localization_maps(method, boxes, image_size=16, batch_size=2, device="cpu", cache_dir=tmp_path)
+    assert sum(calls) == 15  # other weights: computed
 
 
 def test_cams_are_upsampled_bicubically_and_normalised_as_wsolevaluation():

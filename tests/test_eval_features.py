@@ -73,6 +73,10 @@ def test_cache_hits_and_keys_on_model_and_transform(tmp_path):
     with torch.no_grad():
         net.linear.bias += 1
     assert model_fingerprint(net) != fingerprint
+    fingerprint = model_fingerprint(net)
+    net.hparams = {"test_pooling": False}  # a variant evaluated from the same weights (LCR's MultiTask)
+    assert model_fingerprint(net) != fingerprint
+    del net.hparams
     extract_features(net, _Toy(), transform=_ToView(), device="cpu", cache_dir=tmp_path)
     assert net.calls == 3  # other weights: a miss
     assert not list(tmp_path.glob("*.tmp"))

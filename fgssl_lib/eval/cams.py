@@ -20,6 +20,8 @@ MaxBoxAcc).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,8 +29,9 @@ from pytorch_grad_cam import GradCAM
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from fgssl_lib.caches import load_file, save_file
 from fgssl_lib.config import resolve_device
-from fgssl_lib.eval.features import Pooled, encoder_of
+from fgssl_lib.eval.features import Pooled, cache_path, encoder_of, model_fingerprint
 from fgssl_lib.saliency.maps import MapSource, normalise_per_image, resize_maps
 from fgssl_lib.views import eval_view
 
@@ -127,12 +130,23 @@ def saliency_maps(method: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return upsample_cams(method.saliency(images).float().cpu(), images.shape[-2:])  # NxSxS
 
 
+MAPS_FORMAT = 1
+"""The format of a map cache file (:func:`fgssl_lib.caches.save_file`); a file of another format is rebuilt."""
+
+
 def localization_maps(method: nn.Module, dataset: Dataset, image_size: int, batch_size: int = 64,
-                      device: str | torch.device = "auto") -> tuple[torch.Tensor, list[torch.Tensor], str]:
+                      device: str | torch.device = "auto", cache_dir: str | os.PathLike | None = None
+                      ) -> tuple[torch.Tensor, list[torch.Tensor], str]:
     """Maps for MaxBoxAcc over a whole ``dataset`` (each sample through ``eval_view(image_size)``, the whole image
     resized so the box stays inside the view): the method's own :func:`saliency_maps` where it has one, else
     :func:`gradcam_maps` of its embedding. Returns ``(maps N x S x S in [0, 1], GT boxes (4,) in the view frame,
-    source name "saliency" | "gradcam")``, ready for :func:`fgssl_lib.eval.max_box_acc`."""
+    source name "saliency" | "gradcam")``, ready for :func:`fgssl_lib.eval.max_box_acc`. ``cache_dir`` keeps them
+    as :func:`~fgssl_lib.eval.extract_features` keeps features (keyed by the weights, the data and the view)."""
+    path = cache_path(cache_dir, model_fingerprint(method), dataset, eval_view(image_size), kind="maps") \
+        if cache_dir is not None else None
+    cached = load_file(path, MAPS_FORMAT, "map cache") if path is not None else None
+    if cached is not None:
+        return cached["maps"], list(cached["boxes"]), cached["source"]
     dev = resolve_device(device)
     method = method.to(dev)
     view = eval_view(image_size)
@@ -147,4 +161,7 @@ def localization_maps(method: nn.Module, dataset: Dataset, image_size: int, batc
             batch_maps = gradcam_maps(method, images)
         maps.append(batch_maps.detach().float().cpu())
         boxes += [s["box"] for s in samples]
+    if path is not None:
+        save_file({"maps": torch.cat(maps), "boxes": torch.stack(boxes), "source": source}, path, MAPS_FORMAT,
+                  f"the parameter cache_dir ({cache_dir})")
     return torch.cat(maps), boxes, source

@@ -88,8 +88,10 @@ def _embed_fn(model_or_fn: nn.Module | EmbedFn) -> EmbedFn:
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """SHA-1 of a module's parameters and buffers (names, shapes, values): the cache key of an unnamed checkpoint."""
-    digest = hashlib.sha1()
+    """SHA-1 of a module's parameters and buffers (names, shapes, values) and, for a method, its hyper-parameters (a
+    variant evaluated from another's run, e.g. LCR's MultiTask, embeds differently with the same weights): the cache
+    key of an unnamed checkpoint."""
+    digest = hashlib.sha1(repr(sorted(dict(getattr(model, "hparams", {})).items())).encode())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
@@ -122,11 +124,13 @@ def describe_transform(transform: Any) -> str:
     return text
 
 
-def cache_path(cache_dir: str | os.PathLike, key: str, dataset: Dataset, transform: Any) -> Path:
-    """The cache file of (model ``key``, the dataset's content: :func:`~fgssl_lib.data.identity.dataset_fingerprint`,
-    transform parameters)."""
+def cache_path(cache_dir: str | os.PathLike, key: str, dataset: Dataset, transform: Any,
+               kind: str = "features") -> Path:
+    """The cache file of ``kind`` (``features``, or ``maps``: :func:`~fgssl_lib.eval.cams.localization_maps`) of
+    (model ``key``, the dataset's content: :func:`~fgssl_lib.data.identity.dataset_fingerprint`, transform
+    parameters)."""
     identity = f"{key}|{dataset_fingerprint(dataset)}|{describe_transform(transform)}"
-    return Path(cache_dir) / f"features-{hashlib.sha1(identity.encode()).hexdigest()[:20]}.pt"
+    return Path(cache_dir) / f"{kind}-{hashlib.sha1(identity.encode()).hexdigest()[:20]}.pt"
 
 
 def extract_features(
