@@ -30,7 +30,8 @@ html: venv
 	$(PY) -m fgssl_lib.reproduce --out $(EXECUTED) --stage _build/book_src
 	$(VENV)/bin/jupyter-book build _build/book_src --path-output . -W --keep-going
 
-# Main job: every notebook at the cpu preset, then the book, then the browser check of the built pages.
+# Main job: every run the notebooks ask for at the cpu preset, trained first (one single-threaded run per core; a
+# killed job resumes), then every notebook, then the book, then the browser check of the built pages.
 book: venv chromium
 	$(PY) -m fgssl_lib.reproduce --preset cpu --out _build/executed
 	$(MAKE) html EXECUTED=_build/executed

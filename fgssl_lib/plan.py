@@ -160,12 +160,12 @@ def train_plan(plan: Mapping[str, tuple[PlannedRun, list[str]]], jobs: int | Non
     by_name = {run.name: (run,) for run in todo}
     start, trained = time.perf_counter(), []
 
-    def done(task: tuple, seconds: Any, wall: float) -> None:
+    def done(task: tuple, seconds: float, wall: float) -> None:
         trained.append(task[0].name)
         elapsed = time.perf_counter() - start
         left = elapsed / len(trained) * (len(todo) - len(trained))
-        log(f"[{len(trained)}/{len(todo)}] {task[0].name} trained ({_duration(wall)}); elapsed {_duration(elapsed)}, "
-            f"about {_duration(left)} left")
+        log(f"[{len(trained)}/{len(todo)}] {task[0].name} ({_duration(wall)}); elapsed {_duration(elapsed)}, about "
+            f"{_duration(left)} left")
 
     try:
         run_tasks(_train, list(by_name.values()), jobs, done, after=lambda task: by_name.get(task[0].starts_from))

@@ -66,9 +66,10 @@ def run_tasks(work: Callable[..., Any], tasks: Sequence[tuple], jobs: int,
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=single_threaded) as pool:
         started: dict[Future, tuple[tuple, float]] = {}
-        for task in ready:
-            started[pool.submit(work, *task)] = (task, time.perf_counter())
-        while started:
+        while ready or started:
+            while ready and len(started) < jobs:  # submitted when a process is free: its seconds are its own
+                task = ready.pop(0)
+                started[pool.submit(work, *task)] = (task, time.perf_counter())
             finished, _ = wait(started, return_when=FIRST_COMPLETED)
             for future in finished:
                 task, start = started.pop(future)
@@ -78,8 +79,7 @@ def run_tasks(work: Callable[..., Any], tasks: Sequence[tuple], jobs: int,
                     pool.shutdown(cancel_futures=True)
                     raise TaskFailed(task, error) from error
                 done(task, result, time.perf_counter() - start)
-                for freed in release(task):
-                    started[pool.submit(work, *freed)] = (freed, time.perf_counter())
+                ready += release(task)
 
 
 class TaskFailed(RuntimeError):
