@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fgssl_lib.config import GPU_PRESETS
 from fgssl_lib.runs import DONE, PLANNED_ENV, run_path, train_or_load
 from fgssl_lib.scheduler import TaskFailed, default_jobs, run_tasks
 from fgssl_lib.study import study_configs
@@ -91,7 +92,7 @@ def _train_lcr(p: Mapping[str, Any]) -> list[PlannedRun]:
 
 
 def _evaluate(p: Mapping[str, Any]) -> list[PlannedRun]:
-    train = p["train_missing"] if p["train_missing"] is not None else p["preset"] != "paper"
+    train = p["train_missing"] if p["train_missing"] is not None else p["preset"] not in GPU_PRESETS
     return _planned(list(_methods(p, p["methods"]).values()), p) if train else []
 
 

@@ -45,6 +45,7 @@ def test_notebooks_without_training_or_that_only_read_plan_nothing():
     assert notebook_runs({name: _parameters(name) for name in ("00_quickstart", "02_views")}) == {}
     assert notebook_runs({"07_cpu_study": _parameters("07_cpu_study", preset="cpu")}) == {}  # reads the CSV
     assert notebook_runs({"05_evaluate": _parameters("05_evaluate", preset="paper")}) == {}  # loads only
+    assert notebook_runs({"05_evaluate": _parameters("05_evaluate", preset="colab")}) == {}
 
 
 def test_the_study_plans_its_stage1_runs_and_the_runs_that_start_from_them():
