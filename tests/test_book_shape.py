@@ -135,3 +135,14 @@ def test_every_training_notebook_can_keep_its_runs_on_drive_and_be_sized_down(no
     assert COLAB_RUN_PARAMETERS <= names, f"parameters cell lacks {sorted(COLAB_RUN_PARAMETERS - names)}"
     assert "/content/drive/MyDrive" in cell.source, "say where runs_dir points on Colab (Google Drive)"
     assert "checkpoint_dir" not in code, "runs_dir names where runs are kept (checkpoint_dir is one run's folder)"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_papermill_reads_every_line_of_the_parameters_cell(path: Path) -> None:
+    """papermill drops a parameter whose comment it cannot parse (an ``=`` in it, e.g. ``<=``), and the notebook
+    then refuses that parameter when it is passed."""
+    from papermill.translators import PythonTranslator
+
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    names = [line.split("=")[0].strip() for line in cell.source.splitlines() if line and not line.startswith("#")]
+    assert [p.name for p in PythonTranslator.inspect(cell)] == names
