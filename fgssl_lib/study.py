@@ -292,7 +292,7 @@ def budget(preset: str, **overrides: object) -> dict[str, Any]:
     """The study's schedule at ``preset``: what every run trains on and for how long."""
     config = method_configs(["byol"], preset, **overrides)["byol"]
     return {"preset": preset, "epochs": config.epochs, "num_images": config.num_images,
-            "image_size": config.image_size, "batch_size": config.batch_size, "backbone": config.backbone,
+            "image_size": config.image_size, "batch_size": config.effective_batch(), "backbone": config.backbone,
             "calibration_val_images": CALIBRATION_VAL_IMAGES[preset],
             "precision": config.resolved_precision(),
             "lr": {m: method_configs([m], preset, **overrides)[m].lr for m in ("byol", "mocov2", "supervised")}}

@@ -231,6 +231,16 @@ def test_the_cpu_calibration_reads_a_larger_val_stream_than_the_benchmark_defaul
     assert study.budget("cpu")["calibration_val_images"] == 2500
 
 
+def test_the_budget_gives_the_batch_per_optimizer_step_on_a_gpu(monkeypatch) -> None:
+    import torch
+
+    from fgssl_lib.train import TrainConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the micro-batch is "auto" there
+    monkeypatch.setattr(TrainConfig, "resolved_precision", lambda self: "16-mixed")
+    assert study.budget("cpu")["batch_size"] == 64
+
+
 def test_the_ceiling_trains_on_uninformative_backgrounds_of_the_synthetic_benchmark_only():
     from fgssl_lib.train.recipes import method_configs
 
