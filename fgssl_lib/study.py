@@ -265,8 +265,8 @@ def run_study(preset: str = "cpu", arms: Sequence[Arm | StudyArm] | None = None,
                for m, i, loc, s in zip(rows["method"], rows["init"], rows["localiser"], rows["seed"])]
         rows = rows.iloc[sorted(range(len(rows)), key=key.__getitem__)].reset_index(drop=True)
         write_csv(rows, path, command)
-        log(f"{arm_label(row['method'], row['init'], row['localiser'])} seed {row['seed']}: knn mixed_rand {row['knn_mixed_rand']:.1f}, "
-            f"BG-Gap {row['bg_gap']:.1f} ({seconds:.0f} s)")
+        log(f"{arm_label(row['method'], row['init'], row['localiser'])} seed {row['seed']}: knn mixed_rand "
+            f"{row['knn_mixed_rand']:.1f}, BG-Gap {row['bg_gap']:.1f} ({seconds:.0f} s)")
 
     def source(task: tuple) -> tuple | None:
         trained = evaluated_from(task[0])

@@ -47,8 +47,8 @@ class TrainConfig:
     with its own) and ``store_side`` (the shorter side of the stored images of the batched pipeline; ``None``: as
     decoded); ``localiser`` (:data:`~fgssl_lib.train.localiser.LOCALISERS`: where SaliencySwap's box and DiLo's map
     come from; default the label-free ``spectral_residual``, ``annotation`` only by name, an upper bound;
-    :mod:`fgssl_lib.train.localiser`). Hardware: ``device`` (``auto``/``cpu``/``cuda``), ``precision`` (``auto``: ``bf16-mixed`` on
-    GPUs with bf16 hardware, compute capability >= 8.0, else ``16-mixed`` on CUDA, ``32-true`` on CPU), ``devices``, ``num_nodes``, ``strategy``,
+    :mod:`fgssl_lib.train.localiser`). Hardware: ``device`` (``auto``/``cpu``/``cuda``), ``precision`` (``auto``:
+    ``bf16-mixed`` on GPUs with bf16 hardware, compute capability >= 8.0, else ``16-mixed`` on CUDA, ``32-true`` on CPU), ``devices``, ``num_nodes``, ``strategy``,
     ``sync_batchnorm``, ``num_workers``. Run: ``seed``, ``checkpoint_dir`` (run directory with ``last.ckpt`` and
     ``logs/version_<n>/metrics.csv``; ``None`` = ``runs/<method>``), ``resume``, ``checkpoint_every`` (write
     ``last.ckpt`` every N epochs) or ``checkpoint_minutes`` (instead: at the first epoch end N minutes after the last

@@ -55,12 +55,6 @@ def uses_localiser(views: str) -> bool:
     return views in LOCALISED_VIEWS
 
 
-def describe(localiser: str) -> str:
-    """How the pages name ``localiser``: the annotation is marked as the upper bound it is."""
-    return {ANNOTATION: "annotation (drawn box and mask: upper bound)", SELF: "self (the model's own map)",
-            NO_LOCALISER: "none (views use no box)"}.get(localiser, f"{localiser} (label-free detector)")
-
-
 class Unannotated(Dataset):
     """``dataset``'s samples without :data:`ANNOTATION_KEYS`, which are never read (only the keys are listed)."""
 
