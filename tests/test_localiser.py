@@ -107,6 +107,9 @@ def test_a_detector_localises_with_its_own_best_box_not_the_drawn_one() -> None:
         assert torch.equal(sample["mask"], box_to_mask(sample["box"], SIZE, SIZE))
         assert "gt_box" not in sample and "gt_mask" not in sample  # the annotation was not carried along
     assert any(not torch.equal(found[i]["box"], data[i]["box"]) for i in range(8))
+    rows = TrainingStore.load(found, None).batch(torch.arange(8))  # the batched views' rows: the same boxes and maps
+    assert torch.equal(rows["box"], torch.stack([found[i]["box"] for i in range(8)]))
+    assert torch.equal(rows["saliency"], torch.stack([(found[i]["saliency"] * 255).round().byte() for i in range(8)]))
     assert localised(data, "annotation") is data
 
 
