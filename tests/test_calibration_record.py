@@ -1,4 +1,5 @@
-"""The calibration record of issue 17: measured values against the targets, in the JSON the book reads."""
+"""The study's calibration record (the benchmark page's "Calibration"): measured values against the targets, in the
+JSON the book reads."""
 
 from __future__ import annotations
 
