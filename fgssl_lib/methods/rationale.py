@@ -88,8 +88,9 @@ class Fitting:
       ``sum_v (2 - 2 cos)``), for the Grad-CAM and Eq. 7;
     - ``kl_weight``: the default ``nu`` of Eq. 7 (fgssl's 1.28 on the batch mean is the authors' 0.01 times their
       batch of 128; their MoCo script sums the KL per GPU, 32 images on each of 4, and averages the gradients over
-      the GPUs, so their effective weight on the batch mean is 0.32 and on one device their run is reproduced with
-      ``kl_weight=0.0025``: the book's departures page);
+      the GPUs, so their effective weight on the batch mean is 0.32; on one device ``kl_weight=0.0025`` gives their
+      weighting of the sum, while their raw ``G``, from each GPU's 32-image loss, is 4 times one device's at 128: the
+      book's departures page);
     - ``temperature``: the default ``tau`` of Eqs. 5-6 (the paper's 0.4; ``None``: the authors' script of the
       baseline, :attr:`LCR.authors_temperature <fgssl_lib.methods.lcr.LCR.authors_temperature>`).
     """
