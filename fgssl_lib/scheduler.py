@@ -39,8 +39,9 @@ def run_tasks(work: Callable[..., Any], tasks: Sequence[tuple], jobs: int,
               after: Callable[[tuple], tuple | None] = lambda _: None) -> None:
     """``work(*task)`` for every task, ``jobs`` at a time in single-threaded processes (in this process when
     ``jobs == 1``); a task starts only once the task ``after(task)`` names (if it is one of ``tasks``) has finished.
-    ``done(task, result, seconds)`` runs here as each task finishes; a failed task stops the others and raises
-    :class:`TaskFailed` naming it."""
+    ``done(task, result, seconds)`` runs here as each task finishes; a failed task stops the others at once and
+    raises :class:`TaskFailed` naming it, as an interrupt (Ctrl-C) stops them (a training run resumes from its last
+    checkpoint)."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     waiting = [t for t in tasks if after(t) in tasks]
@@ -63,8 +64,8 @@ def run_tasks(work: Callable[..., Any], tasks: Sequence[tuple], jobs: int,
             done(task, result, time.perf_counter() - start)
             ready += release(task)
         return
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=single_threaded) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=single_threaded)
+    try:
         started: dict[Future, tuple[tuple, float]] = {}
         while ready or started:
             while ready and len(started) < jobs:  # submitted when a process is free: its seconds are its own
@@ -76,10 +77,15 @@ def run_tasks(work: Callable[..., Any], tasks: Sequence[tuple], jobs: int,
                 try:
                     result = future.result()
                 except Exception as error:
-                    pool.shutdown(cancel_futures=True)
                     raise TaskFailed(task, error) from error
                 done(task, result, time.perf_counter() - start)
                 ready += release(task)
+    except BaseException:  # a failure or Ctrl-C stops the tasks still running now, not when they finish
+        for process in list(pool._processes.values()):  # noqa: SLF001 - the executor has no public terminate
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 class TaskFailed(RuntimeError):
