@@ -4,16 +4,16 @@
 The ``smoke`` and ``cpu`` times were measured on this project's 2-core CPU (``smoke``: ``pytest --durations`` of
 the notebook tests, the runs shared as in ``make test``; ``cpu``: ``make book`` with no trained runs, the README's
 figures), except for the notebooks that train at ``cpu`` (:data:`CPU_TRAINING`): their runs' training time is read
-from the committed CPU study (:func:`cpu_training_seconds`), which trained the same configurations. No GPU has measured a ``colab`` or ``paper`` run yet (``python -m fgssl_lib.bench gpu`` will), so those
-figures are FLOP estimates on CUB-200-2011 (5,994 training images): a ResNet-50 forward pass at 224 px is
+from the committed CPU study (:func:`cpu_training_seconds`), which trained the same configurations. No GPU has
+measured a ``colab`` or ``paper`` run yet (``python -m fgssl_lib.bench gpu`` will), so those figures are FLOP
+estimates on CUB-200-2011 (5,994 training images): a ResNet-50 forward pass at 224 px is
 :data:`RESNET50_FORWARD_FLOPS`, a training pass (forward and backward) three times that, and each method makes
 :data:`PASSES` per image; epochs are the preset's. Divided by an effective throughput per GPU (:data:`GPU_FLOPS`:
-ResNet-50 mixed-precision training at about 250 images/s on a T4 and 2,500 on an A100). Every run a notebook
-trains with its default parameters counts (:func:`trained_runs`: ablations and the dual stage included); frozen
-early stages (CVSA's dual stage) are counted as trained, so those runs are over-estimated.
-``python -m fgssl_lib.cost`` writes the paragraph into every notebook's title cell and prints the
-:func:`cost_table`; it fails when a training notebook exceeds :data:`COLAB_HOURS` at ``colab``, and a test fails
-while a paragraph is stale.
+ResNet-50 mixed-precision training at about 250 images/s on a T4 and 2,500 on an A100). Every run a notebook trains
+with its default parameters counts (:func:`trained_runs`: ablations and the dual stage included); frozen early
+stages (CVSA's dual stage) are counted as trained, so those runs are over-estimated. ``python -m fgssl_lib.cost``
+writes the paragraph into every notebook's title cell and prints the :func:`cost_table`; it fails when a training
+notebook exceeds :data:`COLAB_HOURS` at ``colab``, and a test fails while a paragraph is stale.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def trained_runs(stem: str) -> tuple[Training, ...]:
     """Every run notebook ``stem`` trains at ``colab`` or ``paper`` with its default parameters, read from its
     parameters cell: its ``methods`` (or ``baseline`` and ``reference``; a name evaluated from another's run trains
     nothing of its own), ``cvsa_sigmoid_max`` where ``ablate_intensity``, and with ``dual_stage`` both stages of the
-    short dual-stage recipe (:func:`fgssl_lib.train.recipes.dual_stage_configs`: BYOL on the synthetic benchmark's training
-    images, then CVSA on CUB, ``dual_stage_epochs`` each)."""
+    short dual-stage recipe (:func:`fgssl_lib.train.recipes.dual_stage_configs`: BYOL on the synthetic benchmark's
+    training images, then CVSA on CUB, ``dual_stage_epochs`` each)."""
     if stem not in TRAINING_NOTEBOOKS:
         return ()
     params = notebook_parameters(ROOT / "notebooks" / f"{stem}.ipynb")

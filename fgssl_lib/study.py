@@ -298,6 +298,13 @@ def budget(preset: str, **overrides: object) -> dict[str, Any]:
             "lr": {m: method_configs([m], preset, **overrides)[m].lr for m in ("byol", "mocov2", "supervised")}}
 
 
+def budget_line(budget: dict[str, Any]) -> str:
+    """A :func:`budget` as one line for a reader: images, epochs, size, batch, backbone, precision, learning rates."""
+    rates = ", ".join(f"{method} {lr:g}" for method, lr in budget["lr"].items())
+    return (f"{budget['num_images']:,} training images x {budget['epochs']} epochs at {budget['image_size']} px, "
+            f"batch {budget['batch_size']}, {budget['backbone']}, {budget['precision']}; learning rate {rates}")
+
+
 def calibrate(preset: str = "cpu", seeds: Sequence[int] = SEEDS, path: str | os.PathLike = CALIBRATION_PATH,
               jobs: int = 1, log: Callable[[str], None] = print, **overrides: object) -> dict[str, Any]:
     """The study's calibration on ``val`` (before any test number): BYOL and ``supervised_oracle`` from scratch for

@@ -286,3 +286,12 @@ def test_the_reading_is_generated_from_the_rows_and_follows_them():
     assert "over byol: does not hold (scratch)" in reading(pd.DataFrame(rows), calibration)
     table = study_table(pd.DataFrame(rows))
     assert table.loc[("byol", "scratch", "none"), "train (min)"] == "10 ± 0" and "BG-Gap (points)" in table.columns
+
+
+def test_the_budget_reads_as_one_line():
+    from fgssl_lib.study import budget_line
+
+    line = budget_line({"num_images": 9600, "epochs": 8, "image_size": 64, "batch_size": 64,
+                        "backbone": "resnet_narrow", "precision": "32-true", "lr": {"byol": 0.05, "supervised": 0.2}})
+    assert line == ("9,600 training images x 8 epochs at 64 px, batch 64, resnet_narrow, 32-true; learning rate "
+                    "byol 0.05, supervised 0.2")

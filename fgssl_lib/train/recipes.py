@@ -94,8 +94,8 @@ def reproduction_preset(preset: str) -> str:
 
 def reproduction_configs(methods: Sequence[str], preset: str, dataset: str, init: str = "reported",
                          data_root: str | None = None, **settings: Any) -> dict[str, TrainConfig]:
-    """The runs that reproduce the papers' numbers: at ``paper`` (or ``colab``), each method with its paper's settings on ``dataset``
-    (FGVC-Aircraft on train + val, the standard protocol), started as ``init`` says: ``"reported"`` as the runs behind
+    """The runs that reproduce the papers' numbers: at ``paper`` (or ``colab``), each method with its paper's settings
+    on ``dataset`` (FGVC-Aircraft on train + val, the standard protocol), started as ``init`` says: ``"reported"`` as the runs behind
     the papers' numbers (:data:`fgssl_lib.paper_numbers.INIT`), ``"paper"`` as each method's own paper
     (:data:`~fgssl_lib.train.PAPER_INIT`). Below ``paper`` (:func:`reproduction_preset`), the ``smoke`` settings on
     the synthetic benchmark from random weights. ``settings``: :class:`TrainConfig` fields, ``None`` keeps the
