@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from fgssl_lib.methods import method_class
+from fgssl_lib.methods import build, method_class
 from fgssl_lib.nvml import gpu_memory
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,11 @@ def _probe_batch(n: int, size: int) -> dict[str, torch.Tensor]:
 def probe_method(config: Any) -> torch.nn.Module:
     """The method of ``config`` as it trains, on the CPU, with random weights (the probe reads shapes, not values)
     and MoCo's split BatchNorm off (a probe batch is smaller than a group)."""
-    from fgssl_lib.train.fit import build_method
-
     options = {**config.method_options, **({"bn_splits": 0} if "bn_splits" in config.method_options else {})}
     probe = dataclasses.replace(config, pretrained=None, method_options=options, batch_size=PROBE_BATCHES[0],
                                 effective_batch_size=None)
-    dataset = types.SimpleNamespace(**{key: 2 for key in method_class(config.method).dataset_options})
-    return build_method(probe, dataset).train()
+    dataset_options = {key: 2 for key in method_class(config.method).dataset_options}
+    return build(config.method, **{**probe.backbone_options(), **dataset_options, **options}).train()
 
 
 def measure(config: Any, store_bytes: float = 0.0) -> StepMemory:
