@@ -9,27 +9,27 @@ measured a ``colab`` or ``paper`` run yet (``python -m fgssl_lib.bench gpu`` wil
 estimates on CUB-200-2011 (5,994 training images): a ResNet-50 forward pass at 224 px is
 :data:`RESNET50_FORWARD_FLOPS`, a training pass (forward and backward) three times that, and each method makes
 :data:`PASSES` per image; epochs are the preset's. Divided by an effective throughput per GPU (:data:`GPU_FLOPS`:
-ResNet-50 mixed-precision training at about 250 images/s on a T4 and 2,500 on an A100). Every run a notebook trains
-with its default parameters counts (:func:`trained_runs`: ablations and the dual stage included); frozen early
-stages (CVSA's dual stage) are counted as trained, so those runs are over-estimated. ``python -m fgssl_lib.cost``
-writes the paragraph into every notebook's title cell and prints the :func:`cost_table`; it fails when a training
-notebook exceeds :data:`COLAB_HOURS` at ``colab``, and a test fails while a paragraph is stale.
+ResNet-50 mixed-precision training at about 250 images/s on a T4 and 2,500 on an A100). Every run a notebook
+trains with its default parameters counts (:func:`trained_runs`, from the run plan: ablations and the dual stage
+included); frozen early stages (CVSA's dual stage) are counted as trained, so those runs are over-estimated.
+``python -m fgssl_lib.cost`` writes the paragraph into every notebook's title cell and prints the
+:func:`cost_table`; it fails when a training notebook exceeds :data:`COLAB_HOURS` at ``colab``, and a test fails
+while a paragraph is stale.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
+import functools
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import nbformat
 import pandas as pd
 
 from fgssl_lib.data.synthetic import DEFAULT_NUM_IMAGES as SYNTHETIC_TRAIN_IMAGES
-from fgssl_lib.methods import evaluated_from
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import method_family
 
@@ -50,9 +50,6 @@ CPU_SECONDS = {"00_quickstart": 16, "02_views": 22, "05_evaluate": 166, "06_repr
 CPU_TRAINING = ("01_background_bias", "03_train_cvsa", "04_train_lcr")
 """The notebooks that train ``cpu`` runs with their default parameters: their ``cpu`` cost is their runs' training
 time in the CPU study."""
-TRAINING_NOTEBOOKS = ("01_background_bias", "03_train_cvsa", "04_train_lcr", "06_reproduce_on_gpu")
-"""The notebooks that train at ``colab`` and ``paper`` with their default parameters (05 and 07 only evaluate and
-read there)."""
 COLAB_HOURS = 2.0
 """The ``colab`` preset's budget: every training notebook within this many T4-hours (a free Colab session)."""
 MARKER = "**Cost.**"
@@ -60,43 +57,47 @@ MARKER = "**Cost.**"
 
 @dataclass(frozen=True)
 class Training:
-    """One training run a notebook makes: ``method`` for ``epochs`` (``None``: the preset's) on ``images`` images
-    (``None``: CUB's training set)."""
+    """One training run a notebook makes: ``method`` for ``epochs`` on ``images`` images; ``stage`` 1 or 2 in CVSA's
+    dual-stage recipe, else ``None``."""
 
     method: str
-    epochs: int | None = None
-    images: int | None = None
+    epochs: int
+    images: int = CUB_TRAIN_IMAGES
+    stage: int | None = None
 
 
-def notebook_parameters(path: Path) -> dict[str, Any]:
-    """The literals of a notebook's ``parameters`` cell (``name = literal`` lines)."""
-    notebook = nbformat.read(path, as_version=4)
-    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
-            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+@functools.lru_cache(maxsize=None)
+def trained_runs(stem: str, preset: str = "colab") -> tuple[Training, ...]:
+    """Every run notebook ``stem`` trains at ``preset`` on CUB with its default parameters: its entry of the run plan
+    (:data:`fgssl_lib.plan.NOTEBOOK_RUNS`, the library calls the notebook makes), each distinct run once (a name
+    evaluated from another's run trains nothing of its own), both stages of a dual-stage pair."""
+    from fgssl_lib.plan import NOTEBOOK_RUNS  # the plan imports the study, which imports much more than the cost
+    from fgssl_lib.reproduce import parameter_values
 
-
-def trained_runs(stem: str) -> tuple[Training, ...]:
-    """Every run notebook ``stem`` trains at ``colab`` or ``paper`` with its default parameters, read from its
-    parameters cell: its ``methods`` (or ``baseline`` and ``reference``; a name evaluated from another's run trains
-    nothing of its own), ``cvsa_sigmoid_max`` where ``ablate_intensity``, and with ``dual_stage`` both stages of the
-    short dual-stage recipe (:func:`fgssl_lib.train.recipes.dual_stage_configs`: BYOL on the synthetic benchmark's
-    training images, then CVSA on CUB, ``dual_stage_epochs`` each)."""
-    if stem not in TRAINING_NOTEBOOKS:
+    if stem not in NOTEBOOK_RUNS:
         return ()
-    params = notebook_parameters(ROOT / "notebooks" / f"{stem}.ipynb")
-    names = params.get("methods") or [params["baseline"], params["reference"]]
-    names = [*names, *(["cvsa_sigmoid_max"] if params.get("ablate_intensity") else [])]
-    runs = [Training(m) for m in dict.fromkeys(evaluated_from(n) for n in names)]
-    if params.get("dual_stage"):
-        epochs = params["dual_stage_epochs"]
-        runs += [Training("byol", epochs, SYNTHETIC_TRAIN_IMAGES["train"]), Training("cvsa", epochs)]
-    return tuple(runs)
+    parameters = {**parameter_values(ROOT / "notebooks" / f"{stem}.ipynb"), "preset": preset, "dataset": "cub",
+                  "data_root": None}
+    runs: dict[str, Training] = {}
+    for planned in NOTEBOOK_RUNS[stem](parameters):
+        stages = [(1, planned.stage1), (2, planned.config)] if planned.stage1 is not None else [(None, planned.config)]
+        for stage, config in stages:
+            images = (CUB_TRAIN_IMAGES if config.dataset == "cub"
+                      else config.num_images or SYNTHETIC_TRAIN_IMAGES["train"])
+            key = json.dumps([stage, config.identity()], sort_keys=True, default=str)
+            runs.setdefault(key, Training(config.method, config.epochs, images, stage))
+    return tuple(runs.values())
+
+
+def training_notebooks() -> tuple[str, ...]:
+    """The notebooks that train at ``colab`` with their default parameters (05 and 07 only evaluate and read
+    there)."""
+    return tuple(stem for stem in SMOKE_SECONDS if trained_runs(stem))
 
 
 def training_flops(method: str, images: int = CUB_TRAIN_IMAGES, preset: str = "paper",
                    epochs: int | None = None) -> float:
-    """FLOPs of training ``method`` at ``preset`` (``epochs``: ``None``, the preset's) on ``images`` images."""
+    """FLOPs of training ``method`` for ``epochs`` (``None``: ``preset``'s) on ``images`` images."""
     online, momentum = PASSES["simclr" if method == "simclr" else method_family(method)]
     epochs = epochs if epochs is not None else TrainConfig.preset(preset, method=method).epochs
     return images * epochs * RESNET50_FORWARD_FLOPS * (3 * online + momentum)
@@ -104,7 +105,7 @@ def training_flops(method: str, images: int = CUB_TRAIN_IMAGES, preset: str = "p
 
 def notebook_flops(stem: str, preset: str) -> float:
     """FLOPs of every run :func:`trained_runs` of ``stem`` at ``preset``."""
-    return sum(training_flops(r.method, r.images or CUB_TRAIN_IMAGES, preset, r.epochs) for r in trained_runs(stem))
+    return sum(training_flops(r.method, r.images, epochs=r.epochs) for r in trained_runs(stem, preset))
 
 
 def gpu_hours(stem: str, preset: str, gpu: str = "T4") -> float:
@@ -121,9 +122,9 @@ def cpu_training_seconds(stem: str) -> float:
     rows = read_study()
     seconds = rows[rows["init"] == SCRATCH].groupby("method")["train_seconds"].mean()
     total = 0.0
-    for run in trained_runs(stem):
+    for run in trained_runs(stem, "cpu"):
         epochs = TrainConfig.preset("cpu", method=run.method).epochs
-        total += float(seconds[run.method]) * min(1.0, (run.epochs or epochs) / epochs)
+        total += float(seconds[run.method]) * min(1.0, run.epochs / epochs)
     return total
 
 
@@ -136,10 +137,10 @@ def _hours(hours: float) -> str:
 
 
 def _run_names(runs: tuple[Training, ...]) -> str:
-    full = [r.method for r in runs if r.epochs is None]
-    dual = [r for r in runs if r.epochs is not None]
-    stages = f" and the dual-stage recipe ({dual[0].epochs} + {dual[1].epochs} epochs)" if dual else ""
-    return ", ".join(full) + stages
+    single = [r.method for r in runs if r.stage is None]
+    stages = [r for r in runs if r.stage is not None]
+    recipe = (f" and the dual-stage recipe ({' + '.join(str(r.epochs) for r in stages)} epochs)" if stages else "")
+    return ", ".join(single) + recipe
 
 
 def cost_paragraph(stem: str) -> str:
@@ -157,7 +158,7 @@ def cost_paragraph(stem: str) -> str:
     epochs = {family: (TrainConfig.preset("colab", method=m).epochs, TrainConfig.preset("paper", method=m).epochs)
               for family, m in (("BYOL-family", "byol"), ("MoCo v2", "mocov2"), ("LCR", "lcr"),
                                 ("supervised", "supervised"))
-              if any(method_label(r.method) == family for r in runs)}
+              if any(method_label(r.method) == family for r in runs if r.stage is None)}
     shortened = ", ".join(f"{family} {colab} instead of {paper}" for family, (colab, paper) in epochs.items())
     paper = ", ".join(f"~{_hours(gpu_hours(stem, 'paper', gpu))} GPU-hours on a{'n' if gpu[0] == 'A' else ''} {gpu}"
                       for gpu in GPU_FLOPS)
@@ -180,7 +181,7 @@ def cost_table() -> pd.DataFrame:
     """Per training notebook: the runs it trains and its estimated hours at ``colab`` (T4) and ``paper``."""
     rows = {stem: {"runs": len(trained_runs(stem)), "colab T4-h": gpu_hours(stem, "colab"),
                    "paper T4-h": gpu_hours(stem, "paper"), "paper A100-h": gpu_hours(stem, "paper", "A100")}
-            for stem in TRAINING_NOTEBOOKS}
+            for stem in training_notebooks()}
     return pd.DataFrame.from_dict(rows, orient="index").round(2)
 
 
