@@ -14,8 +14,12 @@ SaliencySwap crops the object box ``B_f`` and pastes over ``B_b`` (CVSA Sec. 2.1
   correspondence intensity, else its momentum encoder's :class:`~fgssl_lib.methods.base.EmbeddingMap`, the
   closed form of the Grad-CAM that MaxBoxAcc reads), recomputed at the end of every epoch but the last on every
   training image (:class:`SelfLocaliser`) and used by the next epoch; the first epoch uses
-  :data:`DEFAULT_LOCALISER`. The maps (at the map's own resolution, ``N x h x w``) are saved in the checkpoint, so a
-  resumed run uses the maps the uninterrupted run used;
+  :data:`DEFAULT_LOCALISER` (a random network's map is noise). Per epoch is the shortest schedule whose cost stays
+  small (one forward pass per training image, against the epoch's two views with backward passes). On ``val``
+  (``--self`` of the bench above), after the first epoch of its ``cpu`` run CVSA's own map boxes the bird in 99.0 % of
+  the images, above the detector's 75.2 %; BYOL + DiLo's and BYOL + SS's embedding maps in 14.8 % and 15.8 %: a
+  baseline's embedding looks at the habitat, so self-saliency feeds it back its own bias. The maps (at the map's own
+  resolution, ``N x h x w``) are saved in the checkpoint, so a resumed run uses the maps the uninterrupted run used;
 - ``annotation``: the dataset's own box and mask (the synthetic benchmark's drawn bird; CUB's annotated boxes). Not
   self-supervised: an upper bound, used only when named.
 
