@@ -221,3 +221,14 @@ def test_the_default_localiser_is_the_one_chosen_on_val() -> None:
     assert record["stream"] == "val" and set(record["scores"]) == set(DETECTORS)
     best = max(record["scores"], key=lambda name: record["scores"][name]["box_acc"])
     assert record["chosen"] == best == DEFAULT_LOCALISER
+
+
+def test_the_selection_bench_scores_every_detector_on_val(capsys: pytest.CaptureFixture) -> None:
+    from fgssl_lib.bench.localiser import box_scores, main
+
+    assert main(["--images", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"localiser {name}: box_acc" in printed for name in DETECTORS) and "chosen: " in printed
+    drawn = [torch.tensor([4.0, 6.0, 20.0, 30.0]), torch.tensor([10.0, 0.0, 32.0, 12.0])]
+    exact = torch.stack([box_to_mask(box, 32, 32) for box in drawn]).float()
+    assert box_scores(exact, drawn) == {"box_acc": 100.0, "map_maxboxacc": 100.0}  # a map that is the box
