@@ -232,3 +232,31 @@ def test_the_selection_bench_scores_every_detector_on_val(capsys: pytest.Capture
     drawn = [torch.tensor([4.0, 6.0, 20.0, 30.0]), torch.tensor([10.0, 0.0, 32.0, 12.0])]
     exact = torch.stack([box_to_mask(box, 32, 32) for box in drawn]).float()
     assert box_scores(exact, drawn) == {"box_acc": 100.0, "map_maxboxacc": 100.0}  # a map that is the box
+
+
+class EpochMasks(pl.Callback):
+    """Keeps the view masks and indices of every batch of the second epoch."""
+
+    def __init__(self) -> None:
+        self.masks: list[torch.Tensor] = []
+        self.indices: list[torch.Tensor] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: dict, *args: object) -> None:
+        if trainer.current_epoch == 1:
+            self.masks.append(batch["mask1"].cpu())
+            self.indices.append(batch["index"].cpu())
+
+
+@pytest.mark.parametrize("pipeline", ["per_sample", "batched"])
+def test_the_second_epoch_trains_on_the_maps_refreshed_after_the_first(tmp_path: Path, pipeline: str) -> None:
+    seen = EpochMasks()
+    whole = {"p": 0.0, "scale": (1.0, 1.0), "ratio": (1.0, 1.0), "flip_p": 0.0}  # mask1 = the sample's mask
+    config = smoke(tmp_path, "byol_dilo", localiser="self", view_pipeline=pipeline, num_workers=1, view_params=whole)
+    fit(config, dataset=NoAnnotation(), callbacks=[seen])
+    saved = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)
+    state = next(v for k, v in saved["callbacks"].items() if "SelfLocaliser" in k)
+    maps = SelfLocaliser(NoAnnotation(), SIZE, build("byol_dilo", **config.backbone_options()))
+    maps.load_state_dict(state)  # the maps epoch 1 trained with (taken after epoch 0)
+    index = torch.cat(seen.indices)
+    expected = maps.localise(index, torch.tensor([[SIZE, SIZE]] * len(index)), SIZE, SIZE)["mask"].float()
+    assert torch.equal(torch.cat(seen.masks), expected)  # through the loader's worker, or the batched rows
