@@ -19,10 +19,12 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from fgssl_lib.config import GPU_PRESETS
-from fgssl_lib.runs import DONE, PLANNED_ENV, run_path, train_or_load
+from fgssl_lib.runs import DONE, PLANNED_ENV, run_path, runs_root, train_or_load
 from fgssl_lib.scheduler import TaskFailed, default_jobs, run_tasks
 from fgssl_lib.study import study_configs
 from fgssl_lib.train import TrainConfig
@@ -43,9 +45,10 @@ class PlannedRun:
     root: str | None = None
     retrain: bool = False
 
-    @property
+    @cached_property
     def name(self) -> str:
-        """The run's folder name (its key; ``dual_stage-<stage 1>-<stage 2>`` for a dual-stage pair)."""
+        """The run's folder name (its key; ``dual_stage-<stage 1>-<stage 2>`` for a dual-stage pair), computed once
+        (a real dataset's key reads its files)."""
         return run_path(self.config, self.root, self.stage1).name
 
     @property
@@ -55,7 +58,7 @@ class PlannedRun:
         return pretrained.removeprefix(STAGE1_PREFIX) if pretrained.startswith(STAGE1_PREFIX) else None
 
     def finished(self) -> bool:
-        return not self.retrain and (run_path(self.config, self.root, self.stage1) / DONE).exists()
+        return not self.retrain and (Path(self.root or runs_root()) / self.name / DONE).exists()
 
 
 def _settings(parameters: Mapping[str, Any]) -> dict[str, Any]:
