@@ -59,8 +59,8 @@ def uses_localiser(views: str) -> bool:
     return views in LOCALISED_VIEWS
 
 
-class Unannotated(Dataset):
-    """``dataset``'s samples without :data:`ANNOTATION_KEYS`, which are never read (only the keys are listed)."""
+class _Wrapped(Dataset):
+    """A view of ``dataset``'s samples that keeps its length and its ``classes`` / ``num_classes``."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -70,6 +70,10 @@ class Unannotated(Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
+
+
+class Unannotated(_Wrapped):
+    """``dataset``'s samples without :data:`ANNOTATION_KEYS`, which are never read (only the keys are listed)."""
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.dataset[index]
@@ -200,17 +204,12 @@ class SelfLocaliser(pl.Callback):
             self.position = {int(i): k for k, i in enumerate(state_dict["indices"].tolist())}
 
 
-class SelfLocalised(Dataset):
+class SelfLocalised(_Wrapped):
     """``dataset``'s samples localised by ``localiser`` (:meth:`SelfLocaliser.sample`): the per-sample views' data."""
 
     def __init__(self, dataset: Dataset, localiser: SelfLocaliser) -> None:
-        self.dataset, self.localiser = dataset, localiser
-        for attribute in ("classes", "num_classes"):
-            if hasattr(dataset, attribute):
-                setattr(self, attribute, getattr(dataset, attribute))
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        super().__init__(dataset)
+        self.localiser = localiser
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.localiser.sample(self.dataset[index])
