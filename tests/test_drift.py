@@ -20,7 +20,8 @@ from fgssl_lib.data.calibration import TARGETS
 from fgssl_lib.methods import METHODS
 from fgssl_lib.methods.rationale import FITTINGS
 from fgssl_lib.saliency.best_box import DEFAULT_OBJECTIVE
-from fgssl_lib.study import CALIBRATION_VAL_IMAGES, CLAIMS, claims, read_study
+from fgssl_lib.study import CALIBRATION_VAL_IMAGES, read_study
+from fgssl_lib.verdicts import CLAIMS, claims
 from fgssl_lib.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,7 +202,7 @@ def test_the_claims_thresholds_quoted_are_the_codes():
 
 
 def test_the_reading_types_no_number():
-    """07's reading is generated (`fgssl_lib.study.reading`); its markdown says how, with no number of its own."""
+    """07's reading is generated (`fgssl_lib.verdicts.reading`); its markdown says how, with no number of its own."""
     cells = _markdown(ROOT / "notebooks" / "07_cpu_study.ipynb")
     (reading,) = [cell for cell in cells if cell.startswith("## Reading")]
     assert not re.search(r"\d", reading.replace("07_cpu_study", "")), reading

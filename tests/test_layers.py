@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runs",),  # run storage: train or load
     ("reports",),  # splits, evaluation, tables
     ("study",),  # the CPU study
+    ("verdicts",),  # its claims, table and reading
     ("plan",),  # the book's run plan
     ("notebook", "bench", "reproduce", "cost", "release"),  # entry points
 )

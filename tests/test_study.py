@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from fgssl_lib import study
-from fgssl_lib.study import CLAIMS, COLUMNS, STUDY_METHODS, claims, read_study, run_study, to_results, write_csv
+from fgssl_lib.study import COLUMNS, STUDY_METHODS, read_study, run_study, write_csv
+from fgssl_lib.verdicts import CLAIMS, calibration_table, claims, to_results
 from fgssl_lib.scheduler import single_threaded
 from fgssl_lib.viz import results_table
 from fgssl_lib.viz.study import study_chart
@@ -219,7 +220,7 @@ def test_calibration_runs_byol_and_the_ceiling_on_val_and_writes_the_record(tmp_
     assert record["budget"]["epochs"] == 1 and len(record["runs"]) == 6
     assert record["budget"]["calibration_val_images"] is None  # smoke reads its usual val size
     assert study.read_calibration(tmp_path / "calibration.json") == record
-    assert study.calibration_table(record).loc["stable", "seeds"] == "15.0, 16.0, 17.0"
+    assert calibration_table(record).loc["stable", "seeds"] == "15.0, 16.0, 17.0"
     with pytest.raises(FileNotFoundError, match="rerun=True"):
         study.read_calibration(tmp_path / "none.json")
 
@@ -266,7 +267,7 @@ def test_study_chart_shows_each_seed_chance_and_the_ceiling():
 
 
 def test_the_reading_is_generated_from_the_rows_and_follows_them():
-    from fgssl_lib.study import reading, study_table
+    from fgssl_lib.verdicts import reading, study_table
 
     rows = []
     for seed, jitter in enumerate((-1.0, 0.0, 1.0)):
@@ -289,7 +290,7 @@ def test_the_reading_is_generated_from_the_rows_and_follows_them():
 
 
 def test_the_budget_reads_as_one_line():
-    from fgssl_lib.study import budget_line
+    from fgssl_lib.verdicts import budget_line
 
     line = budget_line({"num_images": 9600, "epochs": 8, "image_size": 64, "batch_size": 64,
                         "backbone": "resnet_narrow", "precision": "32-true", "lr": {"byol": 0.05, "supervised": 0.2}})
