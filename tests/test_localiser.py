@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from fgssl_lib.bench.localiser import RESULT
 from fgssl_lib.data import load_dataset
+from fgssl_lib.saliency.maps import MapSource
 from fgssl_lib.data.sample import box_to_mask
 from fgssl_lib.methods import build
 from fgssl_lib.saliency import best_box, build_saliency
@@ -260,3 +261,22 @@ def test_the_second_epoch_trains_on_the_maps_refreshed_after_the_first(tmp_path:
     index = torch.cat(seen.indices)
     expected = maps.localise(index, torch.tensor([[SIZE, SIZE]] * len(index)), SIZE, SIZE)["mask"].float()
     assert torch.equal(torch.cat(seen.masks), expected)  # through the loader's worker, or the batched rows
+
+
+def test_self_maps_reach_frames_of_many_shapes_in_one_call_as_the_map_source_finishes_them():
+    """The batched frames (one ``grid_sample``) equal each map upsampled into its own frame by the map source's
+    ``finish`` and zero-padded, within one grey level."""
+    localiser = object.__new__(SelfLocaliser)
+    localiser.finisher = object.__new__(MapSource)
+    generator = torch.Generator().manual_seed(0)
+    localiser.maps = torch.rand(4, 7, 7, generator=generator)
+    localiser.boxes = torch.tensor([[0.0, 0.0, 32.0, 32.0]]).repeat(4, 1)
+    localiser.position, localiser.image_size = {10 + k: k for k in range(4)}, 32
+    hw = torch.tensor([[30, 40], [40, 30], [17, 23], [40, 40]])
+    out = localiser.localise(torch.tensor([13, 10, 12, 11]), hw, 40, 40)
+    for row, (position, (h, w)) in enumerate(zip([3, 0, 2, 1], hw.tolist())):
+        expected = localiser.finisher.finish(localiser.maps[position:position + 1], (h, w))[0]
+        expected = expected.clamp(0, 1).mul(255).round()
+        got = out["saliency"][row].float()
+        assert (got[:h, :w] - expected).abs().max() <= 1
+        assert got[h:].eq(0).all() and got[:, w:].eq(0).all()

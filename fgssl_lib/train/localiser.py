@@ -153,20 +153,30 @@ class SelfLocaliser(pl.Callback):
         self.maps, self.boxes = torch.cat(maps), torch.cat(boxes)
         self.position = {index: position for position, index in enumerate(indices)}
 
-    def localise(self, index: torch.Tensor, hw: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
+    def localise(self, index: torch.Tensor, hw: torch.Tensor, height: int, width: int,
+                 device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """``saliency`` (``B x H x W`` uint8 ``round(255 S)``), ``box`` (``B x 4`` float32) and ``mask`` (``B x H x
-        W`` uint8) of the images ``index`` (``B``) whose frames are ``hw`` (``B x 2``), zero-padded to ``H x W``."""
+        W`` uint8) of the images ``index`` (``B``) whose frames are ``hw`` (``B x 2``), zero-padded to ``H x W``, on
+        ``device``. Each map is resampled into its own frame as :meth:`~fgssl_lib.saliency.maps.MapSource.finish`
+        does (half-pixel centres, edges replicated) and min-max normalised over that frame, all frames in one
+        ``grid_sample``: a batch of photographs of many shapes costs one call, not one per shape."""
         if self.maps is None:
             raise RuntimeError("SelfLocaliser has no maps yet: call refresh(method) first")
         rows = torch.tensor([self.position[int(i)] for i in index.tolist()], dtype=torch.int64)
-        hw = hw.cpu()
+        hw = hw.to(device)
         scale = hw.flip(1).repeat(1, 2).float() / self.image_size  # B x 4: (w, h, w, h) / S
-        box = self.boxes[rows] * scale
-        saliency = torch.zeros(len(rows), height, width, dtype=torch.uint8)
-        for h, w in torch.unique(hw, dim=0).tolist():
-            same = (hw == torch.tensor([h, w])).all(1)
-            soft = self.finisher.finish(self.maps[rows[same]], (h, w)).clamp(0, 1)  # K x h x w
-            saliency[same, :h, :w] = soft.mul(255).round().to(torch.uint8)
+        box = self.boxes[rows].to(device) * scale
+        ys = (torch.arange(height, device=device) + 0.5) / hw[:, :1] * 2 - 1  # B x H, each frame's [-1, 1]
+        xs = (torch.arange(width, device=device) + 0.5) / hw[:, 1:] * 2 - 1  # B x W
+        grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1)  # B x H x W x 2
+        maps = self.maps[rows].to(device)[:, None].float()  # B x 1 x h x w
+        resampled = torch.nn.functional.grid_sample(maps, grid, mode=self.finisher.interpolation,
+                                                     padding_mode="border", align_corners=False)[:, 0]  # B x H x W
+        inside = box_masks(torch.cat([torch.zeros_like(hw), hw.flip(1)], 1).float(), height, width).bool()
+        low = resampled.masked_fill(~inside, float("inf")).amin(dim=(1, 2), keepdim=True)  # B x 1 x 1
+        high = resampled.masked_fill(~inside, float("-inf")).amax(dim=(1, 2), keepdim=True)
+        soft = (resampled - low) / (self.finisher.eps + high - low).clamp_min(torch.finfo(torch.float32).tiny)
+        saliency = soft.clamp(0, 1).mul(255).round().to(torch.uint8) * inside  # zero outside each frame
         return {"saliency": saliency, "box": box, "mask": box_masks(box, height, width)}
 
     def sample(self, sample: dict[str, Any]) -> dict[str, Any]:
@@ -181,8 +191,7 @@ class SelfLocaliser(pl.Callback):
         """A batch of store rows with the model's saliency, box and mask (as they are before the first refresh)."""
         if self.maps is None:
             return rows
-        out = self.localise(rows["index"], rows["hw"], *rows["image"].shape[-2:])
-        return {**rows, **{key: value.to(rows["image"].device) for key, value in out.items()}}
+        return {**rows, **self.localise(rows["index"], rows["hw"], *rows["image"].shape[-2:], rows["image"].device)}
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Refresh the maps for the next epoch (before the epoch's checkpoint is written, so it holds them)."""
