@@ -82,11 +82,20 @@ def trained_runs(stem: str, preset: str = "colab") -> tuple[Training, ...]:
     for planned in NOTEBOOK_RUNS[stem](parameters):
         stages = [(1, planned.stage1), (2, planned.config)] if planned.stage1 is not None else [(None, planned.config)]
         for stage, config in stages:
-            images = (CUB_TRAIN_IMAGES if config.dataset == "cub"
-                      else config.num_images or SYNTHETIC_TRAIN_IMAGES["train"])
             key = json.dumps([stage, config.identity()], sort_keys=True, default=str)
-            runs.setdefault(key, Training(config.method, config.epochs, images, stage))
+            runs.setdefault(key, Training(config.method, config.epochs, training_images(config), stage))
     return tuple(runs.values())
+
+
+def training_images(config: TrainConfig) -> int:
+    """The images ``config`` trains on per epoch: CUB-200-2011's training split on CUB (whatever ``num_images``), else
+    ``num_images`` or the synthetic benchmark's training split."""
+    return CUB_TRAIN_IMAGES if config.dataset == "cub" else config.num_images or SYNTHETIC_TRAIN_IMAGES["train"]
+
+
+def run_flops(config: TrainConfig, stage1: TrainConfig | None = None) -> float:
+    """FLOPs of training ``config`` (after its first stage ``stage1``, if any) by :func:`training_flops`."""
+    return sum(training_flops(c.method, training_images(c), epochs=c.epochs) for c in (stage1, config) if c is not None)
 
 
 def training_notebooks() -> tuple[str, ...]:

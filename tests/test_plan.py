@@ -3,6 +3,7 @@ named with the notebooks that need it, and a killed plan that resumes without re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -75,6 +76,16 @@ def test_stage1_runs_train_first_and_a_failure_names_the_run_and_its_notebooks(m
     with pytest.raises(PlanFailed, match=rf"{stage1.name} failed \(ValueError: out of memory\); the notebooks that "
                                          r"need it: 01_background_bias, 05_evaluate"):
         train_plan({stage1.name: (stage1, ["01_background_bias", "05_evaluate"])}, jobs=1, log=lambda _: None)
+
+
+def test_the_longest_runs_start_first(monkeypatch, tmp_path):
+    configs = method_configs(["supervised", "mocov2", "byol"], "smoke")
+    runs = {name: PlannedRun(config, root=str(tmp_path)) for name, config in configs.items()}
+    longer = PlannedRun(dataclasses.replace(configs["supervised"], epochs=configs["byol"].epochs * 4), root=str(tmp_path))
+    order = []
+    monkeypatch.setattr(plan, "_train", lambda run: order.append(run) or 1.0)
+    train_plan({run.name: (run, ["05_evaluate"]) for run in [*runs.values(), longer]}, jobs=1, log=lambda _: None)
+    assert order == [longer, runs["byol"], runs["mocov2"], runs["supervised"]]  # training passes x epochs x images
 
 
 def test_after_the_plan_a_notebook_loads_its_runs_and_refuses_to_train_one(monkeypatch, tmp_path):
