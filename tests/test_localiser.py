@@ -16,10 +16,10 @@ from torch.utils.data import Dataset
 
 from fgssl_lib.bench.localiser import RESULT
 from fgssl_lib.data import load_dataset
-from fgssl_lib.saliency.maps import MapSource
 from fgssl_lib.data.sample import box_to_mask
 from fgssl_lib.methods import build
 from fgssl_lib.saliency import best_box, build_saliency
+from fgssl_lib.saliency.maps import MapSource
 from fgssl_lib.train import TrainConfig, fit
 from fgssl_lib.train.fit import view_data
 from fgssl_lib.train.localiser import (DEFAULT_LOCALISER, DETECTORS, SelfLocaliser, Unannotated, box_masks,
