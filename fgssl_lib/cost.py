@@ -31,7 +31,9 @@ import pandas as pd
 
 from fgssl_lib.data.synthetic import DEFAULT_NUM_IMAGES as SYNTHETIC_TRAIN_IMAGES
 from fgssl_lib.train import TrainConfig
+from fgssl_lib.methods import variant
 from fgssl_lib.train.config import method_family
+from fgssl_lib.train.localiser import NO_LOCALISER, uses_localiser
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET50_FORWARD_FLOPS = 4.1e9
@@ -58,12 +60,13 @@ MARKER = "**Cost.**"
 @dataclass(frozen=True)
 class Training:
     """One training run a notebook makes: ``method`` for ``epochs`` on ``images`` images; ``stage`` 1 or 2 in CVSA's
-    dual-stage recipe, else ``None``."""
+    dual-stage recipe, else ``None``; where its views' box and map come from (``none`` for views without one)."""
 
     method: str
     epochs: int
     images: int = CUB_TRAIN_IMAGES
     stage: int | None = None
+    localiser: str = NO_LOCALISER
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,7 +86,8 @@ def trained_runs(stem: str, preset: str = "colab") -> tuple[Training, ...]:
         stages = [(1, planned.stage1), (2, planned.config)] if planned.stage1 is not None else [(None, planned.config)]
         for stage, config in stages:
             key = json.dumps([stage, config.identity()], sort_keys=True, default=str)
-            runs.setdefault(key, Training(config.method, config.epochs, training_images(config), stage))
+            localiser = config.localiser if uses_localiser(variant(config.method).views) else NO_LOCALISER
+            runs.setdefault(key, Training(config.method, config.epochs, training_images(config), stage, localiser))
     return tuple(runs.values())
 
 
@@ -124,16 +128,19 @@ def gpu_hours(stem: str, preset: str, gpu: str = "T4") -> float:
 
 def cpu_training_seconds(stem: str) -> float:
     """Seconds notebook ``stem`` trains at ``cpu`` with no trained runs: for each of its :func:`trained_runs`, the
-    committed CPU study's mean training time of that method from scratch (the same configuration), scaled by the
-    run's epochs where it trains fewer than the preset's (the dual-stage recipe)."""
+    committed CPU study's mean training time of that method from scratch with the run's localiser (the same
+    configuration; over the method's localisers where the study has no such arm: a detector's views cost what the
+    annotation's do), scaled by the run's epochs where it trains fewer than the preset's (the dual-stage recipe)."""
     from fgssl_lib.study import SCRATCH, read_study
 
     rows = read_study()
-    seconds = rows[rows["init"] == SCRATCH].groupby("method")["train_seconds"].mean()
+    scratch = rows[rows["init"] == SCRATCH]
     total = 0.0
     for run in trained_runs(stem, "cpu"):
+        same = scratch[(scratch["method"] == run.method) & (scratch["localiser"] == run.localiser)]
+        seconds = (same if len(same) else scratch[scratch["method"] == run.method])["train_seconds"].mean()
         epochs = TrainConfig.preset("cpu", method=run.method).epochs
-        total += float(seconds[run.method]) * min(1.0, run.epochs / epochs)
+        total += float(seconds) * min(1.0, run.epochs / epochs)
     return total
 
 

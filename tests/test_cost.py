@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from fgssl_lib.cost import (
@@ -59,8 +60,9 @@ def test_the_flop_estimate_follows_the_passes_and_the_presets_epochs() -> None:
 def test_every_run_a_notebook_trains_by_default_counts_and_each_fits_two_t4_hours_at_colab() -> None:
     # 03 trains the intensity ablation and the dual stage by default; 04's lcr_multitask is lcr's run evaluated
     assert trained_runs("03_train_cvsa") == (
-        Training("byol", 24), Training("byol_ss", 24), Training("cvsa", 24), Training("cvsa_sigmoid_max", 24),
-        Training("byol", 2, 3000, stage=1), Training("cvsa", 2, stage=2))
+        Training("byol", 24), *(Training(m, 24, localiser="spectral_residual") for m in ("byol_ss", "cvsa",
+                                                                                          "cvsa_sigmoid_max")),
+        Training("byol", 2, 3000, stage=1), Training("cvsa", 2, stage=2, localiser="spectral_residual"))
     assert [r.epochs for r in trained_runs("03_train_cvsa", "paper")] == [800, 800, 800, 800, 2, 2]
     assert [r.method for r in trained_runs("04_train_lcr")] == ["mocov2", "lcr", "lcr_dual_pooling"]
     assert trained_runs("05_evaluate") == ()
@@ -83,14 +85,18 @@ def test_a_stale_paragraph_is_found_and_replaced_not_repeated(tmp_path: Path) ->
     assert nbformat.read(copy, as_version=4).cells[0].source.count(MARKER) == 1
 
 
-def test_a_notebook_that_trains_at_cpu_states_its_runs_time_in_the_cpu_study() -> None:
-    """03 trains byol, byol_ss, cvsa, cvsa_sigmoid_max and the dual stage: their study times, not a stale figure."""
+def test_a_notebook_that_trains_at_cpu_states_its_runs_time_in_the_cpu_study(monkeypatch) -> None:
+    """03 trains byol, byol_ss, cvsa, cvsa_sigmoid_max and the dual stage: their study times with the run's localiser
+    (the method's other arms where the study has none), not a stale figure."""
+    import fgssl_lib.study
     from fgssl_lib.cost import cpu_training_seconds
-    from fgssl_lib.study import read_study
 
-    rows = read_study()
-    mean = rows[rows["init"] == "scratch"].groupby("method")["train_seconds"].mean()
-    full = sum(mean[m] for m in ("byol", "byol_ss", "cvsa", "cvsa_sigmoid_max"))
-    epochs = TrainConfig.preset("cpu").epochs
-    assert cpu_training_seconds("03_train_cvsa") == pytest.approx(full + (mean["byol"] + mean["cvsa"]) * 2 / epochs)
     assert f"about {round(cpu_training_seconds('03_train_cvsa') / 60)} min" in cost_paragraph("03_train_cvsa")
+    rows = [("byol", "none", 100), ("byol", "none", 120), ("byol_ss", "spectral_residual", 200),
+            ("byol_ss", "annotation", 999), ("cvsa", "annotation", 300), ("cvsa", "self", 500),
+            ("cvsa_sigmoid_max", "annotation", 400), ("byol", "none", 5000)]
+    study = pd.DataFrame(rows, columns=["method", "localiser", "train_seconds"]).assign(init="scratch")
+    study.loc[7, "init"] = "coarse_dual_stage"
+    monkeypatch.setattr(fgssl_lib.study, "read_study", lambda: study)
+    epochs = TrainConfig.preset("cpu").epochs
+    assert cpu_training_seconds("03_train_cvsa") == pytest.approx(110 + 200 + 400 + 400 + (110 + 400) * 2 / epochs)
