@@ -180,4 +180,5 @@ def train_plan(plan: Mapping[str, tuple[PlannedRun, list[str]]], jobs: int | Non
         raise PlanFailed(f"the run {run.name} failed ({type(failed.error).__name__}: {failed.error}); the notebooks "
                          f"that need it: {', '.join(plan[run.name][1])}. The {len(trained)} runs that finished are "
                          "kept; fix the cause and run again (the others resume)") from failed.error
+    log(f"run plan: {len(trained)} runs trained in {_duration(time.perf_counter() - start)}")
     return trained

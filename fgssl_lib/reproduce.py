@@ -251,6 +251,22 @@ def run_notebook(source: Path, out: Path, parameters: dict[str, Any], kernel: st
     return NotebookRun(name, source, executed, results, seconds, error)
 
 
+def slowest_cells(runs: Sequence[NotebookRun], count: int = 5) -> list[str]:
+    """The ``count`` cells of ``runs``' executed notebooks that took longest (papermill's ``duration`` of each
+    cell), slowest first, one line each: seconds, notebook, cell index in the committed notebook, first line."""
+    timed = []
+    for run in (r for r in runs if r.executed.is_file()):
+        for index, cell in enumerate(nbformat.read(run.executed, as_version=4).cells):
+            seconds = cell.metadata.get("papermill", {}).get("duration")
+            source = _source_cell_index(run.source, index)
+            if seconds is not None and source is not None:
+                first = next((line for line in cell.source.splitlines() if line.strip() and not line.startswith(
+                    ("import ", "from "))), "")
+                timed.append((float(seconds), run.name, source, first.strip()))
+    return [f"{seconds:8.1f} s  {name} cell {index} ({first[:60]!r})"
+            for seconds, name, index, first in sorted(timed, reverse=True)[:count]]
+
+
 def run_all(
     notebooks: Sequence[Path], out: Path, parameters: dict[str, Any], report: Callable[[str], None] = print,
 ) -> list[NotebookRun]:
@@ -342,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parameters = plan_notebooks(chosen, parameters, args.jobs)
             with _environment(**({PLANNED_ENV: "1"} if args.plan else {})):
                 runs = run_all(chosen, args.out, parameters)
-            print(f"{len(runs)} notebook(s) ran at preset {args.preset!r}; results under {args.out}")
+            print(f"{len(runs)} notebook(s) ran at preset {args.preset!r} in {sum(r.seconds for r in runs):.0f} s; "
+                  f"results under {args.out}; the slowest cells:", *slowest_cells(runs), sep="\n")
         if args.stage is not None:
             replaced = stage_book(args.toc.parent, args.out, args.stage)
             print(f"book sources staged in {args.stage} ({len(replaced)}/{len(notebooks)} notebooks executed)")

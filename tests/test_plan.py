@@ -67,7 +67,8 @@ def test_stage1_runs_train_first_and_a_failure_names_the_run_and_its_notebooks(m
                          log=lines.append)
     assert order == trained == [stage1.name, stage2.name]
     assert lines[0].startswith("run plan: 2 runs for 1 notebooks, 0 finished, 2 to train")
-    assert lines[-1].startswith(f"[2/2] {stage2.name} (") and "elapsed" in lines[-1] and "left" in lines[-1]
+    assert lines[-2].startswith(f"[2/2] {stage2.name} (") and "elapsed" in lines[-2] and "left" in lines[-2]
+    assert lines[-1].startswith("run plan: 2 runs trained in ")
 
     def fail(run: PlannedRun) -> float:
         raise ValueError("out of memory")

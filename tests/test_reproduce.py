@@ -79,6 +79,17 @@ def test_failure_names_notebook_and_cell_and_keeps_what_ran(book: Path, capsys: 
     assert nbformat.read(stage / "notebooks" / "c_after.ipynb", as_version=4).cells[2].execution_count is None
 
 
+def test_the_run_ends_with_its_slowest_cells(book: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_notebook(book / "notebooks" / "b_raise.ipynb", "import time\ntime.sleep(0.6)", "x = 1")
+    _write_notebook(book / "notebooks" / "c_after.ipynb", "import time\n\ntime.sleep(0.3)")
+    assert main(["--preset", "smoke", "--toc", str(book / "_toc.yml"), "--out", str(book / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "3 notebook(s) ran at preset 'smoke' in " in lines[-6] and lines[-6].endswith("the slowest cells:")
+    assert "b_raise cell 2 ('time.sleep(0.6)')" in lines[-5] and "c_after cell 2 ('time.sleep(0.3)')" in lines[-4]
+    seconds = [float(line.split(" s ")[0]) for line in lines[-5:]]
+    assert seconds == sorted(seconds, reverse=True) and seconds[0] >= 0.6
+
+
 def test_unknown_notebook_name_lists_the_valid_ones(book: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--preset", "smoke", "--toc", str(book / "_toc.yml"), "--only", "nope", "--out", str(book / "o")])
     assert code == 1
