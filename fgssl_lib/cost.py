@@ -7,8 +7,8 @@ figures), except for the notebooks that train at ``cpu`` (:data:`CPU_TRAINING`):
 from the committed CPU study (:func:`cpu_training_seconds`), which trained the same configurations. No GPU has
 measured a ``colab`` or ``paper`` run yet (``python -m fgssl_lib.bench gpu`` will), so those figures are FLOP
 estimates on CUB-200-2011 (5,994 training images): a ResNet-50 forward pass at 224 px is
-:data:`RESNET50_FORWARD_FLOPS`, a training pass (forward and backward) three times that, and each method makes
-:data:`PASSES` per image; epochs are the preset's. Divided by an effective throughput per GPU (:data:`GPU_FLOPS`:
+:data:`~fgssl_lib.train.flops.RESNET50_FORWARD_FLOPS`, a training pass (forward and backward) three times that, and each method makes
+:data:`~fgssl_lib.train.flops.PASSES` per image; epochs are the preset's. Divided by an effective throughput per GPU (:data:`GPU_FLOPS`:
 ResNet-50 mixed-precision training at about 250 images/s on a T4 and 2,500 on an A100). Every run a notebook
 trains with its default parameters counts (:func:`trained_runs`, from the run plan: ablations and the dual stage
 included); frozen early stages (CVSA's dual stage) are counted as trained, so those runs are over-estimated.
@@ -29,22 +29,15 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
-from fgssl_lib.data.synthetic import DEFAULT_NUM_IMAGES as SYNTHETIC_TRAIN_IMAGES
-from fgssl_lib.train import TrainConfig
 from fgssl_lib.methods import variant
+from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import method_family
+from fgssl_lib.train.flops import CUB_TRAIN_IMAGES, training_flops, training_images
 from fgssl_lib.train.localiser import NO_LOCALISER, uses_localiser
 
 ROOT = Path(__file__).resolve().parents[1]
-RESNET50_FORWARD_FLOPS = 4.1e9
-"""Multiply-adds x 2 of one ResNet-50 forward pass at 224 px (He et al. 2016, Table 1: 3.8e9 multiply-adds; 4.1e9
-as torchvision counts them)."""
-CUB_TRAIN_IMAGES = 5994
 GPU_FLOPS = {"T4": 3e12, "A100": 3e13}
 """Effective FLOP/s of ResNet-50 mixed-precision training (about 250 and 2,500 images/s x 12.3 GFLOPs)."""
-PASSES = {"supervised": (1, 0), "moco": (1, 1), "byol": (2, 2), "simclr": (2, 0)}
-"""(online training passes, momentum forward passes) per image: MoCo v2 and LCR contrast one query with one key,
-BYOL and CVSA run both views through both networks symmetrically, SimCLR both views through one."""
 SMOKE_SECONDS = {"00_quickstart": 19, "01_background_bias": 26, "02_views": 22, "03_train_cvsa": 41,
                  "04_train_lcr": 30, "05_evaluate": 30, "06_reproduce_on_gpu": 18, "07_cpu_study": 101}
 CPU_SECONDS = {"00_quickstart": 16, "02_views": 22, "05_evaluate": 166, "06_reproduce_on_gpu": 24, "07_cpu_study": 7}
@@ -91,29 +84,10 @@ def trained_runs(stem: str, preset: str = "colab") -> tuple[Training, ...]:
     return tuple(runs.values())
 
 
-def training_images(config: TrainConfig) -> int:
-    """The images ``config`` trains on per epoch: CUB-200-2011's training split on CUB (whatever ``num_images``), else
-    ``num_images`` or the synthetic benchmark's training split."""
-    return CUB_TRAIN_IMAGES if config.dataset == "cub" else config.num_images or SYNTHETIC_TRAIN_IMAGES["train"]
-
-
-def run_flops(config: TrainConfig, stage1: TrainConfig | None = None) -> float:
-    """FLOPs of training ``config`` (after its first stage ``stage1``, if any) by :func:`training_flops`."""
-    return sum(training_flops(c.method, training_images(c), epochs=c.epochs) for c in (stage1, config) if c is not None)
-
-
 def training_notebooks() -> tuple[str, ...]:
     """The notebooks that train at ``colab`` with their default parameters (05 and 07 only evaluate and read
     there)."""
     return tuple(stem for stem in SMOKE_SECONDS if trained_runs(stem))
-
-
-def training_flops(method: str, images: int = CUB_TRAIN_IMAGES, preset: str = "paper",
-                   epochs: int | None = None) -> float:
-    """FLOPs of training ``method`` for ``epochs`` (``None``: ``preset``'s) on ``images`` images."""
-    online, momentum = PASSES["simclr" if method == "simclr" else method_family(method)]
-    epochs = epochs if epochs is not None else TrainConfig.preset(preset, method=method).epochs
-    return images * epochs * RESNET50_FORWARD_FLOPS * (3 * online + momentum)
 
 
 def notebook_flops(stem: str, preset: str) -> float:

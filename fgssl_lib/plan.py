@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from fgssl_lib.config import GPU_PRESETS
-from fgssl_lib.cost import run_flops
 from fgssl_lib.runs import DONE, PLANNED_ENV, run_path, runs_root, train_or_load
 from fgssl_lib.scheduler import TaskFailed, default_jobs, run_tasks
 from fgssl_lib.study import study_configs
 from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import STAGE1_PREFIX
+from fgssl_lib.train.flops import run_flops
 from fgssl_lib.train.recipes import dual_stage_configs, method_configs, reproduction_configs
 
 __all__ = ["NOTEBOOK_RUNS", "PLANNED_ENV", "PlanFailed", "PlannedRun", "notebook_runs", "train_plan"]
@@ -153,7 +153,7 @@ def _duration(seconds: float) -> str:
 def train_plan(plan: Mapping[str, tuple[PlannedRun, list[str]]], jobs: int | None = None,
                log: Callable[[str], None] = print) -> list[str]:
     """Train every unfinished run of ``plan`` (from :func:`notebook_runs`), ``jobs`` at once (default
-    :func:`~fgssl_lib.scheduler.default_jobs`), the longest first (by :func:`~fgssl_lib.cost.run_flops`, so the
+    :func:`~fgssl_lib.scheduler.default_jobs`), the longest first (by :func:`~fgssl_lib.train.flops.run_flops`, so the
     last to finish are short), each after the stage-1 run it starts from; one line per finished run. Returns the names trained. A failed run stops the plan with :class:`PlanFailed`; the runs that finished are
     kept, and the interrupted ones resume from their last checkpoint when the plan runs again."""
     todo = sorted((run for run, _ in plan.values() if not run.finished()),

@@ -34,7 +34,7 @@ from fgssl_lib.train import TrainConfig
 from fgssl_lib.train.config import COARSE_INIT, INITS, PAPER_INIT
 from fgssl_lib.train.localiser import ANNOTATION, DEFAULT_LOCALISER, LOCALISERS, NO_LOCALISER, SELF, uses_localiser
 from fgssl_lib.train.recipes import method_configs, stage1_config
-from fgssl_lib.viz.study import MAP_ARMS, PROBLEM_AND_FIX, SCRATCH, Arm, arm_label, study_figures
+from fgssl_lib.viz.study import MAP_ARMS, PROBLEM_AND_FIX, SCRATCH, Arm, StudyArm, arm_label, study_figures
 
 STUDY_METHODS = ("byol", "byol_ss", "cvsa", "cvsa_sigmoid_max", "byol_dilo", "mocov2", "mocov2_dilo", "lcr",
                  "lcr_multitask", "lcr_dual_pooling", "supervised", "supervised_oracle")
@@ -62,9 +62,6 @@ LABEL_FREE = (DEFAULT_LOCALISER, SELF)
 (:mod:`fgssl_lib.train.localiser`)."""
 SMOKE_LABEL_FREE: tuple[tuple[str, str, str], ...] = (("cvsa", "scratch", SELF),)
 """The label-free arm of the study at ``smoke``: self-saliency's whole path in seconds."""
-StudyArm = tuple[str, str, str]
-"""``(method, init, localiser)``: an :data:`~fgssl_lib.viz.study.Arm` and where its views' box and map come from
-(``none`` for views without one)."""
 Task = tuple[str, str, str, int]
 """``(method, init, localiser, seed)``: one row of the study."""
 _VERSIONED = ("fgssl_lib", "torch", "torchvision", "lightly", "pytorch-lightning", "numpy", "scikit-learn")
@@ -361,13 +358,12 @@ def run_or_read(preset: str = "cpu", rerun: bool = False, methods: Sequence[str]
     return read_study(csv), read_calibration(calibration), csv, seconds
 
 
-def _finished_run(method: str, init: str, seed: int, preset: str, **overrides: object) -> tuple[Run, TrainConfig]:
-    """The finished study run of arm ``(method, init)`` (with its :func:`committed_localiser`) for ``seed`` and its
-    config; a clear error if it is not there."""
-    config = _config(method, init, seed, preset, committed_localiser(method), **overrides)
+def _finished_run(arm: StudyArm, seed: int, preset: str, **overrides: object) -> tuple[Run, TrainConfig]:
+    """The finished study run of ``arm`` for ``seed`` and its config; a clear error if it is not there."""
+    config = _config(arm[0], arm[1], seed, preset, arm[2], **overrides)
     run = load_run(config)
     if run is None:
-        raise FileNotFoundError(f"no finished study run of {arm_label(method, init)} seed {seed} under {runs_root()}: "
+        raise FileNotFoundError(f"no finished study run of {arm_label(*arm)} seed {seed} under {runs_root()}: "
                                 "run the study first (rerun=True)")
     return run, config
 
@@ -375,8 +371,8 @@ def _finished_run(method: str, init: str, seed: int, preset: str, **overrides: o
 def draw_figures(preset: str, arms: Sequence[StudyArm], seed: int, directory: str | os.PathLike,
                  **overrides: object) -> list[Path]:
     """:func:`~fgssl_lib.viz.study.study_figures` of the study's finished runs of ``seed`` (those of ``arms`` that
-    the figures show: with their :func:`committed_localiser`) in ``directory``, on the ``original`` test variant."""
-    shown = [(m, i) for m, i, loc in arms if (m, i) in (*MAP_ARMS, *PROBLEM_AND_FIX) and loc == committed_localiser(m)]
-    runs = {arm: _finished_run(*arm, seed, preset, **overrides) for arm in shown}
+    the figures show) in ``directory``, on the ``original`` test variant."""
+    shown = [arm for arm in arms if arm in (*MAP_ARMS, *PROBLEM_AND_FIX)]
+    runs = {arm: _finished_run(arm, seed, preset, **overrides) for arm in shown}
     test = splits(next(iter(runs.values()))[1], preset)["original"] if runs else []
     return study_figures(runs, test, seed, directory)

@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from fgssl_lib.study import COLUMNS, LOCALISED_METHODS, StudyArm, committed_localiser, paper_start, study_arms
+from fgssl_lib.study import COLUMNS, LOCALISED_METHODS, committed_localiser, paper_start, study_arms
 from fgssl_lib.train.localiser import DEFAULT_LOCALISER, SELF
-from fgssl_lib.viz.study import SCRATCH, arm_label
+from fgssl_lib.viz.study import SCRATCH, StudyArm, arm_label
 
 
 def budget_line(budget: dict[str, Any]) -> str:

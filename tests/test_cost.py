@@ -24,9 +24,9 @@ from fgssl_lib.cost import (
     stale_cost_paragraphs,
     trained_runs,
     training_notebooks,
-    training_flops,
 )
 from fgssl_lib.train import TrainConfig
+from fgssl_lib.train.flops import training_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

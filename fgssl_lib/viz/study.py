@@ -14,6 +14,7 @@ from torch.utils.data import Dataset, Subset
 
 from fgssl_lib.eval import localization_maps
 from fgssl_lib.train import TrainConfig
+from fgssl_lib.train.localiser import ANNOTATION, NO_LOCALISER
 from fgssl_lib.train.snapshots import TrainedRun, run_snapshot_images, training_snapshots
 from fgssl_lib.views import eval_view
 from fgssl_lib.viz.cam_grid import cam_grid
@@ -22,11 +23,15 @@ from fgssl_lib.viz.training import snapshot_grid
 
 Arm = tuple[str, str]
 """``(method, init)``: a method and how its runs start (``scratch`` or a coarse-world init)."""
+StudyArm = tuple[str, str, str]
+"""``(method, init, localiser)``: an :data:`Arm` and where its views' box and map come from (``none`` for views
+without one)."""
 SCRATCH = "scratch"
-MAP_ARMS: tuple[Arm, ...] = (("cvsa", "scratch"), ("cvsa", "coarse_dual_stage"), ("lcr", "scratch"),
-                              ("lcr", "coarse_supervised"))
+MAP_ARMS: tuple[StudyArm, ...] = (("cvsa", "scratch", ANNOTATION), ("cvsa", "coarse_dual_stage", ANNOTATION),
+                                  ("lcr", "scratch", NO_LOCALISER), ("lcr", "coarse_supervised", NO_LOCALISER))
 """The arms whose per-epoch maps the study draws: the methods with a map of their own, from both starts."""
-PROBLEM_AND_FIX: tuple[Arm, Arm] = (("byol", "scratch"), ("cvsa", "coarse_dual_stage"))
+PROBLEM_AND_FIX: tuple[StudyArm, StudyArm] = (("byol", "scratch", NO_LOCALISER),
+                                              ("cvsa", "coarse_dual_stage", ANNOTATION))
 """The book's opening figure: a baseline's Grad-CAM beside a fixed method's own map, on the same test images."""
 CEILING = "supervised_oracle"
 """The arm whose mean ``mixed_rand`` the chart draws as the ceiling."""
@@ -35,8 +40,6 @@ CEILING = "supervised_oracle"
 def arm_label(method: str, init: str, localiser: str | None = None) -> str:
     """The row label of an arm in tables and charts: the method, with its init when it is not ``scratch`` and, when
     its views use one, its localiser in braces (``{annotation}``: the dataset's box and mask, an upper bound)."""
-    from fgssl_lib.train.localiser import NO_LOCALISER
-
     label = method if init == SCRATCH else f"{method} [{init}]"
     return label if localiser in (None, NO_LOCALISER) else f"{label} {{{localiser}}}"
 
@@ -57,7 +60,7 @@ def save_figure(figure: Figure, path: str | os.PathLike) -> Path:
     return path
 
 
-def study_figures(runs: Mapping[Arm, tuple[TrainedRun, TrainConfig]], test: Dataset, seed: int,
+def study_figures(runs: Mapping[StudyArm, tuple[TrainedRun, TrainConfig]], test: Dataset, seed: int,
                   directory: str | os.PathLike, images: int = 6) -> list[Path]:
     """The figures drawn from the study's finished ``runs`` of ``seed`` (``{arm: (run, config)}``) as PNG files in
     ``directory``: ``maps_<method>_<init>.png``, the map each arm of :data:`MAP_ARMS` recorded on its first training
@@ -67,11 +70,11 @@ def study_figures(runs: Mapping[Arm, tuple[TrainedRun, TrainConfig]], test: Data
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for method, init in (arm for arm in MAP_ARMS if arm in runs):
-        run, config = runs[method, init]
+    for method, init, localiser in (arm for arm in MAP_ARMS if arm in runs):
+        run, config = runs[method, init, localiser]
         shown, boxes = run_snapshot_images(config)
         figure = snapshot_grid(shown, training_snapshots(run, config, shown), boxes, max_rows=5)
-        figure.suptitle(f"{arm_label(method, init)}, seed {seed}: its map during training", fontsize=9)
+        figure.suptitle(f"{arm_label(method, init, localiser)}, seed {seed}: its map during training", fontsize=9)
         figure.tight_layout()
         written.append(save_figure(figure, directory / f"maps_{method}_{init}.png"))
     if set(PROBLEM_AND_FIX) <= set(runs):
@@ -79,10 +82,10 @@ def study_figures(runs: Mapping[Arm, tuple[TrainedRun, TrainConfig]], test: Data
         view = eval_view(runs[PROBLEM_AND_FIX[0]][1].image_size)  # both arms train and test on the same data
         shown = torch.stack([view(test[i])["image"] for i in range(len(test))])
         cams, boxes = {}, None
-        for (method, init), what in zip(PROBLEM_AND_FIX, ("Grad-CAM", "its map")):
-            run, config = runs[method, init]
+        for arm, what in zip(PROBLEM_AND_FIX, ("Grad-CAM", "its map")):
+            run, config = runs[arm]
             maps, boxes, _ = localization_maps(run.method, test, config.image_size, device=config.device)
-            cams[f"{arm_label(method, init)}\n{what}".replace(" [", "\n[")] = maps
+            cams[f"{arm_label(*arm)}\n{what}".replace(" [", "\n[").replace(" {", "\n{")] = maps
         written.append(save_figure(cam_grid(shown, cams, boxes), directory / "problem_and_fix.png"))
     return written
 
