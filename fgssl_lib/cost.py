@@ -7,8 +7,9 @@ figures), except for the notebooks that train at ``cpu`` (:data:`CPU_TRAINING`):
 from the committed CPU study (:func:`cpu_training_seconds`), which trained the same configurations. No GPU has
 measured a ``colab`` or ``paper`` run yet (``python -m fgssl_lib.bench gpu`` will), so those figures are FLOP
 estimates on CUB-200-2011 (5,994 training images): a ResNet-50 forward pass at 224 px is
-:data:`~fgssl_lib.train.flops.RESNET50_FORWARD_FLOPS`, a training pass (forward and backward) three times that, and each method makes
-:data:`~fgssl_lib.train.flops.PASSES` per image; epochs are the preset's. Divided by an effective throughput per GPU (:data:`GPU_FLOPS`:
+:data:`~fgssl_lib.train.flops.RESNET50_FORWARD_FLOPS`, a training pass (forward and backward) three times
+that, and each method makes :data:`~fgssl_lib.train.flops.PASSES` per image; epochs are the preset's. Divided by
+an effective throughput per GPU (:data:`GPU_FLOPS`:
 ResNet-50 mixed-precision training at about 250 images/s on a T4 and 2,500 on an A100). Every run a notebook
 trains with its default parameters counts (:func:`trained_runs`, from the run plan: ablations and the dual stage
 included); frozen early stages (CVSA's dual stage) are counted as trained, so those runs are over-estimated.

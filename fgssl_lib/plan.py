@@ -154,8 +154,9 @@ def train_plan(plan: Mapping[str, tuple[PlannedRun, list[str]]], jobs: int | Non
                log: Callable[[str], None] = print) -> list[str]:
     """Train every unfinished run of ``plan`` (from :func:`notebook_runs`), ``jobs`` at once (default
     :func:`~fgssl_lib.scheduler.default_jobs`), the longest first (by :func:`~fgssl_lib.train.flops.run_flops`, so the
-    last to finish are short), each after the stage-1 run it starts from; one line per finished run. Returns the names trained. A failed run stops the plan with :class:`PlanFailed`; the runs that finished are
-    kept, and the interrupted ones resume from their last checkpoint when the plan runs again."""
+    last to finish are short), each after the stage-1 run it starts from; one line per finished run, and the plan's
+    wall time. Returns the names trained. A failed run stops the plan with :class:`PlanFailed`; the runs that
+    finished are kept, and the interrupted ones resume from their last checkpoint when the plan runs again."""
     todo = sorted((run for run, _ in plan.values() if not run.finished()),
                   key=lambda run: run_flops(run.config, run.stage1), reverse=True)
     jobs = min(jobs or default_jobs(), max(1, len(todo)))
